@@ -1,0 +1,153 @@
+import { readFileSync } from "node:fs";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { Access } from "./domain/access.js";
+import { LedgerError } from "./domain/errors.js";
+import type { BalanceFeed } from "./domain/feed.js";
+import { Ledger, systemClock } from "./domain/ledger.js";
+import type { Clock } from "./domain/ledger.js";
+import type { Store } from "./domain/store.js";
+import { registerAdminService } from "./services/admin-service.js";
+import { errorInterceptor } from "./services/errors.js";
+import { registerLedgerService } from "./services/ledger-service.js";
+import { PageTokens } from "./services/page-token.js";
+import { StreamLimiter } from "./services/stream-limiter.js";
+import { SqliteStore } from "./store/sqlite/sqlite-store.js";
+import { authInterceptor } from "./transport/auth-interceptor.js";
+import type { Logger } from "./transport/log.js";
+import { jsonLogger, logInterceptor } from "./transport/log.js";
+import type { Listening } from "./transport/server.js";
+import { listen } from "./transport/server.js";
+import { createRpcHandler } from "./transport/rpc-handler.js";
+
+/** Everything that configures a Tally server; every field has a default. */
+export interface TallyOptions {
+  /** SQLite database file. */
+  readonly databasePath?: string;
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port?: number;
+  readonly tlsCertFile?: string | undefined;
+  readonly tlsKeyFile?: string | undefined;
+  /** Largest request message accepted, in bytes (1 MiB). */
+  readonly maxMessageBytes?: number;
+  /** Time a client has to send its headers, in ms (10 s). */
+  readonly headersTimeoutMs?: number;
+  /** Open WatchBalance streams allowed per tenant (100). */
+  readonly streamsPerTenant?: number;
+  /** Longest deadline a client may ask for, in ms (5 min). */
+  readonly maxTimeoutMs?: number;
+  /** "full" (default) or "normal"; see SqliteStoreOptions.durability. */
+  readonly durability?: "full" | "normal";
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** Use this store instead of opening SQLite. */
+  readonly store?: Store;
+  readonly feed?: BalanceFeed;
+}
+
+/** A running Tally server. */
+export interface Tally {
+  readonly url: string;
+  readonly port: number;
+  readonly ledger: Ledger;
+  readonly access: Access;
+  readonly store: Store;
+  /** Set when this start created the default tenant: its admin key, shown once. */
+  readonly bootstrapKey: string | undefined;
+  /** Graceful stop: ends streams, finishes in-flight calls, closes the store. */
+  close(): Promise<void>;
+}
+
+/** The name of the tenant created on first start. */
+export const DEFAULT_TENANT = "default";
+
+/** Opens the store, wires the services and starts listening. */
+export async function startTally(options: TallyOptions = {}): Promise<Tally> {
+  const log = options.logger ?? jsonLogger();
+  const clock = options.clock ?? systemClock;
+  const store =
+    options.store ?? SqliteStore.open({ path: options.databasePath ?? "tally.db", durability: options.durability ?? "full" });
+  const ledger = new Ledger({ store, clock, ...(options.feed ? { feed: options.feed } : {}) });
+  const access = new Access(store, clock);
+  const bootstrapKey = await bootstrap(store, access);
+  const pageTokens = new PageTokens(Buffer.from(await pageTokenKey(store), "base64url"));
+  const streams = new StreamLimiter(options.streamsPerTenant ?? 100);
+  const shutdown = new AbortController();
+
+  const routes = (router: ConnectRouter) => {
+    registerLedgerService(router, { ledger, pageTokens, streams });
+    registerAdminService(router, { ledger, access });
+  };
+  const rpc = createRpcHandler({
+    routes,
+    logger: log,
+    readMaxBytes: options.maxMessageBytes ?? 1024 * 1024,
+    maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
+    shutdownSignal: shutdown.signal,
+    interceptors: [
+      logInterceptor(log),
+      errorInterceptor((e) => log.error("internal error", { error: e instanceof Error ? e.stack : String(e) })),
+      authInterceptor(access),
+    ],
+  });
+  const tls =
+    options.tlsCertFile && options.tlsKeyFile
+      ? { cert: readFileSync(options.tlsCertFile), key: readFileSync(options.tlsKeyFile) }
+      : undefined;
+  let server: Listening;
+  try {
+    server = await listen(rpc.handle, {
+      host: options.host ?? "127.0.0.1",
+      port: options.port ?? 8080,
+      tls,
+      headersTimeoutMs: options.headersTimeoutMs ?? 10_000,
+    });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: server.url,
+    port: server.port,
+    ledger,
+    access,
+    store,
+    bootstrapKey,
+    close() {
+      closing ??= (async () => {
+        shutdown.abort();
+        await server.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** On an empty database: creates the default tenant and returns its operator key. */
+async function bootstrap(store: Store, access: Access): Promise<string | undefined> {
+  if ((await store.countTenants()) > 0) return undefined;
+  try {
+    const { admin } = await access.createTenant({ id: DEFAULT_TENANT, name: "Default tenant", operator: true });
+    return admin.secret;
+  } catch (e) {
+    // Another process sharing the database bootstrapped first.
+    if (e instanceof LedgerError && e.code === "already_exists") return undefined;
+    throw e;
+  }
+}
+
+/** The page-token signing key, created once and shared by every replica through the store. */
+async function pageTokenKey(store: Store): Promise<string> {
+  const existing = await store.getMeta("page_token_key");
+  if (existing) return existing;
+  return store.write(async (tx) => {
+    const again = await tx.getMeta("page_token_key");
+    if (again) return again;
+    const key = PageTokens.newKey();
+    await tx.setMeta("page_token_key", key);
+    return key;
+  });
+}

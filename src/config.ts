@@ -1,0 +1,80 @@
+import { parseArgs } from "node:util";
+import type { TallyOptions } from "./app.js";
+
+/** Server settings from flags, then environment variables, then defaults. */
+export interface ServeConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly databasePath: string;
+  readonly tlsCertFile: string | undefined;
+  readonly tlsKeyFile: string | undefined;
+  readonly maxMessageBytes: number;
+  readonly headersTimeoutMs: number;
+  readonly streamsPerTenant: number;
+  readonly durability: "full" | "normal";
+  readonly logLevel: "info" | "error" | "silent";
+}
+
+/** Flags of `tally serve`, with the environment variable each falls back to. */
+export const SERVE_FLAGS = {
+  host: { env: "TALLY_HOST", default: "127.0.0.1", help: "address to listen on" },
+  port: { env: "TALLY_PORT", default: "8080", help: "port to listen on (0: any free port)" },
+  db: { env: "TALLY_DB", default: "tally.db", help: "SQLite database file" },
+  "tls-cert": { env: "TALLY_TLS_CERT", default: "", help: "PEM certificate: serve TLS" },
+  "tls-key": { env: "TALLY_TLS_KEY", default: "", help: "PEM private key for --tls-cert" },
+  "max-message-bytes": { env: "TALLY_MAX_MESSAGE_BYTES", default: String(1024 * 1024), help: "largest request message" },
+  "headers-timeout-ms": { env: "TALLY_HEADERS_TIMEOUT_MS", default: "10000", help: "time to receive request headers" },
+  "streams-per-tenant": { env: "TALLY_STREAMS_PER_TENANT", default: "100", help: "open balance streams per tenant" },
+  durability: { env: "TALLY_DURABILITY", default: "full", help: "full (fsync every commit) or normal (may lose the last commits on power loss)" },
+  "log-level": { env: "TALLY_LOG_LEVEL", default: "info", help: "info, error or silent" },
+} as const;
+
+/** Parses `tally serve` arguments. Throws a readable Error on bad input. */
+export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
+  const options = Object.fromEntries(Object.keys(SERVE_FLAGS).map((k) => [k, { type: "string" as const }]));
+  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  const get = (k: keyof typeof SERVE_FLAGS): string => {
+    const v = (values as Record<string, string | undefined>)[k] ?? env[SERVE_FLAGS[k].env] ?? SERVE_FLAGS[k].default;
+    return v;
+  };
+  const int = (k: keyof typeof SERVE_FLAGS, min: number, max: number): number => {
+    const raw = get(k);
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n < min || n > max) throw new Error(`--${k} must be an integer in ${min}..${max}, got "${raw}"`);
+    return n;
+  };
+  const durability = get("durability");
+  if (durability !== "full" && durability !== "normal") throw new Error(`--durability must be full or normal`);
+  const logLevel = get("log-level");
+  if (logLevel !== "info" && logLevel !== "error" && logLevel !== "silent") throw new Error(`--log-level must be info, error or silent`);
+  const cert = get("tls-cert");
+  const key = get("tls-key");
+  if ((cert === "") !== (key === "")) throw new Error("--tls-cert and --tls-key go together");
+  return {
+    host: get("host"),
+    port: int("port", 0, 65535),
+    databasePath: get("db"),
+    tlsCertFile: cert || undefined,
+    tlsKeyFile: key || undefined,
+    maxMessageBytes: int("max-message-bytes", 1024, 64 * 1024 * 1024),
+    headersTimeoutMs: int("headers-timeout-ms", 100, 600_000),
+    streamsPerTenant: int("streams-per-tenant", 1, 100_000),
+    durability,
+    logLevel,
+  };
+}
+
+/** The server options a config describes. */
+export function toTallyOptions(c: ServeConfig): TallyOptions {
+  return {
+    host: c.host,
+    port: c.port,
+    databasePath: c.databasePath,
+    tlsCertFile: c.tlsCertFile,
+    tlsKeyFile: c.tlsKeyFile,
+    maxMessageBytes: c.maxMessageBytes,
+    headersTimeoutMs: c.headersTimeoutMs,
+    streamsPerTenant: c.streamsPerTenant,
+    durability: c.durability,
+  };
+}

@@ -1,0 +1,619 @@
+import type { Asset } from "./asset.js";
+import { defaultScale, validateAssetCode, validateScale } from "./asset.js";
+import { LedgerError, failedPrecondition, invalidArgument, notFound } from "./errors.js";
+import type { BalanceFeed } from "./feed.js";
+import { LocalBalanceFeed } from "./feed.js";
+import { WORLD_ACCOUNT_ID, newId, validateAccountId, validateAccountRef } from "./ids.js";
+import type {
+  Account,
+  Balance,
+  BalanceRow,
+  Entry,
+  EntryView,
+  NewEntry,
+  Transfer,
+  VerifyReport,
+} from "./model.js";
+import { checkedAdd, checkedSub, isInt64, requirePositiveAmount } from "./money.js";
+import type { Store, WriteTx } from "./store.js";
+import { decodeTransfer, encodeTransfer, transferRequestHash } from "./transfer-codec.js";
+import {
+  LIMITS,
+  validateIdempotencyKey,
+  validateKind,
+  validateMetadata,
+  validateNote,
+} from "./validate.js";
+
+/** A clock in Unix epoch microseconds. */
+export type Clock = () => bigint;
+
+/** The wall clock, in microseconds. */
+export const systemClock: Clock = () => BigInt(Date.now()) * 1000n;
+
+/** Options for {@link Ledger}. */
+export interface LedgerOptions {
+  readonly store: Store;
+  /** Wakes balance watchers; defaults to an in-process feed. */
+  readonly feed?: BalanceFeed;
+  readonly clock?: Clock;
+}
+
+/** What a client asks for when it moves money. */
+export interface TransferInput {
+  readonly idempotencyKey: string;
+  readonly debitAccountId: string;
+  readonly creditAccountId: string;
+  readonly asset: string;
+  readonly amount: bigint;
+  readonly kind: string;
+  readonly note: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly pending: boolean;
+}
+
+/** A transfer and whether it is the stored answer to an earlier identical request. */
+export interface TransferResult {
+  readonly transfer: Transfer;
+  readonly replayed: boolean;
+}
+
+/** What a client asks for when it opens an account. */
+export interface AccountInput {
+  readonly id: string;
+  readonly overdraftLimit: bigint;
+  readonly overdraftUnlimited: boolean;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+/** One message of a balance watch. */
+export type WatchEvent =
+  | { readonly type: "snapshot"; readonly sequence: bigint; readonly balances: Balance[] }
+  | { readonly type: "change"; readonly entry: EntryView; readonly balance: Balance };
+
+/** Parameters of a balance watch. */
+export interface WatchQuery {
+  readonly tenantId: string;
+  readonly accountId: string;
+  readonly asset?: string | undefined;
+  readonly afterSequence?: bigint | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** How many journal entries a watcher reads per query while catching up. */
+const WATCH_BATCH = 500;
+
+/**
+ * The ledger's rules: double entry, overdraft limits, freezes, idempotency,
+ * two-phase transfers. Every rule is checked inside the write it guards, so a
+ * concurrent writer can never slip between a check and the change it allows.
+ */
+export class Ledger {
+  readonly store: Store;
+  readonly feed: BalanceFeed;
+  private readonly clock: Clock;
+
+  constructor(options: LedgerOptions) {
+    this.store = options.store;
+    this.feed = options.feed ?? new LocalBalanceFeed();
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** The current time, as the ledger records it. */
+  now(): bigint {
+    return this.clock();
+  }
+
+  // ---- accounts -----------------------------------------------------------
+
+  /** Opens an account; ids are chosen by the client or generated. */
+  async createAccount(tenantId: string, input: AccountInput): Promise<Account> {
+    const id = input.id === "" ? newId("acct") : validateAccountId(input.id, "id");
+    if (!isInt64(input.overdraftLimit) || input.overdraftLimit < 0n) {
+      throw invalidArgument("invalid_overdraft_limit", "overdraft_limit must be zero or positive");
+    }
+    const account: Account = {
+      tenantId,
+      id,
+      overdraftLimit: input.overdraftUnlimited ? 0n : input.overdraftLimit,
+      overdraftUnlimited: input.overdraftUnlimited,
+      metadata: validateMetadata(input.metadata),
+      lockedAt: null,
+      createdAt: this.clock(),
+    };
+    return this.store.write(async (tx) => {
+      if (await tx.getAccount(tenantId, id)) {
+        throw new LedgerError("already_exists", "account_exists", `account "${id}" already exists`);
+      }
+      await tx.insertAccount(account);
+      return account;
+    });
+  }
+
+  /** Reads an account or fails with not_found. */
+  async getAccount(tenantId: string, id: string): Promise<Account> {
+    validateAccountRef(id, "id");
+    const account = await this.store.getAccount(tenantId, id);
+    if (!account) throw notFound("account", id);
+    return account;
+  }
+
+  /** Accounts in id order after `afterId`. */
+  listAccounts(tenantId: string, afterId: string, limit: number): Promise<Account[]> {
+    return this.store.listAccounts(tenantId, afterId, limit);
+  }
+
+  /** Freezes or unfreezes an account. Freezing twice keeps the first locked_at. */
+  async setLocked(tenantId: string, id: string, locked: boolean): Promise<Account> {
+    validateAccountRef(id, "account_id");
+    const account = await this.store.write(async (tx) => {
+      await tx.lockAccounts(tenantId, [id]);
+      const current = await tx.getAccount(tenantId, id);
+      if (!current) throw notFound("account", id);
+      if (locked === (current.lockedAt !== null)) return current;
+      const lockedAt = locked ? this.clock() : null;
+      await tx.setAccountLock(tenantId, id, lockedAt);
+      return { ...current, lockedAt };
+    });
+    return account;
+  }
+
+  // ---- assets -------------------------------------------------------------
+
+  /** Fixes an asset's scale. Defining it again with the same scale is a no-op. */
+  async defineAsset(tenantId: string, code: string, scale: number): Promise<Asset> {
+    validateAssetCode(code);
+    validateScale(scale);
+    return this.store.write(async (tx) => {
+      const existing = await tx.getAsset(tenantId, code);
+      if (existing) {
+        if (existing.scale !== scale) {
+          throw failedPrecondition("asset_scale_fixed", `asset ${code} already has scale ${existing.scale}`);
+        }
+        return existing;
+      }
+      const asset = { code, scale };
+      await tx.insertAsset(tenantId, asset, this.clock());
+      return asset;
+    });
+  }
+
+  /** The tenant's assets. */
+  listAssets(tenantId: string): Promise<Asset[]> {
+    return this.store.listAssets(tenantId);
+  }
+
+  private async scaleOf(tenantId: string, code: string): Promise<number> {
+    return (await this.store.getAsset(tenantId, code))?.scale ?? defaultScale(code);
+  }
+
+  private async ensureAsset(tx: WriteTx, tenantId: string, code: string): Promise<Asset> {
+    const existing = await tx.getAsset(tenantId, code);
+    if (existing) return existing;
+    const asset = { code, scale: defaultScale(code) };
+    await tx.insertAsset(tenantId, asset, this.clock());
+    return asset;
+  }
+
+  // ---- transfers ----------------------------------------------------------
+
+  /** Posts one transfer. */
+  async postTransfer(tenantId: string, input: TransferInput): Promise<TransferResult> {
+    const [result] = await this.postTransfers(tenantId, [input]);
+    return result!;
+  }
+
+  /**
+   * Posts a batch atomically. Each item is idempotent on its own key: items
+   * seen before are replayed, new ones applied, all in one transaction; if any
+   * item is refused, nothing of the batch is written.
+   */
+  async postTransfers(tenantId: string, inputs: readonly TransferInput[]): Promise<TransferResult[]> {
+    if (inputs.length === 0) throw invalidArgument("empty_batch", "transfers must not be empty");
+    if (inputs.length > LIMITS.batchSize) {
+      throw invalidArgument("batch_too_large", `a batch may hold at most ${LIMITS.batchSize} transfers`);
+    }
+    const normalized = inputs.map((input, i) => normalizeTransfer(input, inputs.length > 1 ? `transfers[${i}].` : ""));
+    const keys = new Set<string>();
+    for (const t of normalized) {
+      if (keys.has(t.idempotencyKey)) {
+        throw invalidArgument("duplicate_idempotency_key", `idempotency_key "${t.idempotencyKey}" appears twice in the batch`);
+      }
+      keys.add(t.idempotencyKey);
+    }
+    const hashes = normalized.map(transferRequestHash);
+    const touched = new Set<string>();
+    const results = await this.store.write(async (tx) => {
+      const accountIds = [...new Set(normalized.flatMap((t) => [t.debitAccountId, t.creditAccountId]))].sort();
+      await tx.lockAccounts(tenantId, accountIds);
+      const out: TransferResult[] = [];
+      for (let i = 0; i < normalized.length; i++) {
+        const input = normalized[i]!;
+        const hash = hashes[i]!;
+        const prior = await tx.getIdempotency(tenantId, input.idempotencyKey);
+        if (prior) {
+          if (prior.requestHash !== hash) {
+            throw new LedgerError(
+              "already_exists",
+              "idempotency_key_reused",
+              `idempotency_key "${input.idempotencyKey}" was already used for a different request`,
+              { idempotency_key: input.idempotencyKey, transfer_id: prior.transferId },
+            );
+          }
+          out.push({ transfer: decodeTransfer(prior.result), replayed: true });
+          continue;
+        }
+        const transfer = await this.applyTransfer(tx, tenantId, input);
+        touched.add(transfer.debitAccountId).add(transfer.creditAccountId);
+        await tx.putIdempotency({
+          tenantId,
+          key: input.idempotencyKey,
+          requestHash: hash,
+          transferId: transfer.id,
+          result: encodeTransfer(transfer),
+          createdAt: transfer.createdAt,
+        });
+        out.push({ transfer, replayed: false });
+      }
+      return out;
+    });
+    if (touched.size > 0) this.feed.publish(tenantId, touched);
+    return results;
+  }
+
+  private async applyTransfer(tx: WriteTx, tenantId: string, input: TransferInput): Promise<Transfer> {
+    const { debit, credit } = await this.loadParties(tx, tenantId, input.debitAccountId, input.creditAccountId);
+    const asset = await this.ensureAsset(tx, tenantId, input.asset);
+    const now = this.clock();
+    const d = (await tx.getBalance(tenantId, debit.id, asset.code)) ?? zeroRow(tenantId, debit.id, asset.code, now);
+    const c = (await tx.getBalance(tenantId, credit.id, asset.code)) ?? zeroRow(tenantId, credit.id, asset.code, now);
+    const amount = input.amount;
+    let dNext: BalanceRow;
+    let cNext: BalanceRow;
+    if (input.pending) {
+      dNext = { ...d, pendingOut: checkedAdd(d.pendingOut, amount, "pending_out") };
+      cNext = { ...c, pendingIn: checkedAdd(c.pendingIn, amount, "pending_in") };
+    } else {
+      dNext = { ...d, posted: checkedSub(d.posted, amount, "debit balance") };
+      cNext = { ...c, posted: checkedAdd(c.posted, amount, "credit balance") };
+    }
+    requireWithinOverdraft(debit, dNext, amount);
+    const status = input.pending ? "PENDING" : "POSTED";
+    const transferId = newId("tr");
+    const [de, ce] = await this.appendPair(tx, {
+      tenantId,
+      transferId,
+      debitId: debit.id,
+      creditId: credit.id,
+      asset: asset.code,
+      status,
+      amount,
+      pendingChange: input.pending ? amount : 0n,
+      dNext,
+      cNext,
+      now,
+    });
+    const transfer: Transfer = {
+      tenantId,
+      id: transferId,
+      idempotencyKey: input.idempotencyKey,
+      debitAccountId: debit.id,
+      creditAccountId: credit.id,
+      asset: asset.code,
+      amount,
+      postedAmount: input.pending ? 0n : amount,
+      kind: input.kind,
+      note: input.note,
+      metadata: input.metadata,
+      status,
+      createdAt: now,
+      updatedAt: now,
+      sequence: ce.sequence,
+      debitBalanceAfter: de.postedAfter,
+      creditBalanceAfter: ce.postedAfter,
+    };
+    await tx.insertTransfer(transfer);
+    return transfer;
+  }
+
+  /**
+   * Settles a pending transfer for `amount` (0n: the full reservation). Posting
+   * an already posted transfer for the same amount returns it unchanged, so a
+   * retried post is harmless.
+   */
+  async postPending(tenantId: string, transferId: string, amount: bigint): Promise<Transfer> {
+    if (!isInt64(amount) || amount < 0n) throw invalidArgument("invalid_amount", "amount must be zero (the full amount) or positive");
+    return this.settle(tenantId, transferId, "POSTED", amount);
+  }
+
+  /** Releases a pending transfer. Voiding a voided transfer returns it unchanged. */
+  async voidPending(tenantId: string, transferId: string): Promise<Transfer> {
+    return this.settle(tenantId, transferId, "VOIDED", 0n);
+  }
+
+  private async settle(tenantId: string, transferId: string, to: "POSTED" | "VOIDED", requested: bigint): Promise<Transfer> {
+    if (transferId === "") throw invalidArgument("missing_transfer_id", "transfer_id is required");
+    let changed = false;
+    const transfer = await this.store.write(async (tx) => {
+      const seen = await tx.getTransfer(tenantId, transferId);
+      if (!seen) throw notFound("transfer", transferId);
+      await tx.lockAccounts(tenantId, [seen.debitAccountId, seen.creditAccountId].sort());
+      // Re-read under the locks: another writer may have settled it meanwhile.
+      const t = (await tx.getTransfer(tenantId, transferId))!;
+      const amount = to === "POSTED" ? (requested === 0n ? t.amount : requested) : t.amount;
+      if (t.status !== "PENDING") {
+        if (t.status === to && (to === "VOIDED" || requested === 0n || requested === t.postedAmount)) return t;
+        throw failedPrecondition("transfer_not_pending", `transfer "${transferId}" is ${t.status.toLowerCase()}, not pending`, {
+          status: t.status,
+        });
+      }
+      if (amount > t.amount) {
+        throw invalidArgument("amount_exceeds_pending", `amount ${amount} exceeds the pending amount ${t.amount}`);
+      }
+      const { debit } = await this.loadParties(tx, tenantId, t.debitAccountId, t.creditAccountId);
+      if (to === "POSTED") requireUnlocked(debit);
+      const now = this.clock();
+      const d = (await tx.getBalance(tenantId, t.debitAccountId, t.asset))!;
+      const c = (await tx.getBalance(tenantId, t.creditAccountId, t.asset))!;
+      const moved = to === "POSTED" ? amount : 0n;
+      const dNext = {
+        ...d,
+        posted: checkedSub(d.posted, moved, "debit balance"),
+        pendingOut: checkedSub(d.pendingOut, t.amount, "pending_out"),
+      };
+      const cNext = {
+        ...c,
+        posted: checkedAdd(c.posted, moved, "credit balance"),
+        pendingIn: checkedSub(c.pendingIn, t.amount, "pending_in"),
+      };
+      const [de, ce] = await this.appendPair(tx, {
+        tenantId,
+        transferId,
+        debitId: t.debitAccountId,
+        creditId: t.creditAccountId,
+        asset: t.asset,
+        status: to,
+        amount: to === "POSTED" ? amount : t.amount,
+        pendingChange: -t.amount,
+        dNext,
+        cNext,
+        now,
+      });
+      const next: Transfer = {
+        ...t,
+        status: to,
+        postedAmount: moved,
+        updatedAt: now,
+        sequence: ce.sequence,
+        debitBalanceAfter: de.postedAfter,
+        creditBalanceAfter: ce.postedAfter,
+      };
+      await tx.updateTransfer(next);
+      changed = true;
+      return next;
+    });
+    if (changed) this.feed.publish(tenantId, [transfer.debitAccountId, transfer.creditAccountId]);
+    return transfer;
+  }
+
+  /** Reads a transfer or fails with not_found. */
+  async getTransfer(tenantId: string, id: string): Promise<Transfer> {
+    const t = id === "" ? undefined : await this.store.getTransfer(tenantId, id);
+    if (!t) throw notFound("transfer", id);
+    return t;
+  }
+
+  private async loadParties(tx: WriteTx, tenantId: string, debitId: string, creditId: string) {
+    const debit = await tx.getAccount(tenantId, debitId);
+    if (!debit) throw notFound("account", debitId);
+    const credit = await tx.getAccount(tenantId, creditId);
+    if (!credit) throw notFound("account", creditId);
+    return { debit, credit };
+  }
+
+  /** Writes the debit and credit entries of one phase and the balances they lead to. */
+  private async appendPair(
+    tx: WriteTx,
+    p: {
+      tenantId: string;
+      transferId: string;
+      debitId: string;
+      creditId: string;
+      asset: string;
+      status: Transfer["status"];
+      amount: bigint;
+      pendingChange: bigint;
+      dNext: BalanceRow;
+      cNext: BalanceRow;
+      now: bigint;
+    },
+  ): Promise<[Entry, Entry]> {
+    const side = (direction: "debit" | "credit", row: BalanceRow): NewEntry => ({
+      tenantId: p.tenantId,
+      transferId: p.transferId,
+      accountId: direction === "debit" ? p.debitId : p.creditId,
+      counterpartyId: direction === "debit" ? p.creditId : p.debitId,
+      asset: p.asset,
+      direction,
+      status: p.status,
+      amount: direction === "debit" ? -p.amount : p.amount,
+      pendingChange: p.pendingChange,
+      postedAfter: row.posted,
+      pendingInAfter: row.pendingIn,
+      pendingOutAfter: row.pendingOut,
+      createdAt: p.now,
+    });
+    const [de, ce] = await tx.appendEntries([side("debit", p.dNext), side("credit", p.cNext)]);
+    await tx.putBalance({ ...p.dNext, sequence: de!.sequence, updatedAt: p.now });
+    await tx.putBalance({ ...p.cNext, sequence: ce!.sequence, updatedAt: p.now });
+    return [de!, ce!];
+  }
+
+  // ---- balances and journal -----------------------------------------------
+
+  /** An account's balance in one asset; zero when it has no history there. */
+  async getBalance(tenantId: string, accountId: string, asset: string): Promise<Balance> {
+    validateAssetCode(asset);
+    const account = await this.getAccount(tenantId, accountId);
+    const row = await this.store.getBalance(tenantId, accountId, asset);
+    return toBalance(account, row ?? zeroRow(tenantId, accountId, asset, account.createdAt), await this.scaleOf(tenantId, asset));
+  }
+
+  /** Every non-zero balance of an account, in asset order. */
+  async getMany(tenantId: string, accountId: string): Promise<Balance[]> {
+    const account = await this.getAccount(tenantId, accountId);
+    const rows = await this.store.listBalances(tenantId, accountId);
+    const out: Balance[] = [];
+    for (const row of rows) {
+      if (row.posted === 0n && row.pendingIn === 0n && row.pendingOut === 0n) continue;
+      out.push(toBalance(account, row, await this.scaleOf(tenantId, row.asset)));
+    }
+    return out;
+  }
+
+  /** One page of an account's journal, newest first. */
+  async listTransactions(
+    tenantId: string,
+    accountId: string,
+    asset: string | undefined,
+    beforeSequence: bigint | undefined,
+    limit: number,
+  ): Promise<EntryView[]> {
+    if (asset !== undefined) validateAssetCode(asset);
+    await this.getAccount(tenantId, accountId);
+    return this.store.listEntries({ tenantId, accountId, asset, beforeSequence, limit });
+  }
+
+  /**
+   * Streams a snapshot as of sequence S, then every entry after S in order.
+   * Without `afterSequence`, S is the journal head; with it, S is that point and
+   * the snapshot is rebuilt from the entries' after-balances, so a client that
+   * overwrites on the snapshot and applies the changes is exactly right after
+   * any number of reconnects.
+   */
+  async *watch(q: WatchQuery): AsyncGenerator<WatchEvent> {
+    if (q.asset !== undefined) validateAssetCode(q.asset);
+    const account = await this.getAccount(q.tenantId, q.accountId);
+    // Subscribe before reading, so a commit between the read and the wait still wakes us.
+    const sub = this.feed.subscribe(q.tenantId, q.accountId);
+    try {
+      const head = await this.store.headSequence();
+      if (q.afterSequence !== undefined && (q.afterSequence < 0n || q.afterSequence > head)) {
+        throw new LedgerError("out_of_range", "sequence_out_of_range", `after_sequence ${q.afterSequence} is outside the journal (0..${head})`);
+      }
+      const at = q.afterSequence ?? head;
+      const assets = q.asset !== undefined ? [q.asset] : await this.store.assetsAtOrBefore(q.tenantId, q.accountId, at);
+      const balances: Balance[] = [];
+      for (const asset of assets) {
+        const e = await this.store.lastEntryAtOrBefore(q.tenantId, q.accountId, asset, at);
+        const row = e ? rowFromEntry(e) : zeroRow(q.tenantId, q.accountId, asset, account.createdAt);
+        balances.push(toBalance(account, row, await this.scaleOf(q.tenantId, asset)));
+      }
+      yield { type: "snapshot", sequence: at, balances };
+      let last = at;
+      const scales = new Map<string, number>();
+      while (!q.signal?.aborted) {
+        const batch = await this.store.entriesAfter({
+          tenantId: q.tenantId,
+          accountId: q.accountId,
+          asset: q.asset,
+          afterSequence: last,
+          limit: WATCH_BATCH,
+        });
+        if (batch.length > 0) {
+          // The lock state is read once per batch: it is not journaled.
+          const current = (await this.store.getAccount(q.tenantId, q.accountId)) ?? account;
+          for (const entry of batch) {
+            let scale = scales.get(entry.asset);
+            if (scale === undefined) {
+              scale = await this.scaleOf(q.tenantId, entry.asset);
+              scales.set(entry.asset, scale);
+            }
+            yield { type: "change", entry, balance: toBalance(current, rowFromEntry(entry), scale) };
+            last = entry.sequence;
+          }
+        }
+        if (batch.length < WATCH_BATCH) await sub.wait(q.signal);
+      }
+    } finally {
+      sub.close();
+    }
+  }
+
+  /** Recomputes the tenant's balances from the journal and reports every difference. */
+  verify(tenantId: string): Promise<VerifyReport> {
+    return this.store.verify(tenantId);
+  }
+
+  /** Creates the tenant's system accounts; called once when a tenant is created. */
+  static systemAccounts(tenantId: string, now: bigint): Account[] {
+    return [
+      {
+        tenantId,
+        id: WORLD_ACCOUNT_ID,
+        overdraftLimit: 0n,
+        overdraftUnlimited: true,
+        metadata: { system: "true" },
+        lockedAt: null,
+        createdAt: now,
+      },
+    ];
+  }
+}
+
+function normalizeTransfer(input: TransferInput, prefix: string): TransferInput {
+  const debitAccountId = validateAccountRef(input.debitAccountId, `${prefix}debit_account_id`);
+  const creditAccountId = validateAccountRef(input.creditAccountId, `${prefix}credit_account_id`);
+  if (debitAccountId === creditAccountId) {
+    throw invalidArgument("same_account", `${prefix}debit_account_id and credit_account_id must differ`);
+  }
+  return {
+    idempotencyKey: validateIdempotencyKey(input.idempotencyKey, `${prefix}idempotency_key`),
+    debitAccountId,
+    creditAccountId,
+    asset: validateAssetCode(input.asset),
+    amount: requirePositiveAmount(input.amount, `${prefix}amount`),
+    kind: validateKind(input.kind),
+    note: validateNote(input.note),
+    metadata: validateMetadata(input.metadata, `${prefix}metadata`),
+    pending: input.pending,
+  };
+}
+
+function requireUnlocked(account: Account): void {
+  if (account.lockedAt !== null) {
+    throw failedPrecondition("balance_locked", `balance_locked: account "${account.id}" is frozen`, { account_id: account.id });
+  }
+}
+
+function requireWithinOverdraft(debit: Account, next: BalanceRow, amount: bigint): void {
+  requireUnlocked(debit);
+  // Checked even for unlimited accounts: available must always fit in int64.
+  const available = checkedSub(next.posted, next.pendingOut, "available balance");
+  if (!debit.overdraftUnlimited && available < -debit.overdraftLimit) {
+    throw failedPrecondition("insufficient_funds", `insufficient_funds: account "${debit.id}" cannot cover ${amount}`, {
+      account_id: debit.id,
+    });
+  }
+}
+
+function zeroRow(tenantId: string, accountId: string, asset: string, at: bigint): BalanceRow {
+  return { tenantId, accountId, asset, posted: 0n, pendingIn: 0n, pendingOut: 0n, sequence: 0n, updatedAt: at };
+}
+
+function rowFromEntry(e: Entry): BalanceRow {
+  return {
+    tenantId: e.tenantId,
+    accountId: e.accountId,
+    asset: e.asset,
+    posted: e.postedAfter,
+    pendingIn: e.pendingInAfter,
+    pendingOut: e.pendingOutAfter,
+    sequence: e.sequence,
+    updatedAt: e.createdAt,
+  };
+}
+
+function toBalance(account: Account, row: BalanceRow, scale: number): Balance {
+  return { ...row, scale, available: row.posted - row.pendingOut, lockedAt: account.lockedAt };
+}

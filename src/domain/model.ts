@@ -1,0 +1,151 @@
+/**
+ * The ledger's records. Times are Unix epoch microseconds as bigint, so that
+ * a timestamp survives a round trip through any store without losing precision.
+ */
+
+/** A tenant owns accounts, assets, keys and idempotency keys. */
+export interface Tenant {
+  readonly id: string;
+  readonly name: string;
+  readonly createdAt: bigint;
+}
+
+/** A holder of balances, one per asset. */
+export interface Account {
+  readonly tenantId: string;
+  readonly id: string;
+  /** How far below zero `available` may go. */
+  readonly overdraftLimit: bigint;
+  /** No lower bound at all (system accounts). */
+  readonly overdraftUnlimited: boolean;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Set while the account is frozen. */
+  readonly lockedAt: bigint | null;
+  readonly createdAt: bigint;
+}
+
+/** Where a transfer stands. */
+export type TransferStatus = "PENDING" | "POSTED" | "VOIDED";
+
+/** One double-entry movement. Only `status`, `postedAmount` and the "after" fields change, on post or void. */
+export interface Transfer {
+  readonly tenantId: string;
+  readonly id: string;
+  readonly idempotencyKey: string;
+  readonly debitAccountId: string;
+  readonly creditAccountId: string;
+  readonly asset: string;
+  readonly amount: bigint;
+  readonly postedAmount: bigint;
+  readonly kind: string;
+  readonly note: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly status: TransferStatus;
+  readonly createdAt: bigint;
+  readonly updatedAt: bigint;
+  readonly sequence: bigint;
+  readonly debitBalanceAfter: bigint;
+  readonly creditBalanceAfter: bigint;
+}
+
+/** The maintained position of one account in one asset. */
+export interface BalanceRow {
+  readonly tenantId: string;
+  readonly accountId: string;
+  readonly asset: string;
+  readonly posted: bigint;
+  readonly pendingIn: bigint;
+  readonly pendingOut: bigint;
+  /** Sequence of the last entry that changed it; 0n when none. */
+  readonly sequence: bigint;
+  readonly updatedAt: bigint;
+}
+
+/** A balance as callers see it: the row plus derived and account-level fields. */
+export interface Balance extends BalanceRow {
+  readonly scale: number;
+  readonly available: bigint;
+  readonly lockedAt: bigint | null;
+}
+
+/** Which side of a transfer an entry records. */
+export type Direction = "debit" | "credit";
+
+/** A journal entry before the store has given it a sequence. */
+export interface NewEntry {
+  readonly tenantId: string;
+  readonly transferId: string;
+  readonly accountId: string;
+  readonly counterpartyId: string;
+  readonly asset: string;
+  readonly direction: Direction;
+  /** PENDING reserves, POSTED moves, VOIDED releases. */
+  readonly status: TransferStatus;
+  /** Signed from this account's side (negative for a debit). Moves `posted` only when status is POSTED. */
+  readonly amount: bigint;
+  /** Signed change of this side's pending total (pending_out for a debit, pending_in for a credit). */
+  readonly pendingChange: bigint;
+  readonly postedAfter: bigint;
+  readonly pendingInAfter: bigint;
+  readonly pendingOutAfter: bigint;
+  readonly createdAt: bigint;
+}
+
+/** A journal entry: append-only, never edited. */
+export interface Entry extends NewEntry {
+  readonly sequence: bigint;
+}
+
+/** A journal entry joined with its transfer's descriptive fields. */
+export interface EntryView extends Entry {
+  readonly kind: string;
+  readonly note: string;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+/** What an API key may do. */
+export type KeyScope = "tenant_admin" | "account_read";
+
+/** A stored API key; the secret itself is never stored, only its hash. */
+export interface ApiKeyRecord {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly scope: KeyScope;
+  readonly accountId: string | null;
+  readonly operator: boolean;
+  readonly label: string;
+  readonly secretHash: Uint8Array;
+  readonly createdAt: bigint;
+  readonly revokedAt: bigint | null;
+}
+
+/** The stored outcome of an idempotent request. */
+export interface IdempotencyRecord {
+  readonly tenantId: string;
+  readonly key: string;
+  readonly requestHash: string;
+  /** The transfer the request created; its original result is re-read from `result`. */
+  readonly transferId: string;
+  /** The original result, encoded by the domain. */
+  readonly result: string;
+  readonly createdAt: bigint;
+}
+
+/** One difference found by verify. */
+export interface Discrepancy {
+  readonly accountId: string;
+  readonly asset: string;
+  readonly field: "posted" | "pending_in" | "pending_out" | "balance_after" | "asset_sum";
+  readonly stored: bigint;
+  readonly recomputed: bigint;
+  readonly sequence: bigint;
+}
+
+/** What verify found. */
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly accountsChecked: bigint;
+  readonly balancesChecked: bigint;
+  readonly entriesChecked: bigint;
+  readonly discrepancies: readonly Discrepancy[];
+}

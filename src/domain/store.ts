@@ -1,0 +1,109 @@
+import type { Asset } from "./asset.js";
+import type {
+  Account,
+  ApiKeyRecord,
+  BalanceRow,
+  Entry,
+  EntryView,
+  IdempotencyRecord,
+  NewEntry,
+  Tenant,
+  Transfer,
+  VerifyReport,
+} from "./model.js";
+
+/**
+ * Reads that see only committed data. Every method is scoped by tenant; a store
+ * never answers across tenants.
+ */
+export interface StoreReader {
+  getTenant(tenantId: string): Promise<Tenant | undefined>;
+  countTenants(): Promise<number>;
+  listTenantIds(): Promise<string[]>;
+  getAccount(tenantId: string, id: string): Promise<Account | undefined>;
+  /** Accounts with id > afterId in id order. */
+  listAccounts(tenantId: string, afterId: string, limit: number): Promise<Account[]>;
+  getAsset(tenantId: string, code: string): Promise<Asset | undefined>;
+  listAssets(tenantId: string): Promise<Asset[]>;
+  getBalance(tenantId: string, accountId: string, asset: string): Promise<BalanceRow | undefined>;
+  listBalances(tenantId: string, accountId: string): Promise<BalanceRow[]>;
+  getTransfer(tenantId: string, id: string): Promise<Transfer | undefined>;
+  /** Entries of an account with sequence < beforeSequence, newest first. */
+  listEntries(query: EntryPageQuery): Promise<EntryView[]>;
+  /** Entries of an account with sequence > afterSequence, oldest first. */
+  entriesAfter(query: EntryTailQuery): Promise<EntryView[]>;
+  /** The last entry of (account, asset) with sequence <= atSequence. */
+  lastEntryAtOrBefore(tenantId: string, accountId: string, asset: string, atSequence: bigint): Promise<Entry | undefined>;
+  /** Assets an account had entries in up to atSequence. */
+  assetsAtOrBefore(tenantId: string, accountId: string, atSequence: bigint): Promise<string[]>;
+  /** The highest sequence the journal has committed (0n when empty). */
+  headSequence(): Promise<bigint>;
+  getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
+  /** Recomputes a tenant's balances from its journal. */
+  verify(tenantId: string): Promise<VerifyReport>;
+  getMeta(key: string): Promise<string | undefined>;
+}
+
+/** A page of an account's journal, newest first. */
+export interface EntryPageQuery {
+  readonly tenantId: string;
+  readonly accountId: string;
+  readonly asset?: string | undefined;
+  /** Exclusive upper bound; undefined starts at the newest entry. */
+  readonly beforeSequence?: bigint | undefined;
+  readonly limit: number;
+}
+
+/** The journal of an account after a sequence, oldest first. */
+export interface EntryTailQuery {
+  readonly tenantId: string;
+  readonly accountId: string;
+  readonly asset?: string | undefined;
+  readonly afterSequence: bigint;
+  readonly limit: number;
+}
+
+/**
+ * Operations inside one atomic write. Reads here see the write's own changes.
+ * A store may run several writes in one commit (group commit), but each write
+ * is still all-or-nothing: when its function throws, none of its changes stay.
+ */
+export interface WriteTx {
+  getAccount(tenantId: string, id: string): Promise<Account | undefined>;
+  /**
+   * Takes the accounts' write locks for the rest of the transaction, in the
+   * given (sorted) order, so that concurrent writers cannot deadlock and every
+   * account's journal grows in commit order.
+   */
+  lockAccounts(tenantId: string, ids: readonly string[]): Promise<void>;
+  insertAccount(account: Account): Promise<void>;
+  setAccountLock(tenantId: string, id: string, lockedAt: bigint | null): Promise<void>;
+  getAsset(tenantId: string, code: string): Promise<Asset | undefined>;
+  insertAsset(tenantId: string, asset: Asset, createdAt: bigint): Promise<void>;
+  getBalance(tenantId: string, accountId: string, asset: string): Promise<BalanceRow | undefined>;
+  putBalance(row: BalanceRow): Promise<void>;
+  /** Appends entries, assigning increasing sequences in the given order. */
+  appendEntries(entries: readonly NewEntry[]): Promise<Entry[]>;
+  getTransfer(tenantId: string, id: string): Promise<Transfer | undefined>;
+  insertTransfer(transfer: Transfer): Promise<void>;
+  updateTransfer(transfer: Transfer): Promise<void>;
+  getIdempotency(tenantId: string, key: string): Promise<IdempotencyRecord | undefined>;
+  putIdempotency(record: IdempotencyRecord): Promise<void>;
+  insertTenant(tenant: Tenant): Promise<void>;
+  getTenant(tenantId: string): Promise<Tenant | undefined>;
+  insertApiKey(key: ApiKeyRecord): Promise<void>;
+  getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
+  revokeApiKey(id: string, revokedAt: bigint): Promise<void>;
+  setMeta(key: string, value: string): Promise<void>;
+  getMeta(key: string): Promise<string | undefined>;
+}
+
+/** The persistence the domain needs. SQLite and PostgreSQL implement it. */
+export interface Store extends StoreReader {
+  /**
+   * Runs `fn` atomically and resolves only after its changes are durably
+   * committed. Rejects (and keeps nothing) when `fn` throws or the commit fails.
+   */
+  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,105 @@
+import { create } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { TimestampSchema } from "@bufbuild/protobuf/wkt";
+import type {
+  Account as AccountMsg,
+  Balance as BalanceMsg,
+  Transaction as TransactionMsg,
+  Transfer as TransferMsg,
+} from "../../gen/tally/ledger/v1/ledger_pb.js";
+import {
+  AccountSchema,
+  BalanceSchema,
+  TransactionSchema,
+  TransferSchema,
+  TransferStatus,
+} from "../../gen/tally/ledger/v1/ledger_pb.js";
+import type { Account, Balance, EntryView, Transfer } from "../domain/model.js";
+
+/** Epoch microseconds to a Timestamp, exactly. */
+export function timestampFromMicros(us: bigint): Timestamp {
+  let seconds = us / 1_000_000n;
+  let micros = us % 1_000_000n;
+  if (micros < 0n) {
+    micros += 1_000_000n;
+    seconds -= 1n;
+  }
+  return create(TimestampSchema, { seconds, nanos: Number(micros) * 1000 });
+}
+
+const STATUS: Record<Transfer["status"], TransferStatus> = {
+  PENDING: TransferStatus.PENDING,
+  POSTED: TransferStatus.POSTED,
+  VOIDED: TransferStatus.VOIDED,
+};
+
+/** Domain account to its wire form. */
+export function accountToProto(a: Account): AccountMsg {
+  return create(AccountSchema, {
+    id: a.id,
+    overdraftLimit: a.overdraftLimit,
+    overdraftUnlimited: a.overdraftUnlimited,
+    metadata: { ...a.metadata },
+    locked: a.lockedAt !== null,
+    lockedAt: a.lockedAt === null ? undefined : timestampFromMicros(a.lockedAt),
+    createdAt: timestampFromMicros(a.createdAt),
+  });
+}
+
+/** Domain balance to its wire form. */
+export function balanceToProto(b: Balance): BalanceMsg {
+  return create(BalanceSchema, {
+    accountId: b.accountId,
+    asset: b.asset,
+    scale: b.scale,
+    posted: b.posted,
+    pendingIn: b.pendingIn,
+    pendingOut: b.pendingOut,
+    available: b.available,
+    locked: b.lockedAt !== null,
+    lockedAt: b.lockedAt === null ? undefined : timestampFromMicros(b.lockedAt),
+    updatedAt: timestampFromMicros(b.updatedAt),
+    sequence: b.sequence,
+  });
+}
+
+/** Domain transfer to its wire form. */
+export function transferToProto(t: Transfer): TransferMsg {
+  return create(TransferSchema, {
+    id: t.id,
+    idempotencyKey: t.idempotencyKey,
+    debitAccountId: t.debitAccountId,
+    creditAccountId: t.creditAccountId,
+    asset: t.asset,
+    amount: t.amount,
+    postedAmount: t.postedAmount,
+    kind: t.kind,
+    note: t.note,
+    metadata: { ...t.metadata },
+    status: STATUS[t.status],
+    createdAt: timestampFromMicros(t.createdAt),
+    updatedAt: timestampFromMicros(t.updatedAt),
+    sequence: t.sequence,
+    debitBalanceAfter: t.debitBalanceAfter,
+    creditBalanceAfter: t.creditBalanceAfter,
+  });
+}
+
+/** A journal entry to its wire form. */
+export function entryToProto(e: EntryView): TransactionMsg {
+  return create(TransactionSchema, {
+    id: e.sequence.toString(),
+    transferId: e.transferId,
+    accountId: e.accountId,
+    counterpartyAccountId: e.counterpartyId,
+    asset: e.asset,
+    amount: e.amount,
+    kind: e.kind,
+    note: e.note,
+    status: STATUS[e.status],
+    balanceAfter: e.postedAfter,
+    sequence: e.sequence,
+    createdAt: timestampFromMicros(e.createdAt),
+    metadata: { ...e.metadata },
+  });
+}

@@ -1,0 +1,72 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import type { Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { LedgerError } from "../domain/errors.js";
+import type { LedgerErrorCode } from "../domain/errors.js";
+import { ErrorDetailSchema } from "../../gen/tally/ledger/v1/ledger_pb.js";
+
+const CODES: Record<LedgerErrorCode, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  failed_precondition: Code.FailedPrecondition,
+  out_of_range: Code.OutOfRange,
+  permission_denied: Code.PermissionDenied,
+  unauthenticated: Code.Unauthenticated,
+  resource_exhausted: Code.ResourceExhausted,
+  aborted: Code.Aborted,
+  unavailable: Code.Unavailable,
+  internal: Code.Internal,
+};
+
+/** Converts a domain error to its Connect form, with the reason as an ErrorDetail. */
+export function toConnectError(e: LedgerError): ConnectError {
+  const detail = create(ErrorDetailSchema, { reason: e.reason, metadata: { ...e.metadata } });
+  return new ConnectError(e.message, CODES[e.code], undefined, [
+    { desc: ErrorDetailSchema, value: detail },
+  ]);
+}
+
+/** Encoded ErrorDetail, for transports that write details themselves. */
+export function errorDetailBytes(e: LedgerError): Uint8Array {
+  return toBinary(ErrorDetailSchema, create(ErrorDetailSchema, { reason: e.reason, metadata: { ...e.metadata } }));
+}
+
+/**
+ * Turns anything a handler throws into a ConnectError a client may see:
+ * domain errors keep their code and message; Connect errors pass through;
+ * anything else is a bug, reported as a bare "internal error" so that no stack
+ * trace or internal message ever reaches the wire (it is logged instead).
+ */
+export function normalizeError(e: unknown, onInternal?: (e: unknown) => void): ConnectError {
+  if (e instanceof LedgerError) {
+    if (e.code === "internal") onInternal?.(e);
+    return toConnectError(e);
+  }
+  if (e instanceof ConnectError) return e;
+  onInternal?.(e);
+  return new ConnectError("internal error", Code.Internal);
+}
+
+/** An interceptor that applies {@link normalizeError} to unary and streaming responses. */
+export function errorInterceptor(onInternal?: (e: unknown) => void): Interceptor {
+  return (next) => async (req) => {
+    try {
+      const res = await next(req);
+      if (!res.stream) return res;
+      const source = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* source;
+          } catch (e) {
+            throw normalizeError(e, onInternal);
+          }
+        })(),
+      };
+    } catch (e) {
+      throw normalizeError(e, onInternal);
+    }
+  };
+}

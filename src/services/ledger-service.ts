@@ -1,0 +1,188 @@
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { BalanceChangeKind, LedgerService } from "../../gen/tally/ledger/v1/ledger_pb.js";
+import type { PostTransferRequest } from "../../gen/tally/ledger/v1/ledger_pb.js";
+import type { Ledger, TransferInput } from "../domain/ledger.js";
+import { validatePageSize } from "../domain/validate.js";
+import { accountToProto, balanceToProto, entryToProto, transferToProto } from "./convert.js";
+import type { PageTokens } from "./page-token.js";
+import { principalOf, requireAccountRead, requireAdmin } from "./principal.js";
+import type { StreamLimiter } from "./stream-limiter.js";
+
+/** What the ledger service needs. */
+export interface LedgerServiceDeps {
+  readonly ledger: Ledger;
+  readonly pageTokens: PageTokens;
+  readonly streams: StreamLimiter;
+}
+
+const DEFAULT_PAGE = 25;
+const MAX_PAGE = 1000;
+
+/** Registers tally.ledger.v1.LedgerService on a router. */
+export function registerLedgerService(router: ConnectRouter, deps: LedgerServiceDeps): void {
+  const { ledger, pageTokens, streams } = deps;
+
+  const admin = (ctx: HandlerContext) => {
+    const p = principalOf(ctx);
+    requireAdmin(p);
+    return p.tenantId;
+  };
+  const reader = (ctx: HandlerContext, accountId: string) => {
+    const p = principalOf(ctx);
+    requireAccountRead(p, accountId);
+    return p.tenantId;
+  };
+
+  router.service(LedgerService, {
+    async createAccount(req, ctx) {
+      const tenantId = admin(ctx);
+      const account = await ledger.createAccount(tenantId, {
+        id: req.id,
+        overdraftLimit: req.overdraftLimit,
+        overdraftUnlimited: req.overdraftUnlimited,
+        metadata: req.metadata,
+      });
+      return { account: accountToProto(account) };
+    },
+
+    async getAccount(req, ctx) {
+      const tenantId = reader(ctx, req.id);
+      return { account: accountToProto(await ledger.getAccount(tenantId, req.id)) };
+    },
+
+    async listAccounts(req, ctx) {
+      const p = principalOf(ctx);
+      const size = validatePageSize(req.pageSize, DEFAULT_PAGE, MAX_PAGE);
+      if (p.scope === "account_read") {
+        // An account key sees exactly one account.
+        const own = await ledger.getAccount(p.tenantId, p.accountId!);
+        return { accounts: req.pageToken === "" ? [accountToProto(own)] : [], nextPageToken: "" };
+      }
+      const query = ["ListAccounts"];
+      const after = req.pageToken === "" ? "" : pageTokens.open(req.pageToken, p.tenantId, query);
+      const rows = await ledger.listAccounts(p.tenantId, after, size + 1);
+      const page = rows.slice(0, size);
+      const next = rows.length > size ? pageTokens.seal(p.tenantId, query, page[page.length - 1]!.id) : "";
+      return { accounts: page.map(accountToProto), nextPageToken: next };
+    },
+
+    async defineAsset(req, ctx) {
+      const tenantId = admin(ctx);
+      return { asset: await ledger.defineAsset(tenantId, req.code, req.scale) };
+    },
+
+    async listAssets(_req, ctx) {
+      const p = principalOf(ctx);
+      return { assets: await ledger.listAssets(p.tenantId) };
+    },
+
+    async postTransfer(req, ctx) {
+      const tenantId = admin(ctx);
+      const r = await ledger.postTransfer(tenantId, transferInput(req));
+      return { transfer: transferToProto(r.transfer), replayed: r.replayed };
+    },
+
+    async postTransfers(req, ctx) {
+      const tenantId = admin(ctx);
+      const results = await ledger.postTransfers(tenantId, req.transfers.map(transferInput));
+      return { results: results.map((r) => ({ transfer: transferToProto(r.transfer), replayed: r.replayed })) };
+    },
+
+    async postPendingTransfer(req, ctx) {
+      const tenantId = admin(ctx);
+      return { transfer: transferToProto(await ledger.postPending(tenantId, req.transferId, req.amount)) };
+    },
+
+    async voidPendingTransfer(req, ctx) {
+      const tenantId = admin(ctx);
+      return { transfer: transferToProto(await ledger.voidPending(tenantId, req.transferId)) };
+    },
+
+    async getTransfer(req, ctx) {
+      const tenantId = admin(ctx);
+      return { transfer: transferToProto(await ledger.getTransfer(tenantId, req.id)) };
+    },
+
+    async getBalance(req, ctx) {
+      const tenantId = reader(ctx, req.accountId);
+      return { balance: balanceToProto(await ledger.getBalance(tenantId, req.accountId, req.asset)) };
+    },
+
+    async getMany(req, ctx) {
+      const tenantId = reader(ctx, req.accountId);
+      return { balances: (await ledger.getMany(tenantId, req.accountId)).map(balanceToProto) };
+    },
+
+    async listTransactions(req, ctx) {
+      const tenantId = reader(ctx, req.accountId);
+      const size = validatePageSize(req.pageSize, DEFAULT_PAGE, MAX_PAGE);
+      const asset = req.asset === "" ? undefined : req.asset;
+      const query = ["ListTransactions", req.accountId, req.asset];
+      let before: bigint | undefined;
+      if (req.pageToken !== "") before = BigInt(pageTokens.open(req.pageToken, tenantId, query));
+      const rows = await ledger.listTransactions(tenantId, req.accountId, asset, before, size + 1);
+      const page = rows.slice(0, size);
+      const next = rows.length > size ? pageTokens.seal(tenantId, query, page[page.length - 1]!.sequence.toString()) : "";
+      return { transactions: page.map(entryToProto), nextPageToken: next };
+    },
+
+    async *watchBalance(req, ctx) {
+      const tenantId = reader(ctx, req.accountId);
+      const release = streams.acquire(tenantId);
+      try {
+        const events = ledger.watch({
+          tenantId,
+          accountId: req.accountId,
+          asset: req.asset === "" ? undefined : req.asset,
+          afterSequence: req.afterSequence,
+          signal: ctx.signal,
+        });
+        for await (const ev of events) {
+          if (ev.type === "snapshot") {
+            yield { event: { case: "snapshot", value: { sequence: ev.sequence, balances: ev.balances.map(balanceToProto) } } };
+          } else {
+            const e = ev.entry;
+            yield {
+              event: {
+                case: "change",
+                value: {
+                  sequence: e.sequence,
+                  kind: e.amount < 0n ? BalanceChangeKind.DEBIT : BalanceChangeKind.CREDIT,
+                  delta: e.amount,
+                  balance: balanceToProto(ev.balance),
+                  transaction: entryToProto(e),
+                },
+              },
+            };
+          }
+        }
+      } finally {
+        release();
+      }
+    },
+
+    async lockBalance(req, ctx) {
+      const tenantId = admin(ctx);
+      return { account: accountToProto(await ledger.setLocked(tenantId, req.accountId, true)) };
+    },
+
+    async unlockBalance(req, ctx) {
+      const tenantId = admin(ctx);
+      return { account: accountToProto(await ledger.setLocked(tenantId, req.accountId, false)) };
+    },
+  });
+}
+
+function transferInput(req: PostTransferRequest): TransferInput {
+  return {
+    idempotencyKey: req.idempotencyKey,
+    debitAccountId: req.debitAccountId,
+    creditAccountId: req.creditAccountId,
+    asset: req.asset,
+    amount: req.amount,
+    kind: req.kind,
+    note: req.note,
+    metadata: req.metadata,
+    pending: req.pending,
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * Versioned schema migrations, applied in order at start inside one
+ * transaction each. Never edit a migration that has shipped: add a new one.
+ *
+ * Every table is STRICT, so an int64 that overflowed could never be stored as a
+ * REAL; every amount and time column is INTEGER (int64, read back as bigint).
+ */
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "ledger core",
+    sql: `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE tenants (
+  id         TEXT PRIMARY KEY,
+  name       TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE api_keys (
+  id          TEXT PRIMARY KEY,
+  tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+  scope       TEXT NOT NULL CHECK (scope IN ('tenant_admin', 'account_read')),
+  account_id  TEXT,
+  operator    INTEGER NOT NULL CHECK (operator IN (0, 1)),
+  label       TEXT NOT NULL,
+  secret_hash BLOB NOT NULL,
+  created_at  INTEGER NOT NULL,
+  revoked_at  INTEGER
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE assets (
+  tenant_id  TEXT NOT NULL REFERENCES tenants(id),
+  code       TEXT NOT NULL,
+  scale      INTEGER NOT NULL CHECK (scale BETWEEN 0 AND 18),
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, code)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE accounts (
+  tenant_id           TEXT NOT NULL REFERENCES tenants(id),
+  id                  TEXT NOT NULL,
+  overdraft_limit     INTEGER NOT NULL CHECK (overdraft_limit >= 0),
+  overdraft_unlimited INTEGER NOT NULL CHECK (overdraft_unlimited IN (0, 1)),
+  metadata            TEXT NOT NULL,
+  locked_at           INTEGER,
+  created_at          INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE balances (
+  tenant_id   TEXT NOT NULL,
+  account_id  TEXT NOT NULL,
+  asset       TEXT NOT NULL,
+  posted      INTEGER NOT NULL,
+  pending_in  INTEGER NOT NULL CHECK (pending_in >= 0),
+  pending_out INTEGER NOT NULL CHECK (pending_out >= 0),
+  sequence    INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, account_id, asset)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE transfers (
+  tenant_id            TEXT NOT NULL,
+  id                   TEXT NOT NULL,
+  idempotency_key      TEXT NOT NULL,
+  debit_account_id     TEXT NOT NULL,
+  credit_account_id    TEXT NOT NULL,
+  asset                TEXT NOT NULL,
+  amount               INTEGER NOT NULL CHECK (amount > 0),
+  posted_amount        INTEGER NOT NULL CHECK (posted_amount >= 0),
+  kind                 TEXT NOT NULL,
+  note                 TEXT NOT NULL,
+  metadata             TEXT NOT NULL,
+  status               TEXT NOT NULL CHECK (status IN ('PENDING', 'POSTED', 'VOIDED')),
+  created_at           INTEGER NOT NULL,
+  updated_at           INTEGER NOT NULL,
+  sequence             INTEGER NOT NULL,
+  debit_balance_after  INTEGER NOT NULL,
+  credit_balance_after INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, id)
+) STRICT, WITHOUT ROWID;
+
+-- The journal. sequence is the rowid: assigned in commit order by the single
+-- writer, never reused because rows are never deleted (see the triggers).
+CREATE TABLE entries (
+  sequence          INTEGER PRIMARY KEY,
+  tenant_id         TEXT NOT NULL,
+  transfer_id       TEXT NOT NULL,
+  account_id        TEXT NOT NULL,
+  counterparty_id   TEXT NOT NULL,
+  asset             TEXT NOT NULL,
+  direction         TEXT NOT NULL CHECK (direction IN ('debit', 'credit')),
+  status            TEXT NOT NULL CHECK (status IN ('PENDING', 'POSTED', 'VOIDED')),
+  amount            INTEGER NOT NULL,
+  pending_change    INTEGER NOT NULL,
+  posted_after      INTEGER NOT NULL,
+  pending_in_after  INTEGER NOT NULL,
+  pending_out_after INTEGER NOT NULL,
+  created_at        INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX entries_by_account ON entries (tenant_id, account_id, sequence);
+CREATE INDEX entries_by_account_asset ON entries (tenant_id, account_id, asset, sequence);
+
+CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+
+CREATE TABLE idempotency (
+  tenant_id    TEXT NOT NULL,
+  key          TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  transfer_id  TEXT NOT NULL,
+  result       TEXT NOT NULL,
+  created_at   INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, key)
+) STRICT, WITHOUT ROWID;
+`,
+  },
+];

@@ -1,0 +1,161 @@
+import type { Asset } from "../../domain/asset.js";
+import type {
+  Account,
+  ApiKeyRecord,
+  BalanceRow,
+  Entry,
+  EntryView,
+  IdempotencyRecord,
+  Tenant,
+  Transfer,
+} from "../../domain/model.js";
+
+/** Row mappers: SQLite rows (int64 columns as bigint) to domain records. */
+
+type Row = Record<string, unknown>;
+
+const big = (v: unknown) => v as bigint;
+const str = (v: unknown) => v as string;
+const nullableBig = (v: unknown) => (v === null ? null : (v as bigint));
+
+export function tenant(r: unknown): Tenant | undefined {
+  if (r === undefined) return undefined;
+  const x = r as Row;
+  return { id: str(x.id), name: str(x.name), createdAt: big(x.created_at) };
+}
+
+export function account(r: unknown): Account | undefined {
+  if (r === undefined) return undefined;
+  const x = r as Row;
+  return {
+    tenantId: str(x.tenant_id),
+    id: str(x.id),
+    overdraftLimit: big(x.overdraft_limit),
+    overdraftUnlimited: big(x.overdraft_unlimited) === 1n,
+    metadata: JSON.parse(str(x.metadata)) as Record<string, string>,
+    lockedAt: nullableBig(x.locked_at),
+    createdAt: big(x.created_at),
+  };
+}
+
+export function asset(r: unknown): Asset | undefined {
+  if (r === undefined) return undefined;
+  const x = r as Row;
+  return { code: str(x.code), scale: Number(big(x.scale)) };
+}
+
+export function balance(r: unknown): BalanceRow | undefined {
+  if (r === undefined) return undefined;
+  const x = r as Row;
+  return {
+    tenantId: str(x.tenant_id),
+    accountId: str(x.account_id),
+    asset: str(x.asset),
+    posted: big(x.posted),
+    pendingIn: big(x.pending_in),
+    pendingOut: big(x.pending_out),
+    sequence: big(x.sequence),
+    updatedAt: big(x.updated_at),
+  };
+}
+
+export function transfer(r: unknown): Transfer | undefined {
+  if (r === undefined) return undefined;
+  const x = r as Row;
+  return {
+    tenantId: str(x.tenant_id),
+    id: str(x.id),
+    idempotencyKey: str(x.idempotency_key),
+    debitAccountId: str(x.debit_account_id),
+    creditAccountId: str(x.credit_account_id),
+    asset: str(x.asset),
+    amount: big(x.amount),
+    postedAmount: big(x.posted_amount),
+    kind: str(x.kind),
+    note: str(x.note),
+    metadata: JSON.parse(str(x.metadata)) as Record<string, string>,
+    status: str(x.status) as Transfer["status"],
+    createdAt: big(x.created_at),
+    updatedAt: big(x.updated_at),
+    sequence: big(x.sequence),
+    debitBalanceAfter: big(x.debit_balance_after),
+    creditBalanceAfter: big(x.credit_balance_after),
+  };
+}
+
+/** Parameters of the transfers INSERT, in column order. */
+export function transferParams(t: Transfer): unknown[] {
+  return [
+    t.tenantId,
+    t.id,
+    t.idempotencyKey,
+    t.debitAccountId,
+    t.creditAccountId,
+    t.asset,
+    t.amount,
+    t.postedAmount,
+    t.kind,
+    t.note,
+    JSON.stringify(t.metadata),
+    t.status,
+    t.createdAt,
+    t.updatedAt,
+    t.sequence,
+    t.debitBalanceAfter,
+    t.creditBalanceAfter,
+  ];
+}
+
+export function entry(r: unknown): Entry {
+  const x = r as Row;
+  return {
+    sequence: big(x.sequence),
+    tenantId: str(x.tenant_id),
+    transferId: str(x.transfer_id),
+    accountId: str(x.account_id),
+    counterpartyId: str(x.counterparty_id),
+    asset: str(x.asset),
+    direction: str(x.direction) as Entry["direction"],
+    status: str(x.status) as Entry["status"],
+    amount: big(x.amount),
+    pendingChange: big(x.pending_change),
+    postedAfter: big(x.posted_after),
+    pendingInAfter: big(x.pending_in_after),
+    pendingOutAfter: big(x.pending_out_after),
+    createdAt: big(x.created_at),
+  };
+}
+
+export function entryView(r: unknown): EntryView {
+  const x = r as Row;
+  return { ...entry(r), kind: str(x.kind), note: str(x.note), metadata: JSON.parse(str(x.metadata)) as Record<string, string> };
+}
+
+export function idempotency(r: unknown): IdempotencyRecord | undefined {
+  if (r === undefined) return undefined;
+  const x = r as Row;
+  return {
+    tenantId: str(x.tenant_id),
+    key: str(x.key),
+    requestHash: str(x.request_hash),
+    transferId: str(x.transfer_id),
+    result: str(x.result),
+    createdAt: big(x.created_at),
+  };
+}
+
+export function apiKey(r: unknown): ApiKeyRecord | undefined {
+  if (r === undefined) return undefined;
+  const x = r as Row;
+  return {
+    id: str(x.id),
+    tenantId: str(x.tenant_id),
+    scope: str(x.scope) as ApiKeyRecord["scope"],
+    accountId: x.account_id === null ? null : str(x.account_id),
+    operator: big(x.operator) === 1n,
+    label: str(x.label),
+    secretHash: new Uint8Array(x.secret_hash as Buffer),
+    createdAt: big(x.created_at),
+    revokedAt: nullableBig(x.revoked_at),
+  };
+}

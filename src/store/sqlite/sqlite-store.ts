@@ -1,0 +1,444 @@
+import Database from "better-sqlite3";
+import type { Asset } from "../../domain/asset.js";
+import { LedgerError } from "../../domain/errors.js";
+import type {
+  Account,
+  ApiKeyRecord,
+  BalanceRow,
+  Discrepancy,
+  Entry,
+  EntryView,
+  IdempotencyRecord,
+  NewEntry,
+  Tenant,
+  Transfer,
+  VerifyReport,
+} from "../../domain/model.js";
+import type { EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
+import { MIGRATIONS } from "./migrations.js";
+import { SqliteStatements } from "./statements.js";
+import * as rows from "./rows.js";
+
+/** Options for {@link SqliteStore.open}. */
+export interface SqliteStoreOptions {
+  /** Path of the database file (created when missing). */
+  readonly path: string;
+  /** How long a write waits for a lock held by another process, in ms. */
+  readonly busyTimeoutMs?: number;
+  /** Most writes that may share one commit. */
+  readonly maxBatch?: number;
+  /**
+   * "full" (default): every acknowledged write survives power loss.
+   * "normal": faster, but the last commits may be lost on power loss or an OS
+   * crash (not on a process crash); see https://www.sqlite.org/pragma.html#pragma_synchronous.
+   */
+  readonly durability?: "full" | "normal";
+}
+
+interface Job {
+  readonly fn: (tx: WriteTx) => Promise<unknown>;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/**
+ * The embedded store: one SQLite file in WAL mode.
+ *
+ * Writes go through one queue and one connection. Writes that arrive while a
+ * commit is in progress are run together in the next transaction, each inside
+ * its own SAVEPOINT (so a failing write rolls back alone) and then committed
+ * with one fsync (group commit). No write's promise resolves before COMMIT has
+ * returned. Reads use a second connection, so they only ever see committed data.
+ */
+export class SqliteStore implements Store {
+  private readonly writer: Database.Database;
+  private readonly reader: Database.Database;
+  private readonly w: SqliteStatements;
+  private readonly r: SqliteStatements;
+  private readonly tx: WriteTx;
+  private readonly maxBatch: number;
+  private queue: Job[] = [];
+  private draining = false;
+  private closed = false;
+
+  private constructor(opts: SqliteStoreOptions) {
+    this.maxBatch = opts.maxBatch ?? 512;
+    const busy = opts.busyTimeoutMs ?? 2000;
+    this.writer = new Database(opts.path);
+    this.writer.defaultSafeIntegers(true);
+    this.writer.pragma("journal_mode = WAL");
+    this.writer.pragma(`synchronous = ${opts.durability === "normal" ? "NORMAL" : "FULL"}`);
+    this.writer.pragma(`busy_timeout = ${busy}`);
+    this.writer.pragma("foreign_keys = ON");
+    migrate(this.writer);
+    this.reader = new Database(opts.path, { readonly: true, fileMustExist: true });
+    this.reader.defaultSafeIntegers(true);
+    this.reader.pragma(`busy_timeout = ${busy}`);
+    this.w = new SqliteStatements(this.writer);
+    this.r = new SqliteStatements(this.reader);
+    this.tx = makeWriteTx(this.w);
+  }
+
+  /** Opens (creating and migrating when needed) the database at `opts.path`. */
+  static open(opts: SqliteStoreOptions): SqliteStore {
+    return new SqliteStore(opts);
+  }
+
+  /** The durability settings in force, as SQLite reports them. */
+  pragmas(): { journalMode: string; synchronous: number } {
+    return {
+      journalMode: String(this.writer.pragma("journal_mode", { simple: true })),
+      synchronous: Number(this.writer.pragma("synchronous", { simple: true })),
+    };
+  }
+
+  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new LedgerError("unavailable", "store_closed", "the store is closed"));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.draining) {
+        this.draining = true;
+        // Let requests that arrived in the same turn join this commit.
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        await this.commitBatch(batch);
+      }
+    } finally {
+      this.draining = false;
+      if (this.queue.length > 0 && !this.closed) {
+        this.draining = true;
+        setImmediate(() => void this.drain());
+      }
+    }
+  }
+
+  private async commitBatch(batch: Job[]): Promise<void> {
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.writer.exec("BEGIN IMMEDIATE");
+    } catch (e) {
+      for (const job of batch) job.reject(storeError(e));
+      return;
+    }
+    for (const job of batch) {
+      this.w.savepoint.run();
+      try {
+        const value = await job.fn(this.tx);
+        this.w.release.run();
+        outcomes.push({ ok: true, value });
+      } catch (error) {
+        if (this.writer.inTransaction) {
+          this.w.rollbackTo.run();
+          this.w.release.run();
+          outcomes.push({ ok: false, error });
+        } else {
+          // SQLite rolled the whole transaction back (disk full, I/O error):
+          // the earlier writes of this batch are gone too, and none was acknowledged.
+          for (const o of outcomes) if (o.ok) Object.assign(o, { ok: false, error: storeError(error) });
+          outcomes.push({ ok: false, error });
+          this.writer.exec("BEGIN IMMEDIATE");
+        }
+      }
+    }
+    try {
+      this.writer.exec("COMMIT");
+    } catch (e) {
+      if (this.writer.inTransaction) this.writer.exec("ROLLBACK");
+      for (const job of batch) job.reject(storeError(e));
+      return;
+    }
+    batch.forEach((job, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) job.resolve(o.value);
+      else job.reject(o.ok === false && o.error instanceof LedgerError ? o.error : storeError(o.error));
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Finish what was accepted before closing.
+    while (this.draining || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
+    this.closed = true;
+    this.reader.close();
+    this.writer.close();
+  }
+
+  // ---- reads (committed data only) -----------------------------------------
+
+  async getTenant(tenantId: string): Promise<Tenant | undefined> {
+    return rows.tenant(this.r.getTenant.get(tenantId));
+  }
+  async countTenants(): Promise<number> {
+    return Number((this.r.countTenants.get() as { n: bigint }).n);
+  }
+  async listTenantIds(): Promise<string[]> {
+    return (this.r.listTenantIds.all() as { id: string }[]).map((x) => x.id);
+  }
+  async getAccount(tenantId: string, id: string): Promise<Account | undefined> {
+    return rows.account(this.r.getAccount.get(tenantId, id));
+  }
+  async listAccounts(tenantId: string, afterId: string, limit: number): Promise<Account[]> {
+    return this.r.listAccounts.all(tenantId, afterId, limit).map((x) => rows.account(x)!);
+  }
+  async getAsset(tenantId: string, code: string): Promise<Asset | undefined> {
+    return rows.asset(this.r.getAsset.get(tenantId, code));
+  }
+  async listAssets(tenantId: string): Promise<Asset[]> {
+    return this.r.listAssets.all(tenantId).map((x) => rows.asset(x)!);
+  }
+  async getBalance(tenantId: string, accountId: string, asset: string): Promise<BalanceRow | undefined> {
+    return rows.balance(this.r.getBalance.get(tenantId, accountId, asset));
+  }
+  async listBalances(tenantId: string, accountId: string): Promise<BalanceRow[]> {
+    return this.r.listBalances.all(tenantId, accountId).map((x) => rows.balance(x)!);
+  }
+  async getTransfer(tenantId: string, id: string): Promise<Transfer | undefined> {
+    return rows.transfer(this.r.getTransfer.get(tenantId, id));
+  }
+  async listEntries(q: EntryPageQuery): Promise<EntryView[]> {
+    const before = q.beforeSequence ?? 9223372036854775807n;
+    const list =
+      q.asset === undefined
+        ? this.r.entriesBefore.all(q.tenantId, q.accountId, before, q.limit)
+        : this.r.entriesBeforeAsset.all(q.tenantId, q.accountId, q.asset, before, q.limit);
+    return list.map(rows.entryView);
+  }
+  async entriesAfter(q: EntryTailQuery): Promise<EntryView[]> {
+    const list =
+      q.asset === undefined
+        ? this.r.entriesAfter.all(q.tenantId, q.accountId, q.afterSequence, q.limit)
+        : this.r.entriesAfterAsset.all(q.tenantId, q.accountId, q.asset, q.afterSequence, q.limit);
+    return list.map(rows.entryView);
+  }
+  async lastEntryAtOrBefore(tenantId: string, accountId: string, asset: string, at: bigint): Promise<Entry | undefined> {
+    const row = this.r.lastEntryAtOrBefore.get(tenantId, accountId, asset, at);
+    return row === undefined ? undefined : rows.entry(row);
+  }
+  async assetsAtOrBefore(tenantId: string, accountId: string, at: bigint): Promise<string[]> {
+    return (this.r.assetsAtOrBefore.all(tenantId, accountId, at) as { asset: string }[]).map((x) => x.asset);
+  }
+  async headSequence(): Promise<bigint> {
+    return (this.r.headSequence.get() as { head: bigint }).head;
+  }
+  async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    return rows.apiKey(this.r.getApiKey.get(id));
+  }
+  async getMeta(key: string): Promise<string | undefined> {
+    return (this.r.getMeta.get(key) as { value: string } | undefined)?.value;
+  }
+
+  async verify(tenantId: string): Promise<VerifyReport> {
+    const discrepancies: Discrepancy[] = [];
+    // One read transaction, so the journal and the balances are one snapshot.
+    const run = this.reader.transaction(() => {
+      const sums = new Map<string, { posted: bigint; pin: bigint; pout: bigint }>();
+      let entries = 0n;
+      for (const x of this.r.verifySums.iterate(tenantId) as Iterable<{
+        account_id: string;
+        asset: string;
+        posted: bigint;
+        pin: bigint;
+        pout: bigint;
+        n: bigint;
+      }>) {
+        sums.set(`${x.account_id}\u0000${x.asset}`, { posted: x.posted, pin: x.pin, pout: x.pout });
+        entries += x.n;
+      }
+      const accounts = new Set<string>();
+      const assetTotals = new Map<string, bigint>();
+      let balancesChecked = 0n;
+      for (const b of this.r.verifyBalances.iterate(tenantId) as Iterable<{
+        account_id: string;
+        asset: string;
+        posted: bigint;
+        pending_in: bigint;
+        pending_out: bigint;
+        sequence: bigint;
+      }>) {
+        balancesChecked++;
+        accounts.add(b.account_id);
+        const key = `${b.account_id}\u0000${b.asset}`;
+        const s = sums.get(key) ?? { posted: 0n, pin: 0n, pout: 0n };
+        sums.delete(key);
+        const check = (field: Discrepancy["field"], stored: bigint, recomputed: bigint) => {
+          if (stored !== recomputed) {
+            discrepancies.push({ accountId: b.account_id, asset: b.asset, field, stored, recomputed, sequence: b.sequence });
+          }
+        };
+        check("posted", b.posted, s.posted);
+        check("pending_in", b.pending_in, s.pin);
+        check("pending_out", b.pending_out, s.pout);
+        assetTotals.set(b.asset, (assetTotals.get(b.asset) ?? 0n) + b.posted);
+      }
+      // Journal rows with no balance row at all.
+      for (const [key, s] of sums) {
+        const [accountId, asset] = key.split("\u0000") as [string, string];
+        discrepancies.push({ accountId, asset, field: "posted", stored: 0n, recomputed: s.posted, sequence: 0n });
+      }
+      for (const x of this.r.verifyRunning.iterate(tenantId) as Iterable<{
+        account_id: string;
+        asset: string;
+        sequence: bigint;
+        posted_after: bigint;
+        running: bigint;
+      }>) {
+        discrepancies.push({
+          accountId: x.account_id,
+          asset: x.asset,
+          field: "balance_after",
+          stored: x.posted_after,
+          recomputed: x.running,
+          sequence: x.sequence,
+        });
+      }
+      for (const [asset, total] of assetTotals) {
+        if (total !== 0n) discrepancies.push({ accountId: "", asset, field: "asset_sum", stored: total, recomputed: 0n, sequence: 0n });
+      }
+      return { accounts: BigInt(accounts.size), balancesChecked, entries };
+    });
+    try {
+      const r = run.deferred();
+      return {
+        ok: discrepancies.length === 0,
+        accountsChecked: r.accounts,
+        balancesChecked: r.balancesChecked,
+        entriesChecked: r.entries,
+        discrepancies,
+      };
+    } catch (e) {
+      // SUM raises on int64 overflow: that is itself a finding, not a crash.
+      if (e instanceof Error && /integer overflow/.test(e.message)) {
+        return {
+          ok: false,
+          accountsChecked: 0n,
+          balancesChecked: 0n,
+          entriesChecked: 0n,
+          discrepancies: [{ accountId: "", asset: "", field: "asset_sum", stored: 0n, recomputed: 0n, sequence: 0n }],
+        };
+      }
+      throw storeError(e);
+    }
+  }
+}
+
+function makeWriteTx(s: SqliteStatements): WriteTx {
+  return {
+    async getAccount(tenantId, id) {
+      return rows.account(s.getAccount.get(tenantId, id));
+    },
+    async lockAccounts() {
+      // One writer at a time holds the database lock: nothing more to take.
+    },
+    async insertAccount(a) {
+      s.insertAccount.run(a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.lockedAt, a.createdAt);
+    },
+    async setAccountLock(tenantId, id, lockedAt) {
+      s.setAccountLock.run(lockedAt, tenantId, id);
+    },
+    async getAsset(tenantId, code) {
+      return rows.asset(s.getAsset.get(tenantId, code));
+    },
+    async insertAsset(tenantId, asset, createdAt) {
+      s.insertAsset.run(tenantId, asset.code, BigInt(asset.scale), createdAt);
+    },
+    async getBalance(tenantId, accountId, asset) {
+      return rows.balance(s.getBalance.get(tenantId, accountId, asset));
+    },
+    async putBalance(b) {
+      s.putBalance.run(b.tenantId, b.accountId, b.asset, b.posted, b.pendingIn, b.pendingOut, b.sequence, b.updatedAt);
+    },
+    async appendEntries(list: readonly NewEntry[]) {
+      return list.map((e) => {
+        const info = s.insertEntry.run(
+          e.tenantId,
+          e.transferId,
+          e.accountId,
+          e.counterpartyId,
+          e.asset,
+          e.direction,
+          e.status,
+          e.amount,
+          e.pendingChange,
+          e.postedAfter,
+          e.pendingInAfter,
+          e.pendingOutAfter,
+          e.createdAt,
+        );
+        return { ...e, sequence: BigInt(info.lastInsertRowid) };
+      });
+    },
+    async getTransfer(tenantId, id) {
+      return rows.transfer(s.getTransfer.get(tenantId, id));
+    },
+    async insertTransfer(t) {
+      s.insertTransfer.run(...rows.transferParams(t));
+    },
+    async updateTransfer(t) {
+      s.updateTransfer.run(t.status, t.postedAmount, t.updatedAt, t.sequence, t.debitBalanceAfter, t.creditBalanceAfter, t.tenantId, t.id);
+    },
+    async getIdempotency(tenantId, key): Promise<IdempotencyRecord | undefined> {
+      return rows.idempotency(s.getIdempotency.get(tenantId, key));
+    },
+    async putIdempotency(r) {
+      s.putIdempotency.run(r.tenantId, r.key, r.requestHash, r.transferId, r.result, r.createdAt);
+    },
+    async insertTenant(t) {
+      s.insertTenant.run(t.id, t.name, t.createdAt);
+    },
+    async getTenant(tenantId) {
+      return rows.tenant(s.getTenant.get(tenantId));
+    },
+    async insertApiKey(k) {
+      s.insertApiKey.run(k.id, k.tenantId, k.scope, k.accountId, k.operator ? 1n : 0n, k.label, Buffer.from(k.secretHash), k.createdAt, k.revokedAt);
+    },
+    async getApiKey(id) {
+      return rows.apiKey(s.getApiKey.get(id));
+    },
+    async revokeApiKey(id, revokedAt) {
+      s.revokeApiKey.run(revokedAt, id);
+    },
+    async setMeta(key, value) {
+      s.setMeta.run(key, value);
+    },
+    async getMeta(key) {
+      return (s.getMeta.get(key) as { value: string } | undefined)?.value;
+    },
+  };
+}
+
+function migrate(db: Database.Database): void {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
+  const applied = new Set(
+    (db.prepare("SELECT version FROM schema_migrations").all() as { version: bigint }[]).map((r) => Number(r.version)),
+  );
+  for (const m of MIGRATIONS) {
+    if (applied.has(m.version)) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
+        BigInt(m.version),
+        m.name,
+        BigInt(Date.now()) * 1000n,
+      );
+    }).immediate();
+  }
+}
+
+/** Storage failures become `unavailable`: the client may retry with the same idempotency key. */
+function storeError(e: unknown): LedgerError {
+  if (e instanceof LedgerError) return e;
+  const code = String((e as { code?: unknown } | null)?.code ?? "");
+  if (/^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|PROTOCOL|NOMEM)/.test(code)) {
+    const detail = code.startsWith("SQLITE_FULL") ? "the disk is full" : code.startsWith("SQLITE_BUSY") ? "the database is busy" : "the database is unavailable";
+    return new LedgerError("unavailable", "store_unavailable", `${detail}; nothing was written, the call may be retried`, { sqlite_code: code });
+  }
+  // Anything else is a bug of ours; the message stays generic so no internals reach the wire.
+  return new LedgerError("internal", "internal", "internal error", code ? { sqlite_code: code } : {});
+}
