@@ -65,8 +65,16 @@ export const DEFAULT_TENANT = "default";
 export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const log = options.logger ?? jsonLogger();
   const clock = options.clock ?? systemClock;
-  const store =
-    options.store ?? SqliteStore.open({ path: options.databasePath ?? "tally.db", durability: options.durability ?? "full" });
+  let store: Store;
+  if (options.store) {
+    store = options.store;
+  } else {
+    const sqlite = SqliteStore.open({ path: options.databasePath ?? "tally.db", durability: options.durability ?? "full" });
+    const p = sqlite.pragmas();
+    // Logged so that operators (and a test) can see the durability actually in force.
+    log.info("store opened", { store: "sqlite", journal_mode: p.journalMode, synchronous: p.synchronous });
+    store = sqlite;
+  }
   const ledger = new Ledger({ store, clock, ...(options.feed ? { feed: options.feed } : {}) });
   const access = new Access(store, clock);
   const bootstrapKey = await bootstrap(store, access);
