@@ -51,6 +51,9 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
   const headersTimeout = opts.headersTimeoutMs ?? 10_000;
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
+  const busy = new Set<net.Socket>();
+  const h1Sockets = new Set<net.Socket>();
+  let closing = false;
   let front: net.Server;
   let h1: http.Server | undefined;
   let h2: http2.Http2Server | http2.Http2SecureServer;
@@ -75,6 +78,17 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
       },
       handler,
     );
+    // closeIdleConnections() does not see sockets handed over by emit("connection"),
+    // so HTTP/1.1 sockets are tracked here: idle ones close at once on shutdown,
+    // busy ones as soon as their response is done.
+    h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const socket = req.socket;
+      busy.add(socket);
+      res.once("close", () => {
+        busy.delete(socket);
+        if (closing) socket.end();
+      });
+    });
     const plain = http2.createServer({ settings: h2Settings, maxSessionInvalidFrames: 100 }, handler);
     h2 = plain;
     front = net.createServer((socket) => {
@@ -93,6 +107,7 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
         if (isH2) {
           plain.emit("connection", socket);
         } else {
+          track(h1Sockets, socket);
           h1!.emit("connection", socket);
           socket.resume();
         }
@@ -120,18 +135,16 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
     port,
     url: `${scheme}://${urlHost}:${port}`,
     async close(graceMs = 10_000) {
+      closing = true;
       const stopped = new Promise<void>((r) => front.close(() => r()));
-      // Keep-alive HTTP/1.1 connections close as soon as their current request is answered.
-      h1?.closeIdleConnections();
-      const sweep = setInterval(() => h1?.closeIdleConnections(), 50);
       for (const s of sessions) s.close();
+      for (const s of h1Sockets) if (!busy.has(s)) s.end();
       const deadline = setTimeout(() => {
         for (const s of sessions) s.destroy();
         for (const s of sockets) s.destroy();
       }, graceMs);
       deadline.unref();
       await stopped;
-      clearInterval(sweep);
       clearTimeout(deadline);
     },
   };
