@@ -74,7 +74,9 @@ describe("SQLite store", () => {
     await ledger.createAccount("t1", { id: "a", overdraftLimit: 0n, overdraftUnlimited: false, metadata: {} });
     await fund(ledger, "k1", "a", 10n);
     const db = new Database(path);
-    cleanups.push(() => db.close());
+    cleanups.push(() => {
+      db.close();
+    });
     expect(() => db.prepare("UPDATE entries SET amount = 11").run()).toThrow(/append-only/);
     expect(() => db.prepare("DELETE FROM entries").run()).toThrow(/append-only/);
   });

@@ -49,6 +49,16 @@ const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Promise<Listening> {
   const host = opts.host ?? "127.0.0.1";
   const headersTimeout = opts.headersTimeoutMs ?? 10_000;
+  const requestTimeout = opts.requestTimeoutMs ?? 60_000;
+  const headerTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
+  const arm = (socket: net.Socket) => {
+    disarm(socket);
+    headerTimers.set(socket, setTimeout(() => socket.destroy(), headersTimeout));
+  };
+  const disarm = (socket: net.Socket) => {
+    clearTimeout(headerTimers.get(socket));
+    headerTimers.delete(socket);
+  };
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   const busy = new Set<net.Socket>();
@@ -72,7 +82,7 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
     h1 = http.createServer(
       {
         headersTimeout,
-        requestTimeout: opts.requestTimeoutMs ?? 60_000,
+        requestTimeout,
         keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000,
         maxHeaderSize: opts.maxHeaderBytes ?? 16384,
       },
@@ -81,12 +91,22 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
     // closeIdleConnections() does not see sockets handed over by emit("connection"),
     // so HTTP/1.1 sockets are tracked here: idle ones close at once on shutdown,
     // busy ones as soon as their response is done.
+    //
+    // Node enforces headersTimeout and requestTimeout from a timer that only runs
+    // for a server that called listen() itself, which this one does not, so both
+    // are enforced here: a socket must deliver each request's headers within
+    // headersTimeout of being ready for it, and the whole request within requestTimeout.
     h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
       const socket = req.socket;
       busy.add(socket);
+      disarm(socket);
+      const requestTimer = setTimeout(() => socket.destroy(), requestTimeout);
+      req.once("end", () => clearTimeout(requestTimer));
       res.once("close", () => {
+        clearTimeout(requestTimer);
         busy.delete(socket);
         if (closing) socket.end();
+        else if (!socket.destroyed) arm(socket);
       });
     });
     const plain = http2.createServer({ settings: h2Settings, maxSessionInvalidFrames: 100 }, handler);
@@ -108,6 +128,8 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
           plain.emit("connection", socket);
         } else {
           track(h1Sockets, socket);
+          socket.once("close", () => disarm(socket));
+          arm(socket);
           h1!.emit("connection", socket);
           socket.resume();
         }
