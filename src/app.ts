@@ -36,6 +36,8 @@ export interface TallyOptions {
   readonly streamsPerTenant?: number;
   /** Longest deadline a client may ask for, in ms (5 min). */
   readonly maxTimeoutMs?: number;
+  /** How long a graceful stop waits for in-flight calls before cutting connections, in ms (10 s). */
+  readonly shutdownGraceMs?: number;
   /** "full" (default) or "normal"; see SqliteStoreOptions.durability. */
   readonly durability?: "full" | "normal";
   readonly logger?: Logger;
@@ -126,7 +128,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     close() {
       closing ??= (async () => {
         shutdown.abort();
-        await server.close();
+        await server.close(options.shutdownGraceMs ?? 10_000);
         await store.close();
       })();
       return closing;

@@ -36,6 +36,8 @@ export async function startTestServer(options: TallyOptions = {}): Promise<TestS
     databasePath: dbPath,
     port: 0,
     logger: jsonLogger(process.stderr, "error"),
+    // Clients that stop mid-upload (oversized-message tests) would otherwise hold the close for 10 s.
+    shutdownGraceMs: 2000,
     ...options,
   });
   if (!tally.bootstrapKey) throw new Error("expected a bootstrap key on a fresh database");
