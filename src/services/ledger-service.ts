@@ -1,6 +1,7 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { BalanceChangeKind, LedgerService } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import type { PostTransferRequest } from "../../gen/tally/ledger/v1/ledger_pb.js";
+import { LedgerError } from "../domain/errors.js";
 import type { Ledger, TransferInput } from "../domain/ledger.js";
 import { validatePageSize } from "../domain/validate.js";
 import { accountToProto, balanceToProto, entryToProto, transferToProto } from "./convert.js";
@@ -156,6 +157,10 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
             };
           }
         }
+        // watch() only returns when the call's signal fired: the client left (nobody
+        // reads this) or the server is shutting down, where an error tells gRPC
+        // clients to reconnect (with after_sequence) instead of taking OK as "done".
+        throw new LedgerError("unavailable", "shutting_down", "the server is shutting down; reconnect with after_sequence");
       } finally {
         release();
       }

@@ -112,7 +112,10 @@ export async function spawnServer(dbPath: string, extraArgs: string[] = [], env:
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 30_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`server did not start:\n${out}`));
+    }, 30_000);
     const check = () => {
       const m = /listening on (\S+)/.exec(out);
       if (m) {
