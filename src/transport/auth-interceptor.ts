@@ -2,6 +2,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { Access } from "../domain/access.js";
 import { LedgerError } from "../domain/errors.js";
 import { principalKey } from "../services/principal.js";
+import { authorizationKey } from "./auth-context.js";
 
 /**
  * Resolves `Authorization: Bearer <api key>` into a principal for the handlers.
@@ -11,7 +12,7 @@ import { principalKey } from "../services/principal.js";
 export function authInterceptor(access: Access): Interceptor {
   return (next) => async (req) => {
     if (req.contextValues.get(principalKey) === undefined) {
-      const header = req.header.get("authorization");
+      const header = req.header.get("authorization") ?? req.contextValues.get(authorizationKey);
       if (!header) throw new LedgerError("unauthenticated", "missing_credentials", "missing credentials: send Authorization: Bearer <api key>");
       const m = /^Bearer\s+(\S+)$/i.exec(header);
       if (!m) throw new LedgerError("unauthenticated", "invalid_authorization", "the Authorization header must be: Bearer <api key>");

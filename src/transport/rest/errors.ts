@@ -1,0 +1,62 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** google.api.http's code → HTTP status table (as grpc-gateway and vanguard use). */
+export const HTTP_STATUS: Readonly<Record<Code, number>> = {
+  [Code.Canceled]: 499,
+  [Code.Unknown]: 500,
+  [Code.InvalidArgument]: 400,
+  [Code.DeadlineExceeded]: 504,
+  [Code.NotFound]: 404,
+  [Code.AlreadyExists]: 409,
+  [Code.PermissionDenied]: 403,
+  [Code.ResourceExhausted]: 429,
+  [Code.FailedPrecondition]: 400,
+  [Code.Aborted]: 409,
+  [Code.OutOfRange]: 400,
+  [Code.Unimplemented]: 501,
+  [Code.Internal]: 500,
+  [Code.Unavailable]: 503,
+  [Code.DataLoss]: 500,
+  [Code.Unauthenticated]: 401,
+};
+
+/** A written error: status, headers and body. */
+export interface WrittenError {
+  readonly status: number;
+  readonly body: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** Context an envelope writer may use. */
+export interface ErrorContext {
+  /** The status the code maps to (413 for an oversized body, 405, ...). */
+  readonly status: number;
+}
+
+/**
+ * Writes an error in a dialect's envelope. Registered by name; a service's
+ * JSON profile names the one its routes use.
+ */
+export type ErrorEnvelopeWriter = (e: ConnectError, ctx: ErrorContext) => WrittenError;
+
+/** `{"code": "not_found", "message": "..."}`: the Connect error shape, the default. */
+export const connectEnvelope: ErrorEnvelopeWriter = (e, ctx) => ({
+  status: ctx.status,
+  body: JSON.stringify({ code: codeName(e.code), message: e.rawMessage }),
+});
+
+/** `{"code": 5, "message": "...", "details": []}`: the google.rpc.Status shape grpc-gateway writes. */
+export const statusEnvelope: ErrorEnvelopeWriter = (e, ctx) => ({
+  status: ctx.status,
+  body: JSON.stringify({ code: e.code, message: e.rawMessage, details: [] }),
+});
+
+/** snake_case code names, as the Connect protocol writes them. */
+export function codeName(code: Code): string {
+  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : "_" + c.toLowerCase()));
+}
+
+/** A ConnectError for a transport-level refusal. */
+export function restError(message: string, code: Code): ConnectError {
+  return new ConnectError(message, code);
+}

@@ -1,0 +1,174 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { ContextValues } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import type { Principal } from "../../domain/access.js";
+import { normalizeError } from "../../services/errors.js";
+import { principalKey } from "../../services/principal.js";
+import { authorizationKey } from "../auth-context.js";
+import type { Logger } from "../log.js";
+import type { ErrorEnvelopeWriter } from "./errors.js";
+import { HTTP_STATUS, connectEnvelope, statusEnvelope } from "./errors.js";
+import { invokeUnary } from "./invoke.js";
+import { writeFieldJson, writeMessageJson, writeProfileOf } from "./json-writer.js";
+import { buildRequest } from "./request-builder.js";
+import type { Route } from "./route-table.js";
+import { RouteTable } from "./route-table.js";
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+/** The parts of an HTTP request an authenticator may look at. */
+export interface RestRequest {
+  readonly method: string;
+  /** Path and query, as sent. */
+  readonly url: string;
+  readonly headers: Req["headers"];
+  /** The raw body, already read (bounded). */
+  readonly body: Buffer;
+}
+
+/**
+ * Resolves the caller of a REST route (session cookie, signature, Basic
+ * auth...). Returning undefined leaves authentication to the RPC's own
+ * interceptor, which reads `Authorization: Bearer`.
+ */
+export type RestAuthenticator = (req: RestRequest, route: Route) => Promise<Principal | undefined>;
+
+/** A route-level hook that may answer a request itself (server-sent events, for one). */
+export type RestStreamer = (req: Req, res: Res, route: Route, ctx: { principal: Principal | undefined; signal: AbortSignal }) => Promise<void>;
+
+/** Options for {@link createRestHandler}. */
+export interface RestHandlerOptions {
+  readonly routes: readonly Route[];
+  /** The Connect handlers by request path ("/pkg.Service/Method"). */
+  readonly handlers: ReadonlyMap<string, UniversalHandler>;
+  /** Authenticators by service type name. */
+  readonly authenticators?: ReadonlyMap<string, RestAuthenticator>;
+  /** Handlers for server-streaming routes, by "/pkg.Service/Method". */
+  readonly streamers?: ReadonlyMap<string, RestStreamer>;
+  /** Envelope writers by name, beside the built-in "connect" and "status". */
+  readonly envelopes?: ReadonlyMap<string, ErrorEnvelopeWriter>;
+  readonly readMaxBytes: number;
+  readonly logger: Logger;
+}
+
+/**
+ * Serves google.api.http routes by transcoding: builds the RPC input from the
+ * path, query and JSON body, calls the same Connect handler in-process, and
+ * writes the output with the service's JSON profile. It knows no dialect: the
+ * dialects contribute protos, authenticators and envelope writers.
+ */
+export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res) => void {
+  const table = new RouteTable(opts.routes);
+  const envelopes = new Map<string, ErrorEnvelopeWriter>([
+    ["connect", connectEnvelope],
+    ["status", statusEnvelope],
+    ...(opts.envelopes ?? []),
+  ]);
+  for (const r of table.all) {
+    const name = r.profile?.errorEnvelope || "connect";
+    if (!envelopes.has(name)) throw new Error(`${r.service.typeName}: unknown error envelope "${name}"`);
+    if (!opts.handlers.has(procedure(r))) throw new Error(`${procedure(r)} has an http rule but no handler`);
+  }
+
+  return (req, res) => {
+    let route: Route | undefined;
+    const fail = (e: unknown, statusOverride?: number, headers?: Record<string, string>) => {
+      const ce = normalizeError(e, (err) => opts.logger.error("rest internal error", { error: err instanceof Error ? err.stack : String(err) }));
+      const writer = envelopes.get(route?.profile?.errorEnvelope || "connect")!;
+      const written = writer(ce, { status: statusOverride ?? HTTP_STATUS[ce.code] ?? 500 });
+      send(res, written.status, written.body, { ...headers, ...written.headers });
+    };
+    const run = async () => {
+      const url = req.url ?? "/";
+      const q = url.indexOf("?");
+      const rawPath = q < 0 ? url : url.slice(0, q);
+      const query = new URLSearchParams(q < 0 ? "" : url.slice(q + 1));
+      let found;
+      try {
+        found = table.find(req.method ?? "GET", rawPath);
+      } catch {
+        return fail(new ConnectError("malformed percent-encoding in the path", Code.InvalidArgument));
+      }
+      if (found.kind === "not_found") {
+        return fail(new ConnectError(`no route for ${req.method} ${rawPath}`, Code.NotFound));
+      }
+      if (found.kind === "method_not_allowed") {
+        return fail(new ConnectError(`method ${req.method} not allowed`, Code.Unimplemented), 405, { allow: found.allow.join(", ") });
+      }
+      route = found.route;
+      const body = await readBody(req, opts.readMaxBytes);
+      if (body === undefined) {
+        return fail(new ConnectError(`request body is larger than ${opts.readMaxBytes} bytes`, Code.ResourceExhausted), 413);
+      }
+      const controller = new AbortController();
+      res.once("close", () => controller.abort());
+      const contextValues = createContextValues();
+      const auth = opts.authenticators?.get(route.service.typeName);
+      const principal = auth ? await auth({ method: req.method ?? "GET", url, headers: req.headers, body }, route) : undefined;
+      if (principal) contextValues.set(principalKey, principal);
+      const handler = opts.handlers.get(procedure(route))!;
+      if (route.method.methodKind === "server_streaming") {
+        const streamer = opts.streamers?.get(procedure(route));
+        if (!streamer) return fail(new ConnectError("streaming is not available over this REST route", Code.Unimplemented));
+        return streamer(req, res, route, { principal, signal: controller.signal });
+      }
+      if (route.method.methodKind !== "unary") {
+        return fail(new ConnectError("only unary and server-streaming methods have REST routes", Code.Unimplemented));
+      }
+      const input = buildRequest(route, route.method.input, { bindings: found.bindings, query, body: body.toString("utf8") }, route.profile?.rejectUnknownQuery ?? false);
+      const headerValues = contextValues as ContextValues;
+      const output = await invokeUnary(handler, route.method.input, route.method.output, input, {
+        signal: controller.signal,
+        contextValues: withAuthorization(headerValues, req),
+      });
+      const profile = writeProfileOf(route.profile);
+      const json = route.responseBody
+        ? writeFieldJson(route.method.output, output, route.responseBody, profile)
+        : writeMessageJson(route.method.output, output, profile);
+      send(res, 200, json, {});
+    };
+    run().catch((e: unknown) => {
+      if (res.headersSent) {
+        res.destroy?.();
+        return;
+      }
+      fail(e);
+    });
+  };
+}
+
+/** The Connect request path of a route's method. */
+export function procedure(r: Route): string {
+  return `/${r.service.typeName}/${r.method.name}`;
+}
+
+/**
+ * The in-process call has no HTTP headers of its own; the Bearer token of the
+ * REST request is what the RPC's auth interceptor falls back to.
+ */
+function withAuthorization(values: ContextValues, req: Req): ContextValues {
+  const authorization = req.headers.authorization;
+  if (authorization !== undefined) values.set(authorizationKey, authorization);
+  return values;
+}
+
+
+async function readBody(req: Req, max: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function send(res: Res, status: number, body: string, headers: Record<string, string>): void {
+  const bytes = Buffer.from(body, "utf8");
+  res.writeHead(status, { "content-type": "application/json", "content-length": String(bytes.length), ...headers });
+  res.end(bytes);
+}
