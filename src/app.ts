@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Access } from "./domain/access.js";
@@ -83,9 +84,12 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const pageTokens = new PageTokens(Buffer.from(await pageTokenKey(store), "base64url"));
   const streams = new StreamLimiter(options.streamsPerTenant ?? 100);
   const shutdown = new AbortController();
+  // connect-es adds one listener per call to this signal; many concurrent
+  // calls are normal here, not a leak.
+  setMaxListeners(0, shutdown.signal);
 
   const routes = (router: ConnectRouter) => {
-    registerLedgerService(router, { ledger, pageTokens, streams });
+    registerLedgerService(router, { ledger, pageTokens, streams, shutdown: shutdown.signal });
     registerAdminService(router, { ledger, access });
   };
   const rpc = createRpcHandler({

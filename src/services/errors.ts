@@ -61,6 +61,9 @@ export function errorInterceptor(onInternal?: (e: unknown) => void): Interceptor
           try {
             yield* source;
           } catch (e) {
+            // A client that hangs up mid-stream makes the next write fail; that
+            // is the client's cancellation, not a server error.
+            if (req.signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
             throw normalizeError(e, onInternal);
           }
         })(),

@@ -1,7 +1,8 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { BalanceChangeKind, LedgerService } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import type { PostTransferRequest } from "../../gen/tally/ledger/v1/ledger_pb.js";
-import { LedgerError } from "../domain/errors.js";
+import { LedgerError, invalidArgument } from "../domain/errors.js";
 import type { Ledger, TransferInput } from "../domain/ledger.js";
 import { validatePageSize } from "../domain/validate.js";
 import { accountToProto, balanceToProto, entryToProto, transferToProto } from "./convert.js";
@@ -14,6 +15,8 @@ export interface LedgerServiceDeps {
   readonly ledger: Ledger;
   readonly pageTokens: PageTokens;
   readonly streams: StreamLimiter;
+  /** Fires when the server shuts down. */
+  readonly shutdown?: AbortSignal;
 }
 
 const DEFAULT_PAGE = 25;
@@ -21,7 +24,7 @@ const MAX_PAGE = 1000;
 
 /** Registers tally.ledger.v1.LedgerService on a router. */
 export function registerLedgerService(router: ConnectRouter, deps: LedgerServiceDeps): void {
-  const { ledger, pageTokens, streams } = deps;
+  const { ledger, pageTokens, streams, shutdown } = deps;
 
   const admin = (ctx: HandlerContext) => {
     const p = principalOf(ctx);
@@ -55,9 +58,11 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
       const p = principalOf(ctx);
       const size = validatePageSize(req.pageSize, DEFAULT_PAGE, MAX_PAGE);
       if (p.scope === "account_read") {
-        // An account key sees exactly one account.
+        // An account key sees exactly one account, on one page: it is never
+        // given a token, so any token it sends is foreign.
+        if (req.pageToken !== "") throw invalidArgument("invalid_page_token", "page_token is invalid for this request");
         const own = await ledger.getAccount(p.tenantId, p.accountId!);
-        return { accounts: req.pageToken === "" ? [accountToProto(own)] : [], nextPageToken: "" };
+        return { accounts: [accountToProto(own)], nextPageToken: "" };
       }
       const query = ["ListAccounts"];
       const after = req.pageToken === "" ? "" : pageTokens.open(req.pageToken, p.tenantId, query);
@@ -157,10 +162,13 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
             };
           }
         }
-        // watch() only returns when the call's signal fired: the client left (nobody
-        // reads this) or the server is shutting down, where an error tells gRPC
-        // clients to reconnect (with after_sequence) instead of taking OK as "done".
-        throw new LedgerError("unavailable", "shutting_down", "the server is shutting down; reconnect with after_sequence");
+        // watch() only returns when the call's signal fired. On shutdown, an error
+        // tells gRPC clients to reconnect (with after_sequence) instead of taking
+        // OK as "done"; otherwise the client left and nobody reads this.
+        if (shutdown?.aborted) {
+          throw new LedgerError("unavailable", "shutting_down", "the server is shutting down; reconnect with after_sequence");
+        }
+        throw new ConnectError("the client cancelled the stream", Code.Canceled);
       } finally {
         release();
       }

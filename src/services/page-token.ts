@@ -28,8 +28,10 @@ export class PageTokens {
     const dot = token.indexOf(".");
     if (dot <= 0) throw invalid();
     const body = token.slice(0, dot);
-    const mac = Buffer.from(token.slice(dot + 1), "base64url");
-    const expected = Buffer.from(this.sign(body), "base64url");
+    // Compared as text, not decoded: Node's base64url decoder skips stray
+    // characters and padding, which would let one token have many spellings.
+    const mac = Buffer.from(token.slice(dot + 1), "utf8");
+    const expected = Buffer.from(this.sign(body), "utf8");
     if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) throw invalid();
     let parsed: unknown;
     try {
