@@ -1,7 +1,20 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import type { JsonValue } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import { base64Decode } from "@bufbuild/protobuf/wire";
 import type { ConnectRouter, ContextValues } from "@connectrpc/connect";
 import { Code, ConnectError, createConnectRouter, createContextValues } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { createAsyncIterable } from "@connectrpc/connect/protocol";
+import type { Compression, UniversalHandler } from "@connectrpc/connect/protocol";
 import type { ConnectRouterOptions } from "@connectrpc/connect";
+import {
+  codeToHttpStatus,
+  contentTypeUnaryRegExp,
+  errorToJsonBytes,
+  parseContentType as parseConnectContentType,
+} from "@connectrpc/connect/protocol-connect";
+import { parseContentType as parseGrpcContentType } from "@connectrpc/connect/protocol-grpc";
+import { parseContentType as parseGrpcWebContentType } from "@connectrpc/connect/protocol-grpc-web";
 import {
   compressionBrotli,
   compressionGzip,
@@ -10,7 +23,9 @@ import {
 } from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { constants as http2constants } from "node:http2";
 import { LedgerError } from "../domain/errors.js";
+import { toConnectError } from "../services/errors.js";
 import { parseStrictJson } from "./json-guard.js";
 import type { Logger } from "./log.js";
 
@@ -35,20 +50,42 @@ export interface RpcHandler {
 
 /**
  * Serves a Connect router over Node's HTTP/1.1 and HTTP/2 requests, like
- * connectNodeAdapter, with one difference: unary Connect JSON bodies are
- * parsed by a strict, schema-aware parser before protobuf-es sees them.
- * protobuf-es reads JSON with JSON.parse (2^53+1 silently becomes 2^53) and
- * accepts "0x10", " 12" and 1e3 for int64 fields; for a ledger those must be
- * errors, not guesses.
+ * connectNodeAdapter, with one difference: every request message is checked
+ * before protobuf-es decodes it. JSON goes through a strict, schema-aware
+ * parser (see json-guard.ts): protobuf-es reads JSON with JSON.parse (2^53+1
+ * silently becomes 2^53) and accepts "0x10", " 12" and 1e3 for int64 fields,
+ * and for a ledger those must be errors, not guesses. Binary messages are
+ * test-decoded, because connect reports an undecodable one as an internal
+ * error (HTTP 500, gRPC 13) instead of the client's invalid_argument. The paths:
+ *
+ * - Connect unary POST (`application/json`, `application/proto`): the body is
+ *   read here (bounded by readMaxBytes), decompressed here when it has a
+ *   Content-Encoding, and checked. JSON is handed to connect already parsed;
+ *   binary as the bytes read, which connect decodes again. Decompressing here
+ *   rather than leaving it to connect is what keeps a gzip body from skipping
+ *   the check; the decompressed size is bounded by readMaxBytes as in connect.
+ * - Connect unary GET (`?encoding=json|proto&message=…`, optionally
+ *   `base64=1` and `compression=`): the query message is decoded and checked
+ *   the same way, then connect decodes it again from the URL.
+ * - Enveloped messages (gRPC, gRPC-Web, Connect streams, JSON or binary): each
+ *   envelope is checked as it passes through to connect, and a refusal is
+ *   raised inside connect's pipeline so that it reaches the client in that
+ *   protocol's own form (trailers, or an end-stream message).
+ *
+ * Refusals are invalid_argument (HTTP 400), or resource_exhausted (HTTP 429)
+ * for a body or decompressed message larger than readMaxBytes, written as
+ * connect-es writes them.
  */
 export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
+  const acceptCompression: readonly Compression[] = options.acceptCompression ?? [compressionGzip, compressionBrotli];
   const router = createConnectRouter({
-    acceptCompression: [compressionGzip, compressionBrotli],
     ...options,
+    acceptCompression: [...acceptCompression],
   });
   options.routes(router);
   const handlers = new Map<string, UniversalHandler>();
   for (const h of router.handlers) handlers.set(h.requestPath, h);
+  const max = options.readMaxBytes;
 
   const handle = (req: Req, res: Res) => {
     const path = (req.url ?? "").split("?", 1)[0]!;
@@ -58,17 +95,51 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       else notFound(res);
       return;
     }
+    const refuse = (e: ConnectError, start: number) => {
+      // Only an oversized body is left unread (a GET has none to read).
+      writeConnectError(req, res, e, req.method === "POST" && !req.readableEnded, options.jsonOptions);
+      options.logger.info("rpc", {
+        procedure: path,
+        protocol: "connect",
+        code: codeName(e.code),
+        duration_ms: Math.round((performance.now() - start) * 100) / 100,
+      });
+    };
     const run = async () => {
+      const start = performance.now();
       const contextValues = createContextValues();
-      let body: unknown;
-      if (isUnaryJsonPost(req, h)) {
-        body = await readJsonBody(req, h, options.readMaxBytes);
-        if (body instanceof ConnectError) {
-          writeConnectError(res, body);
+      let body: JsonValue | undefined;
+      let rawBody: Uint8Array | undefined;
+      let envelopes: EnvelopeCheck | undefined;
+      const unary = unaryPostFormat(req, h);
+      if (unary !== undefined) {
+        const encoding = requestEncoding(req.headers["content-encoding"], acceptCompression);
+        // An encoding connect does not accept is refused by connect (unimplemented) before it reads anything.
+        if (encoding !== undefined) {
+          const read = await readUnaryBody(req, h, max, encoding, unary);
+          if (read instanceof ConnectError) {
+            refuse(read, start);
+            return;
+          }
+          if ("value" in read) body = read.value;
+          else rawBody = read.raw;
+        }
+      } else if (isUnaryGet(req, h)) {
+        const problem = await checkGetRequest(req, h, max, acceptCompression);
+        if (problem !== undefined) {
+          refuse(problem, start);
           return;
         }
+      } else {
+        envelopes = envelopeCheck(req, h, acceptCompression);
       }
-      const uReq = universalRequestFromNodeRequest(req, res, body as never, contextValues as ContextValues);
+      let uReq = universalRequestFromNodeRequest(req, res, body as never, contextValues as ContextValues);
+      if (rawBody !== undefined) {
+        // Already read from the socket: connect gets the same bytes and decodes them itself.
+        uReq = { ...uReq, body: createAsyncIterable([rawBody]) };
+      } else if (envelopes !== undefined) {
+        uReq = { ...uReq, body: checkEnvelopes(uReq.body as AsyncIterable<Uint8Array>, h, max, envelopes) };
+      }
       const uRes = await h(uReq);
       await universalResponseToNodeResponse(uRes, res);
     };
@@ -84,39 +155,337 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
   return { handle, handlers };
 }
 
-function isUnaryJsonPost(req: Req, h: UniversalHandler): boolean {
-  if (req.method !== "POST" || h.method.methodKind !== "unary") return false;
-  const ct = (req.headers["content-type"] ?? "").toLowerCase();
-  return /^application\/json(;|$)/.test(ct) && !req.headers["content-encoding"];
+// ---- Connect unary POST ------------------------------------------------------
+
+/** "json" or "binary" for a Connect unary POST, undefined for anything else. */
+function unaryPostFormat(req: Req, h: UniversalHandler): "json" | "binary" | undefined {
+  if (req.method !== "POST" || h.method.methodKind !== "unary") return undefined;
+  // The same test connect uses to pick its unary codec, so nothing it would parse slips past.
+  const type = parseConnectContentType(req.headers["content-type"] ?? null);
+  if (type === undefined || type.stream) return undefined;
+  return type.binary ? "binary" : "json";
 }
 
-async function readJsonBody(req: Req, h: UniversalHandler, max: number): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) {
-      req.destroy?.();
-      return new ConnectError(`request body is larger than ${max} bytes`, Code.ResourceExhausted);
+/**
+ * The compression a request names: null for none, undefined for one connect
+ * will refuse on its own.
+ */
+function requestEncoding(name: string | undefined, accepted: readonly Compression[]): Compression | null | undefined {
+  if (name === undefined || name === "" || name === "identity") return null;
+  return accepted.find((c) => c.name === name);
+}
+
+/**
+ * Reads a unary body (bounded by readMaxBytes, before and after
+ * decompression) and checks its message: strictly parsed JSON, or binary that
+ * protobuf-es can decode. Binary comes back as the bytes read, for connect to
+ * decode again; JSON as the parsed value.
+ */
+async function readUnaryBody(
+  req: Req,
+  h: UniversalHandler,
+  max: number,
+  encoding: Compression | null,
+  format: "json" | "binary",
+): Promise<{ value: JsonValue } | { raw: Uint8Array } | ConnectError> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > max) return tooLarge(max);
+  const raw = await readBounded(req, max);
+  if (raw === undefined) return tooLarge(max);
+  let bytes: Uint8Array = raw;
+  if (encoding !== null) {
+    try {
+      bytes = await decompress(encoding, bytes, max);
+    } catch (e) {
+      return e as ConnectError;
     }
-    chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString("utf8");
+  if (format === "json") return checkJson(bytes, h);
+  const problem = checkBinary(bytes, h);
+  return problem ?? { raw };
+}
+
+/** Reads the whole body, or stops at `max` bytes and returns undefined. */
+function readBounded(req: Req, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        // Stop reading, but do not destroy the request: on HTTP/1.1 that resets
+        // the socket before the 429 is written, and the client sees a connection
+        // error instead of an answer. writeConnectError ends the exchange.
+        cleanup();
+        req.pause();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = () => {
+      cleanup();
+      reject(new ConnectError("the client closed the request", Code.Aborted));
+    };
+    const onClose = () => {
+      // "close" before "end": the client went away mid-body.
+      if (!req.readableEnded) onError();
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
+  });
+}
+
+function tooLarge(max: number): ConnectError {
+  return new ConnectError(`request body is larger than ${max} bytes`, Code.ResourceExhausted);
+}
+
+/** Decompresses with the readMaxBytes bound; anything but "too large" is the client's bad data. */
+async function decompress(encoding: Compression, bytes: Uint8Array, max: number): Promise<Uint8Array> {
   try {
-    return parseStrictJson(text, h.method.input);
+    return await encoding.decompress(bytes, max);
   } catch (e) {
-    if (e instanceof LedgerError) return new ConnectError(e.message, Code.InvalidArgument);
-    return new ConnectError("request body is not valid JSON", Code.InvalidArgument);
+    if (e instanceof ConnectError && e.code === Code.ResourceExhausted) throw e;
+    // connect reports a truncated stream as "internal"; it is a malformed request, not a server fault.
+    throw new ConnectError(`the ${encoding.name} data could not be decompressed`, Code.InvalidArgument);
   }
 }
 
-/** Writes a Connect unary error the way connect-es does: JSON body, status from the code. */
-function writeConnectError(res: Res, e: ConnectError): void {
-  const status = e.code === Code.ResourceExhausted ? 429 : 400;
-  const codeName = e.code === Code.ResourceExhausted ? "resource_exhausted" : "invalid_argument";
-  const body = JSON.stringify({ code: codeName, message: e.rawMessage });
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** UTF-8 JSON bytes to the checked value, or the refusal. */
+function checkJson(bytes: Uint8Array, h: UniversalHandler): { value: JsonValue } | ConnectError {
+  let text: string;
+  try {
+    // Fatal: invalid UTF-8 is refused rather than silently turned into U+FFFD.
+    // ignoreBOM keeps a leading BOM in the text so that the parser can refuse it.
+    text = utf8.decode(bytes);
+  } catch {
+    return new ConnectError("invalid JSON: the message is not valid UTF-8", Code.InvalidArgument);
+  }
+  try {
+    return { value: parseStrictJson(text, h.method.input) };
+  } catch (e) {
+    if (e instanceof LedgerError) return toConnectError(e);
+    return new ConnectError("invalid JSON", Code.InvalidArgument);
+  }
+}
+
+/**
+ * Refuses a binary message protobuf-es cannot decode. connect reports those as
+ * "internal" (HTTP 500, gRPC status 13), as if the server were at fault.
+ */
+function checkBinary(bytes: Uint8Array, h: UniversalHandler): ConnectError | undefined {
+  try {
+    fromBinary(h.method.input, bytes);
+    return undefined;
+  } catch (e) {
+    const why = e instanceof Error ? `: ${e.message}` : "";
+    return new ConnectError(`the message is not a valid ${h.method.input.typeName}${why}`, Code.InvalidArgument);
+  }
+}
+
+// ---- Connect unary GET -------------------------------------------------------
+
+function isUnaryGet(req: Req, h: UniversalHandler): boolean {
+  if (req.method !== "GET" || h.method.methodKind !== "unary") return false;
+  // connect serves GET only for side-effect-free methods; others get its 405.
+  if (h.method.idempotency !== MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) return false;
+  // A GET reaches connect's handler with no Content-Type or a unary one; others get its 415.
+  const ct = req.headers["content-type"] ?? "";
+  return ct === "" || contentTypeUnaryRegExp.test(ct);
+}
+
+/**
+ * Checks a Connect GET request's message the way connect will read it:
+ * `message` from the query, base64 when `base64=1`, decompressed when
+ * `compression` names an accepted encoding, then strict JSON when
+ * `encoding=json`. Undecodable base64, compressed data or binary messages are
+ * refused here too, as invalid_argument: connect would answer them with a 500.
+ * GETs are small (the URL is bounded by the header limit), so decoding twice
+ * costs little.
+ */
+async function checkGetRequest(
+  req: Req,
+  h: UniversalHandler,
+  max: number,
+  accepted: readonly Compression[],
+): Promise<ConnectError | undefined> {
+  const query = new URL(req.url ?? "", "http://localhost").searchParams;
+  const encoding = query.get("encoding");
+  if (encoding !== "json" && encoding !== "proto") return undefined;
+  const compression = requestEncoding(query.get("compression") ?? undefined, accepted);
+  if (compression === undefined) return undefined;
+  const message = query.get("message") ?? "";
+  let bytes: Uint8Array;
+  if (query.get("base64") === "1") {
+    try {
+      bytes = base64Decode(message);
+    } catch {
+      return new ConnectError("the message query parameter is not valid base64", Code.InvalidArgument);
+    }
+  } else {
+    bytes = new TextEncoder().encode(message);
+  }
+  if (compression !== null) {
+    try {
+      bytes = await decompress(compression, bytes, max);
+    } catch (e) {
+      return e as ConnectError;
+    }
+  }
+  if (encoding === "proto") return checkBinary(bytes, h);
+  const checked = checkJson(bytes, h);
+  return checked instanceof ConnectError ? checked : undefined;
+}
+
+// ---- Enveloped messages (gRPC, gRPC-Web, Connect streams) --------------------
+
+interface EnvelopeCheck {
+  readonly binary: boolean;
+  /** The negotiated request compression; null for none. */
+  readonly compression: Compression | null;
+  /** Flag of envelopes connect skips instead of parsing (gRPC-Web trailers, Connect end-stream). */
+  readonly skipFlag: number | undefined;
+}
+
+/** When the request carries enveloped messages, how to check them. */
+function envelopeCheck(req: Req, h: UniversalHandler, accepted: readonly Compression[]): EnvelopeCheck | undefined {
+  if (req.method !== "POST") return undefined;
+  const ct = req.headers["content-type"] ?? null;
+  let encodingHeader: string;
+  let skipFlag: number | undefined;
+  let binary: boolean;
+  const grpc = parseGrpcContentType(ct);
+  const grpcWeb = parseGrpcWebContentType(ct);
+  const connect = parseConnectContentType(ct);
+  if (grpc !== undefined) {
+    binary = grpc.binary;
+    encodingHeader = "grpc-encoding";
+  } else if (grpcWeb !== undefined && !grpcWeb.text) {
+    binary = grpcWeb.binary;
+    encodingHeader = "grpc-encoding";
+    skipFlag = 0x80;
+  } else if (connect !== undefined && connect.stream && h.method.methodKind !== "unary") {
+    binary = connect.binary;
+    encodingHeader = "connect-content-encoding";
+    skipFlag = 0x02;
+  } else {
+    // gRPC-Web text, and content types connect answers with 415.
+    return undefined;
+  }
+  const raw = req.headers[encodingHeader];
+  const compression = requestEncoding(Array.isArray(raw) ? raw[0] : raw, accepted);
+  // An unknown encoding is refused by connect before it reads a message.
+  if (compression === undefined) return undefined;
+  return { binary, compression, skipFlag };
+}
+
+/**
+ * Passes the request body through, holding back each enveloped message until
+ * it is checked (strict JSON, or decodable binary). A refusal is thrown into
+ * connect's reading pipeline, which reports it in the protocol's own format.
+ */
+async function* checkEnvelopes(
+  source: AsyncIterable<Uint8Array>,
+  h: UniversalHandler,
+  max: number,
+  check: EnvelopeCheck,
+): AsyncGenerator<Uint8Array> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  // The next envelope's size once its 5-byte prefix is in. Chunks are joined
+  // only when that many bytes are there, so a large message is copied once.
+  let size: number | undefined;
+  for await (const chunk of source) {
+    pending.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    pendingBytes += chunk.byteLength;
+    while (pendingBytes >= (size ?? 5)) {
+      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [buf];
+      if (size === undefined) {
+        const length = buf.readUInt32BE(1);
+        // connect would refuse it too, but only after this loop had buffered it.
+        if (length > max) throw new ConnectError(`message is larger than ${max} bytes`, Code.ResourceExhausted);
+        size = 5 + length;
+        continue;
+      }
+      const envelope = buf.subarray(0, size);
+      await checkEnvelope(envelope, h, max, check);
+      yield envelope;
+      const rest = buf.subarray(size);
+      pending = rest.length > 0 ? [rest] : [];
+      pendingBytes = rest.length;
+      size = undefined;
+    }
+  }
+  // An incomplete envelope: connect reports it.
+  if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
+}
+
+async function checkEnvelope(envelope: Buffer, h: UniversalHandler, max: number, check: EnvelopeCheck): Promise<void> {
+  const flags = envelope[0]!;
+  if (check.skipFlag !== undefined && (flags & check.skipFlag) === check.skipFlag) return;
+  let data: Uint8Array = envelope.subarray(5);
+  if ((flags & 0x01) === 0x01) {
+    if (check.compression === null) {
+      throw new ConnectError("received a compressed message without a message encoding", Code.InvalidArgument);
+    }
+    data = await decompress(check.compression, data, max);
+  }
+  if (check.binary) {
+    const problem = checkBinary(data, h);
+    if (problem !== undefined) throw problem;
+    return;
+  }
+  const checked = checkJson(data, h);
+  if (checked instanceof ConnectError) throw checked;
+}
+
+// ---- Writing errors ----------------------------------------------------------
+
+/**
+ * Writes a Connect unary error exactly as connect-es does (its own JSON
+ * serializer and code-to-status table: invalid_argument is 400,
+ * resource_exhausted 429, details included). When the body was left unread,
+ * the rest of it is never read: an HTTP/1.1 answer carries `Connection: close`
+ * and Node closes the socket once it is written; on HTTP/2 only this stream
+ * is ended.
+ */
+function writeConnectError(req: Req, res: Res, e: ConnectError, unreadBody: boolean, jsonOptions: ConnectRouterOptions["jsonOptions"]): void {
+  const body = errorToJsonBytes(e, jsonOptions);
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "content-length": String(body.byteLength),
+  };
+  e.metadata.forEach((value, key) => {
+    headers[key] = value;
+  });
+  if (unreadBody && !("stream" in req)) headers.connection = "close";
+  res.writeHead(codeToHttpStatus(e.code), headers);
   res.end(body);
+  if (unreadBody && "stream" in req) {
+    // HTTP/2 can end one stream without touching the connection: RST_STREAM
+    // NO_ERROR after a complete answer tells the client to stop sending (RFC 9113 §8.1).
+    const stream = req.stream;
+    res.once("finish", () => stream.close(http2constants.NGHTTP2_NO_ERROR));
+  }
+}
+
+function codeName(code: Code): string {
+  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : "_" + c.toLowerCase()));
 }
 
 function notFound(res: Res): void {

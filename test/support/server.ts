@@ -73,7 +73,8 @@ export function transportFor(url: string, protocol: Protocol, key: string | unde
   const interceptors = key === undefined ? [] : [bearer(key)];
   switch (protocol) {
     case "connect-json":
-      return createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors });
+      // connect-node defaults to binary: JSON must be asked for.
+      return createConnectTransport({ baseUrl: url, httpVersion: "1.1", useBinaryFormat: false, interceptors });
     case "connect-binary":
       return createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true, interceptors });
     case "grpc":

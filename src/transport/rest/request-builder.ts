@@ -35,7 +35,12 @@ export function buildRequest<I extends DescMessage>(route: Route, schema: I, inp
   } else if (route.body !== "") {
     const f = schema.fields.find((x) => x.name === route.body)!;
     if (input.body.trim() !== "") {
-      json[f.jsonName] = f.fieldKind === "message" ? parseStrictJson(input.body, f.message) : (JSON.parse(input.body) as JsonValue);
+      // A scalar body is checked as that field of the request, so a 64-bit
+      // body gets the same strict number rules as any other.
+      json[f.jsonName] =
+        f.fieldKind === "message"
+          ? parseStrictJson(input.body, f.message)
+          : ((parseStrictJson(`{${JSON.stringify(f.name)}:${input.body}}`, schema) as JsonObject)[f.name] as JsonValue);
     }
     bound.add(f.name);
   } else if (input.body.trim() !== "") {
