@@ -19,6 +19,12 @@ import { jsonLogger, logInterceptor } from "./transport/log.js";
 import type { Listening } from "./transport/server.js";
 import { listen } from "./transport/server.js";
 import { createRpcHandler } from "./transport/rpc-handler.js";
+import type { RpcHandler } from "./transport/rpc-handler.js";
+import { createRestHandler } from "./transport/rest/rest-handler.js";
+import { routesOf } from "./transport/rest/route-table.js";
+import { Credentials } from "./domain/credentials.js";
+import type { DialectFactory } from "./dialects/dialect.js";
+import { DIALECTS } from "./dialects/index.js";
 
 /** Everything that configures a Tally server; every field has a default. */
 export interface TallyOptions {
@@ -45,6 +51,8 @@ export interface TallyOptions {
   readonly clock?: Clock;
   /** Use this store instead of opening SQLite. */
   readonly store?: Store;
+  /** Names of the REST dialects to enable (all by default; [] for none). */
+  readonly dialects?: readonly string[];
   readonly feed?: BalanceFeed;
 }
 
@@ -59,6 +67,16 @@ export interface Tally {
   readonly bootstrapKey: string | undefined;
   /** Graceful stop: ends streams, finishes in-flight calls, closes the store. */
   close(): Promise<void>;
+}
+
+/** The factories of the named dialects; every dialect when names is undefined. */
+function selectDialects(names: readonly string[] | undefined): DialectFactory[] {
+  if (names === undefined) return [...DIALECTS.values()];
+  return names.map((n) => {
+    const f = DIALECTS.get(n);
+    if (!f) throw new Error(`unknown dialect "${n}"; known: ${[...DIALECTS.keys()].join(", ") || "none"}`);
+    return f;
+  });
 }
 
 /** The name of the tenant created on first start. */
@@ -88,21 +106,42 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   // calls are normal here, not a leak.
   setMaxListeners(0, shutdown.signal);
 
+  const credentials = new Credentials(store, clock);
+  const dialects = selectDialects(options.dialects).map((make) => make({ ledger, credentials, shutdown: shutdown.signal }));
+  const credentialKinds = new Map(dialects.flatMap((d) => d.credentialKinds ?? []).map((k) => [k.kind, k]));
+  const rpcResolvers = new Map(
+    dialects.flatMap((d) => (d.rpcAuthenticator ? d.services.map((s) => [s.typeName, d.rpcAuthenticator!] as const) : [])),
+  );
+
   const routes = (router: ConnectRouter) => {
     registerLedgerService(router, { ledger, pageTokens, streams, shutdown: shutdown.signal });
-    registerAdminService(router, { ledger, access });
+    registerAdminService(router, { ledger, access, credentials, credentialKinds });
+    for (const d of dialects) d.register(router);
   };
+  const readMaxBytes = options.maxMessageBytes ?? 1024 * 1024;
+  // The REST layer is built after the router it calls into; requests only reach it later.
+  let rest: ((req: Parameters<RpcHandler["handle"]>[0], res: Parameters<RpcHandler["handle"]>[1]) => void) | undefined;
   const rpc = createRpcHandler({
     routes,
     logger: log,
-    readMaxBytes: options.maxMessageBytes ?? 1024 * 1024,
+    readMaxBytes,
     maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
     shutdownSignal: shutdown.signal,
     interceptors: [
       logInterceptor(log),
       errorInterceptor((e) => log.error("internal error", { error: e instanceof Error ? e.stack : String(e) })),
-      authInterceptor(access),
+      authInterceptor(access, rpcResolvers),
     ],
+    fallback: (req, res) => rest!(req, res),
+  });
+  rest = createRestHandler({
+    routes: routesOf(dialects.flatMap((d) => d.services)),
+    handlers: rpc.handlers,
+    authenticators: new Map(dialects.flatMap((d) => [...(d.authenticators ?? [])])),
+    streamers: new Map(dialects.flatMap((d) => [...(d.streamers ?? [])])),
+    envelopes: new Map(dialects.flatMap((d) => [...(d.envelopes ?? [])])),
+    readMaxBytes,
+    logger: log,
   });
   const tls =
     options.tlsCertFile && options.tlsKeyFile

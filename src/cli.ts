@@ -4,7 +4,9 @@ import { startTally } from "./app.js";
 import { SERVE_FLAGS, parseServeConfig, toTallyOptions } from "./config.js";
 import { Access } from "./domain/access.js";
 import { LedgerError } from "./domain/errors.js";
+import { Credentials } from "./domain/credentials.js";
 import { Ledger } from "./domain/ledger.js";
+import { DIALECTS } from "./dialects/index.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { jsonLogger } from "./transport/log.js";
 
@@ -17,6 +19,9 @@ commands:
                             create a tenant and print its admin key (shown once)
   key create --tenant ID (--admin | --account ACCOUNT_ID) [--label TEXT]
                             issue an API key and print it (shown once)
+  credential create --tenant ID --kind KIND [--account ID] [--org ID] [--scope S]...
+                    [--public-key BASE64] [--id ID] [--label TEXT]
+                            issue a REST dialect credential and print it (secret shown once)
 
 every command takes --db PATH (env TALLY_DB, default tally.db)
 
@@ -39,6 +44,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await tenant(rest);
       case "key":
         return await key(rest);
+      case "credential":
+        return await credential(rest);
       case undefined:
       case "help":
       case "--help":
@@ -144,6 +151,51 @@ async function key(args: string[]): Promise<number> {
       label: values.label ?? "",
     });
     process.stdout.write(JSON.stringify({ id: issued.key.id, key: issued.secret }) + "\n");
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
+async function credential(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== "create") throw new Error(`unknown credential command "${sub ?? ""}"`);
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      db: { type: "string" },
+      tenant: { type: "string" },
+      kind: { type: "string" },
+      account: { type: "string" },
+      org: { type: "string" },
+      scope: { type: "string", multiple: true },
+      "public-key": { type: "string" },
+      id: { type: "string" },
+      label: { type: "string" },
+    },
+  });
+  if (!values.tenant || !values.kind) throw new Error("--tenant and --kind are required");
+  const store = openStore(values.db);
+  try {
+    if (!(await store.getTenant(values.tenant))) throw new Error(`tenant "${values.tenant}" not found`);
+    const clock = () => BigInt(Date.now()) * 1000n;
+    const ledger = new Ledger({ store, clock });
+    const credentials = new Credentials(store, clock);
+    const shutdown = new AbortController();
+    const kinds = new Map(
+      [...DIALECTS.values()].flatMap((make) => make({ ledger, credentials, shutdown: shutdown.signal }).credentialKinds ?? []).map((k) => [k.kind, k]),
+    );
+    const kind = kinds.get(values.kind);
+    if (!kind) throw new Error(`unknown credential kind "${values.kind}"; known: ${[...kinds.keys()].sort().join(", ")}`);
+    const issued = await kind.issue(values.tenant, {
+      accountId: values.account ?? "",
+      orgId: values.org ?? "",
+      scopes: values.scope ?? [],
+      label: values.label ?? "",
+      publicKey: values["public-key"] ? Buffer.from(values["public-key"], "base64") : new Uint8Array(0),
+      id: values.id ?? "",
+    });
+    process.stdout.write(JSON.stringify({ kind: issued.record.kind, id: issued.record.id, secret: issued.secret ?? null }) + "\n");
     return 0;
   } finally {
     await store.close();

@@ -13,6 +13,8 @@ export interface ServeConfig {
   readonly streamsPerTenant: number;
   readonly durability: "full" | "normal";
   readonly logLevel: "info" | "error" | "silent";
+  /** undefined: every dialect. */
+  readonly dialects: readonly string[] | undefined;
 }
 
 /** Flags of `tally serve`, with the environment variable each falls back to. */
@@ -27,6 +29,7 @@ export const SERVE_FLAGS = {
   "streams-per-tenant": { env: "TALLY_STREAMS_PER_TENANT", default: "100", help: "open balance streams per tenant" },
   durability: { env: "TALLY_DURABILITY", default: "full", help: "full (fsync every commit) or normal (may lose the last commits on power loss)" },
   "log-level": { env: "TALLY_LOG_LEVEL", default: "info", help: "info, error or silent" },
+  dialects: { env: "TALLY_DIALECTS", default: "all", help: "REST dialects to serve: all, none, or a comma-separated list" },
 } as const;
 
 /** Parses `tally serve` arguments. Throws a readable Error on bad input. */
@@ -61,6 +64,7 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     streamsPerTenant: int("streams-per-tenant", 1, 100_000),
     durability,
     logLevel,
+    dialects: parseDialects(get("dialects")),
   };
 }
 
@@ -76,5 +80,12 @@ export function toTallyOptions(c: ServeConfig): TallyOptions {
     headersTimeoutMs: c.headersTimeoutMs,
     streamsPerTenant: c.streamsPerTenant,
     durability: c.durability,
+    ...(c.dialects === undefined ? {} : { dialects: c.dialects }),
   };
+}
+
+function parseDialects(v: string): readonly string[] | undefined {
+  if (v === "all") return undefined;
+  if (v === "none" || v === "") return [];
+  return v.split(",").map((x) => x.trim()).filter((x) => x !== "");
 }

@@ -14,6 +14,13 @@ export interface Principal {
   /** Set for account-scoped keys: the only account they may read. */
   readonly accountId: string | null;
   readonly operator: boolean;
+  /** Set when a dialect credential (not a Tally API key) authenticated the caller. */
+  readonly credential?: {
+    readonly kind: string;
+    readonly id: string;
+    readonly orgId: string | null;
+    readonly scopes: readonly string[];
+  };
 }
 
 /** A newly issued key: the record and the bearer token, shown once. */

@@ -149,3 +149,25 @@ export interface VerifyReport {
   readonly entriesChecked: bigint;
   readonly discrepancies: readonly Discrepancy[];
 }
+
+/**
+ * A credential of a REST dialect: what a vendor's client presents instead of a
+ * Tally API key. `kind` names the dialect's credential type.
+ */
+export interface CredentialRecord {
+  readonly kind: string;
+  readonly id: string;
+  readonly tenantId: string;
+  /** The account the credential acts for, when bound to one. */
+  readonly accountId: string | null;
+  /** The organization it acts for, when bound to one (Frontier). */
+  readonly orgId: string | null;
+  /** SHA-256 of a secret the client presents. */
+  readonly secretHash: Uint8Array | null;
+  /** A key needed to verify what the client presents (a public key, an HMAC key). */
+  readonly verifyKey: Uint8Array | null;
+  readonly scopes: readonly string[];
+  readonly label: string;
+  readonly createdAt: bigint;
+  readonly revokedAt: bigint | null;
+}

@@ -3,6 +3,7 @@ import type {
   Account,
   ApiKeyRecord,
   BalanceRow,
+  CredentialRecord,
   Entry,
   EntryView,
   IdempotencyRecord,
@@ -42,6 +43,9 @@ export interface StoreReader {
   /** Recomputes a tenant's balances from its journal. */
   verify(tenantId: string): Promise<VerifyReport>;
   getMeta(key: string): Promise<string | undefined>;
+  getCredential(kind: string, id: string): Promise<CredentialRecord | undefined>;
+  /** Credentials of one kind in a tenant (or every tenant when tenantId is undefined). */
+  listCredentials(kind: string, tenantId?: string): Promise<CredentialRecord[]>;
 }
 
 /** A page of an account's journal, newest first. */
@@ -96,6 +100,14 @@ export interface WriteTx {
   revokeApiKey(id: string, revokedAt: bigint): Promise<void>;
   setMeta(key: string, value: string): Promise<void>;
   getMeta(key: string): Promise<string | undefined>;
+  insertCredential(c: CredentialRecord): Promise<void>;
+  getCredential(kind: string, id: string): Promise<CredentialRecord | undefined>;
+  revokeCredential(kind: string, id: string, revokedAt: bigint): Promise<void>;
+  /**
+   * Records a nonce; false when it was already recorded and has not expired.
+   * Expired nonces are purged as a side effect.
+   */
+  claimNonce(scope: string, nonce: string, expiresAt: bigint, now: bigint): Promise<boolean>;
 }
 
 /** The persistence the domain needs. SQLite and PostgreSQL implement it. */

@@ -1,12 +1,13 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { AdminService, KeyScope } from "../../gen/tally/admin/v1/admin_pb.js";
-import type { ApiKey } from "../../gen/tally/admin/v1/admin_pb.js";
-import { ApiKeySchema } from "../../gen/tally/admin/v1/admin_pb.js";
+import type { ApiKey, Credential } from "../../gen/tally/admin/v1/admin_pb.js";
+import { ApiKeySchema, CredentialSchema } from "../../gen/tally/admin/v1/admin_pb.js";
 import { create } from "@bufbuild/protobuf";
 import type { Access } from "../domain/access.js";
 import { LedgerError, invalidArgument } from "../domain/errors.js";
 import type { Ledger } from "../domain/ledger.js";
-import type { ApiKeyRecord } from "../domain/model.js";
+import type { CredentialKind, Credentials } from "../domain/credentials.js";
+import type { ApiKeyRecord, CredentialRecord } from "../domain/model.js";
 import { timestampFromMicros } from "./convert.js";
 import { principalOf, requireAdmin } from "./principal.js";
 
@@ -14,11 +15,14 @@ import { principalOf, requireAdmin } from "./principal.js";
 export interface AdminServiceDeps {
   readonly ledger: Ledger;
   readonly access: Access;
+  readonly credentials: Credentials;
+  /** The credential kinds of the enabled dialects. */
+  readonly credentialKinds: ReadonlyMap<string, CredentialKind>;
 }
 
 /** Registers tally.admin.v1.AdminService on a router. */
 export function registerAdminService(router: ConnectRouter, deps: AdminServiceDeps): void {
-  const { ledger, access } = deps;
+  const { ledger, access, credentials, credentialKinds } = deps;
   router.service(AdminService, {
     async createTenant(req, ctx) {
       const p = principalOf(ctx);
@@ -47,6 +51,31 @@ export function registerAdminService(router: ConnectRouter, deps: AdminServiceDe
       return { key: keyToProto(await access.revokeKey(p.tenantId, req.id)) };
     },
 
+    async createCredential(req, ctx) {
+      const p = principalOf(ctx);
+      requireAdmin(p);
+      const kind = credentialKinds.get(req.kind);
+      if (!kind) {
+        const known = [...credentialKinds.keys()].sort().join(", ") || "none: no dialect is enabled";
+        throw invalidArgument("unknown_credential_kind", `unknown credential kind "${req.kind}"; known kinds: ${known}`);
+      }
+      const issued = await kind.issue(p.tenantId, {
+        accountId: req.accountId,
+        orgId: req.orgId,
+        scopes: req.scopes,
+        label: req.label,
+        publicKey: req.publicKey,
+        id: req.id,
+      });
+      return { credential: credentialToProto(issued.record), secret: issued.secret ?? "" };
+    },
+
+    async revokeCredential(req, ctx) {
+      const p = principalOf(ctx);
+      requireAdmin(p);
+      return { credential: credentialToProto(await credentials.revoke(p.tenantId, req.kind, req.id)) };
+    },
+
     async verify(_req, ctx) {
       const p = principalOf(ctx);
       requireAdmin(p);
@@ -72,5 +101,18 @@ function keyToProto(k: ApiKeyRecord): ApiKey {
     label: k.label,
     createdAt: timestampFromMicros(k.createdAt),
     revokedAt: k.revokedAt === null ? undefined : timestampFromMicros(k.revokedAt),
+  });
+}
+
+function credentialToProto(c: CredentialRecord): Credential {
+  return create(CredentialSchema, {
+    kind: c.kind,
+    id: c.id,
+    accountId: c.accountId ?? "",
+    orgId: c.orgId ?? "",
+    scopes: [...c.scopes],
+    label: c.label,
+    createdAt: timestampFromMicros(c.createdAt),
+    revokedAt: c.revokedAt === null ? undefined : timestampFromMicros(c.revokedAt),
   });
 }

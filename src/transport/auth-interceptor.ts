@@ -1,5 +1,5 @@
 import type { Interceptor } from "@connectrpc/connect";
-import type { Access } from "../domain/access.js";
+import type { Access, Principal } from "../domain/access.js";
 import { LedgerError } from "../domain/errors.js";
 import { principalKey } from "../services/principal.js";
 import { authorizationKey } from "./auth-context.js";
@@ -9,9 +9,19 @@ import { authorizationKey } from "./auth-context.js";
  * Every procedure needs a key; a missing or bad one is unauthenticated before
  * any handler runs.
  */
-export function authInterceptor(access: Access): Interceptor {
+export function authInterceptor(
+  access: Access,
+  resolvers: ReadonlyMap<string, (headers: Headers, procedure: string) => Promise<Principal | undefined>> = new Map(),
+): Interceptor {
   return (next) => async (req) => {
     if (req.contextValues.get(principalKey) === undefined) {
+      // A dialect's own scheme (HTTP Basic for Frontier, say) comes first for its services.
+      const resolve = resolvers.get(req.service.typeName);
+      const principal = resolve ? await resolve(req.header, `/${req.service.typeName}/${req.method.name}`) : undefined;
+      if (principal) {
+        req.contextValues.set(principalKey, principal);
+        return next(req);
+      }
       const header = req.header.get("authorization") ?? req.contextValues.get(authorizationKey);
       if (!header) throw new LedgerError("unauthenticated", "missing_credentials", "missing credentials: send Authorization: Bearer <api key>");
       const m = /^Bearer\s+(\S+)$/i.exec(header);

@@ -123,4 +123,37 @@ CREATE TABLE idempotency (
 ) STRICT, WITHOUT ROWID;
 `,
   },
+  {
+    version: 2,
+    name: "dialect credentials and request nonces",
+    sql: `
+-- Credentials of the REST dialects (session keys, vendor API keys, public
+-- keys, client secrets). Secrets that only need checking are stored as a
+-- SHA-256 hash; keys needed to verify signatures are stored as they are.
+CREATE TABLE credentials (
+  kind        TEXT NOT NULL,
+  id          TEXT NOT NULL,
+  tenant_id   TEXT NOT NULL REFERENCES tenants(id),
+  account_id  TEXT,
+  org_id      TEXT,
+  secret_hash BLOB,
+  verify_key  BLOB,
+  scopes      TEXT NOT NULL,
+  label       TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  revoked_at  INTEGER,
+  PRIMARY KEY (kind, id)
+) STRICT, WITHOUT ROWID;
+
+-- Nonces of signed requests, kept until their timestamp is too old to be
+-- accepted anyway, so that a captured request cannot be replayed.
+CREATE TABLE request_nonces (
+  scope      TEXT NOT NULL,
+  nonce      TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (scope, nonce)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX request_nonces_expiry ON request_nonces (expires_at);
+`,
+  },
 ];

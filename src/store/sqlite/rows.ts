@@ -3,6 +3,7 @@ import type {
   Account,
   ApiKeyRecord,
   BalanceRow,
+  CredentialRecord,
   Entry,
   EntryView,
   IdempotencyRecord,
@@ -155,6 +156,24 @@ export function apiKey(r: unknown): ApiKeyRecord | undefined {
     operator: big(x.operator) === 1n,
     label: str(x.label),
     secretHash: new Uint8Array(x.secret_hash as Buffer),
+    createdAt: big(x.created_at),
+    revokedAt: nullableBig(x.revoked_at),
+  };
+}
+
+export function credential(r: unknown): CredentialRecord | undefined {
+  if (r === undefined) return undefined;
+  const x = r as Row;
+  return {
+    kind: str(x.kind),
+    id: str(x.id),
+    tenantId: str(x.tenant_id),
+    accountId: x.account_id === null ? null : str(x.account_id),
+    orgId: x.org_id === null ? null : str(x.org_id),
+    secretHash: x.secret_hash === null ? null : new Uint8Array(x.secret_hash as Buffer),
+    verifyKey: x.verify_key === null ? null : new Uint8Array(x.verify_key as Buffer),
+    scopes: JSON.parse(str(x.scopes)) as string[],
+    label: str(x.label),
     createdAt: big(x.created_at),
     revokedAt: nullableBig(x.revoked_at),
   };

@@ -5,6 +5,7 @@ import type {
   Account,
   ApiKeyRecord,
   BalanceRow,
+  CredentialRecord,
   Discrepancy,
   Entry,
   EntryView,
@@ -233,6 +234,13 @@ export class SqliteStore implements Store {
   async getMeta(key: string): Promise<string | undefined> {
     return (this.r.getMeta.get(key) as { value: string } | undefined)?.value;
   }
+  async getCredential(kind: string, id: string): Promise<CredentialRecord | undefined> {
+    return rows.credential(this.r.getCredential.get(kind, id));
+  }
+  async listCredentials(kind: string, tenantId?: string): Promise<CredentialRecord[]> {
+    const list = tenantId === undefined ? this.r.listCredentials.all(kind) : this.r.listCredentialsInTenant.all(kind, tenantId);
+    return list.map((x) => rows.credential(x)!);
+  }
 
   async verify(tenantId: string): Promise<VerifyReport> {
     const discrepancies: Discrepancy[] = [];
@@ -409,6 +417,31 @@ function makeWriteTx(s: SqliteStatements): WriteTx {
     },
     async getMeta(key) {
       return (s.getMeta.get(key) as { value: string } | undefined)?.value;
+    },
+    async insertCredential(c) {
+      s.insertCredential.run(
+        c.kind,
+        c.id,
+        c.tenantId,
+        c.accountId,
+        c.orgId,
+        c.secretHash === null ? null : Buffer.from(c.secretHash),
+        c.verifyKey === null ? null : Buffer.from(c.verifyKey),
+        JSON.stringify(c.scopes),
+        c.label,
+        c.createdAt,
+        c.revokedAt,
+      );
+    },
+    async getCredential(kind, id) {
+      return rows.credential(s.getCredential.get(kind, id));
+    },
+    async revokeCredential(kind, id, revokedAt) {
+      s.revokeCredential.run(revokedAt, kind, id);
+    },
+    async claimNonce(scope, nonce, expiresAt, now) {
+      s.purgeNonces.run(now);
+      return s.claimNonce.run(scope, nonce, expiresAt).changes === 1;
     },
   };
 }

@@ -45,6 +45,13 @@ export class SqliteStatements {
   readonly verifySums;
   readonly verifyBalances;
   readonly verifyRunning;
+  readonly getCredential;
+  readonly listCredentials;
+  readonly listCredentialsInTenant;
+  readonly insertCredential;
+  readonly revokeCredential;
+  readonly purgeNonces;
+  readonly claimNonce;
 
   constructor(db: Database.Database) {
     const ro = db.readonly;
@@ -130,6 +137,16 @@ export class SqliteStatements {
          count(*) AS n
        FROM entries WHERE tenant_id = ? GROUP BY account_id, asset`,
     );
+    this.getCredential = db.prepare("SELECT * FROM credentials WHERE kind = ? AND id = ?");
+    this.listCredentials = db.prepare("SELECT * FROM credentials WHERE kind = ? ORDER BY tenant_id, id");
+    this.listCredentialsInTenant = db.prepare("SELECT * FROM credentials WHERE kind = ? AND tenant_id = ? ORDER BY id");
+    this.insertCredential = w(
+      `INSERT INTO credentials (kind, id, tenant_id, account_id, org_id, secret_hash, verify_key, scopes, label, created_at, revoked_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.revokeCredential = w("UPDATE credentials SET revoked_at = ? WHERE kind = ? AND id = ? AND revoked_at IS NULL");
+    this.purgeNonces = w("DELETE FROM request_nonces WHERE expires_at <= ?");
+    this.claimNonce = w("INSERT INTO request_nonces (scope, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
     this.verifyBalances = db.prepare("SELECT * FROM balances WHERE tenant_id = ?");
     this.verifyRunning = db.prepare(
       `SELECT account_id, asset, sequence, posted_after, running FROM (

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tally/admin/v1/admin.proto.
  */
 export const file_tally_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YWxseS9hZG1pbi92MS9hZG1pbi5wcm90bxIOdGFsbHkuYWRtaW4udjEi5QEKBkFwaUtleRIKCgJpZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSJwoFc2NvcGUYAyABKA4yGC50YWxseS5hZG1pbi52MS5LZXlTY29wZRISCgphY2NvdW50X2lkGAQgASgJEhAKCG9wZXJhdG9yGAUgASgIEg0KBWxhYmVsGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlIKBlRlbmFudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi8KE0NyZWF0ZVRlbmFudFJlcXVlc3QSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCSKDAQoUQ3JlYXRlVGVuYW50UmVzcG9uc2USJgoGdGVuYW50GAEgASgLMhYudGFsbHkuYWRtaW4udjEuVGVuYW50EikKCWFkbWluX2tleRgCIAEoCzIWLnRhbGx5LmFkbWluLnYxLkFwaUtleRIYChBhZG1pbl9rZXlfc2VjcmV0GAMgASgJImEKE0NyZWF0ZUFwaUtleVJlcXVlc3QSJwoFc2NvcGUYASABKA4yGC50YWxseS5hZG1pbi52MS5LZXlTY29wZRISCgphY2NvdW50X2lkGAIgASgJEg0KBWxhYmVsGAMgASgJIksKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiMKA2tleRgBIAEoCzIWLnRhbGx5LmFkbWluLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkiIQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSI7ChRSZXZva2VBcGlLZXlSZXNwb25zZRIjCgNrZXkYASABKAsyFi50YWxseS5hZG1pbi52MS5BcGlLZXkiDwoNVmVyaWZ5UmVxdWVzdCJ1CgtEaXNjcmVwYW5jeRISCgphY2NvdW50X2lkGAEgASgJEg0KBWFzc2V0GAIgASgJEg0KBWZpZWxkGAMgASgJEg4KBnN0b3JlZBgEIAEoAxISCgpyZWNvbXB1dGVkGAUgASgDEhAKCHNlcXVlbmNlGAYgASgDIp0BCg5WZXJpZnlSZXNwb25zZRIKCgJvaxgBIAEoCBIYChBhY2NvdW50c19jaGVja2VkGAIgASgDEhgKEGJhbGFuY2VzX2NoZWNrZWQYAyABKAMSFwoPZW50cmllc19jaGVja2VkGAQgASgDEjIKDWRpc2NyZXBhbmNpZXMYBSADKAsyGy50YWxseS5hZG1pbi52MS5EaXNjcmVwYW5jeSpdCghLZXlTY29wZRIZChVLRVlfU0NPUEVfVU5TUEVDSUZJRUQQABIaChZLRVlfU0NPUEVfVEVOQU5UX0FETUlOEAESGgoWS0VZX1NDT1BFX0FDQ09VTlRfUkVBRBACMu0CCgxBZG1pblNlcnZpY2USWQoMQ3JlYXRlVGVuYW50EiMudGFsbHkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBokLnRhbGx5LmFkbWluLnYxLkNyZWF0ZVRlbmFudFJlc3BvbnNlElkKDENyZWF0ZUFwaUtleRIjLnRhbGx5LmFkbWluLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaJC50YWxseS5hZG1pbi52MS5DcmVhdGVBcGlLZXlSZXNwb25zZRJZCgxSZXZva2VBcGlLZXkSIy50YWxseS5hZG1pbi52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiQudGFsbHkuYWRtaW4udjEuUmV2b2tlQXBpS2V5UmVzcG9uc2USTAoGVmVyaWZ5Eh0udGFsbHkuYWRtaW4udjEuVmVyaWZ5UmVxdWVzdBoeLnRhbGx5LmFkbWluLnYxLlZlcmlmeVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Chp0YWxseS9hZG1pbi92MS9hZG1pbi5wcm90bxIOdGFsbHkuYWRtaW4udjEi5QEKBkFwaUtleRIKCgJpZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSJwoFc2NvcGUYAyABKA4yGC50YWxseS5hZG1pbi52MS5LZXlTY29wZRISCgphY2NvdW50X2lkGAQgASgJEhAKCG9wZXJhdG9yGAUgASgIEg0KBWxhYmVsGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlIKBlRlbmFudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi8KE0NyZWF0ZVRlbmFudFJlcXVlc3QSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCSKDAQoUQ3JlYXRlVGVuYW50UmVzcG9uc2USJgoGdGVuYW50GAEgASgLMhYudGFsbHkuYWRtaW4udjEuVGVuYW50EikKCWFkbWluX2tleRgCIAEoCzIWLnRhbGx5LmFkbWluLnYxLkFwaUtleRIYChBhZG1pbl9rZXlfc2VjcmV0GAMgASgJImEKE0NyZWF0ZUFwaUtleVJlcXVlc3QSJwoFc2NvcGUYASABKA4yGC50YWxseS5hZG1pbi52MS5LZXlTY29wZRISCgphY2NvdW50X2lkGAIgASgJEg0KBWxhYmVsGAMgASgJIksKFENyZWF0ZUFwaUtleVJlc3BvbnNlEiMKA2tleRgBIAEoCzIWLnRhbGx5LmFkbWluLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkiIQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSI7ChRSZXZva2VBcGlLZXlSZXNwb25zZRIjCgNrZXkYASABKAsyFi50YWxseS5hZG1pbi52MS5BcGlLZXkiDwoNVmVyaWZ5UmVxdWVzdCJ1CgtEaXNjcmVwYW5jeRISCgphY2NvdW50X2lkGAEgASgJEg0KBWFzc2V0GAIgASgJEg0KBWZpZWxkGAMgASgJEg4KBnN0b3JlZBgEIAEoAxISCgpyZWNvbXB1dGVkGAUgASgDEhAKCHNlcXVlbmNlGAYgASgDIp0BCg5WZXJpZnlSZXNwb25zZRIKCgJvaxgBIAEoCBIYChBhY2NvdW50c19jaGVja2VkGAIgASgDEhgKEGJhbGFuY2VzX2NoZWNrZWQYAyABKAMSFwoPZW50cmllc19jaGVja2VkGAQgASgDEjIKDWRpc2NyZXBhbmNpZXMYBSADKAsyGy50YWxseS5hZG1pbi52MS5EaXNjcmVwYW5jeSLJAQoKQ3JlZGVudGlhbBIMCgRraW5kGAEgASgJEgoKAmlkGAIgASgJEhIKCmFjY291bnRfaWQYAyABKAkSDgoGb3JnX2lkGAQgASgJEg4KBnNjb3BlcxgFIAMoCRINCgVsYWJlbBgGIAEoCRIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQoXQ3JlYXRlQ3JlZGVudGlhbFJlcXVlc3QSDAoEa2luZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEg4KBm9yZ19pZBgDIAEoCRIOCgZzY29wZXMYBCADKAkSDQoFbGFiZWwYBSABKAkSEgoKcHVibGljX2tleRgGIAEoDBIKCgJpZBgHIAEoCSJaChhDcmVhdGVDcmVkZW50aWFsUmVzcG9uc2USLgoKY3JlZGVudGlhbBgBIAEoCzIaLnRhbGx5LmFkbWluLnYxLkNyZWRlbnRpYWwSDgoGc2VjcmV0GAIgASgJIjMKF1Jldm9rZUNyZWRlbnRpYWxSZXF1ZXN0EgwKBGtpbmQYASABKAkSCgoCaWQYAiABKAkiSgoYUmV2b2tlQ3JlZGVudGlhbFJlc3BvbnNlEi4KCmNyZWRlbnRpYWwYASABKAsyGi50YWxseS5hZG1pbi52MS5DcmVkZW50aWFsKl0KCEtleVNjb3BlEhkKFUtFWV9TQ09QRV9VTlNQRUNJRklFRBAAEhoKFktFWV9TQ09QRV9URU5BTlRfQURNSU4QARIaChZLRVlfU0NPUEVfQUNDT1VOVF9SRUFEEAIyuwQKDEFkbWluU2VydmljZRJZCgxDcmVhdGVUZW5hbnQSIy50YWxseS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXF1ZXN0GiQudGFsbHkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVzcG9uc2USWQoMQ3JlYXRlQXBpS2V5EiMudGFsbHkuYWRtaW4udjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBokLnRhbGx5LmFkbWluLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlElkKDFJldm9rZUFwaUtleRIjLnRhbGx5LmFkbWluLnYxLlJldm9rZUFwaUtleVJlcXVlc3QaJC50YWxseS5hZG1pbi52MS5SZXZva2VBcGlLZXlSZXNwb25zZRJlChBDcmVhdGVDcmVkZW50aWFsEicudGFsbHkuYWRtaW4udjEuQ3JlYXRlQ3JlZGVudGlhbFJlcXVlc3QaKC50YWxseS5hZG1pbi52MS5DcmVhdGVDcmVkZW50aWFsUmVzcG9uc2USZQoQUmV2b2tlQ3JlZGVudGlhbBInLnRhbGx5LmFkbWluLnYxLlJldm9rZUNyZWRlbnRpYWxSZXF1ZXN0GigudGFsbHkuYWRtaW4udjEuUmV2b2tlQ3JlZGVudGlhbFJlc3BvbnNlEkwKBlZlcmlmeRIdLnRhbGx5LmFkbWluLnYxLlZlcmlmeVJlcXVlc3QaHi50YWxseS5hZG1pbi52MS5WZXJpZnlSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * ApiKey describes a key; it never carries the secret.
@@ -334,6 +334,180 @@ export const VerifyResponseSchema: GenMessage<VerifyResponse> = /*@__PURE__*/
   messageDesc(file_tally_admin_v1_admin, 10);
 
 /**
+ * Credential describes a dialect credential; it never carries a secret.
+ *
+ * @generated from message tally.admin.v1.Credential
+ */
+export type Credential = Message<"tally.admin.v1.Credential"> & {
+  /**
+   * The credential type, such as "3plguys_api_key" or "blacksheep_public_key".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string account_id = 3;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: string org_id = 4;
+   */
+  orgId: string;
+
+  /**
+   * @generated from field: repeated string scopes = 5;
+   */
+  scopes: string[];
+
+  /**
+   * @generated from field: string label = 6;
+   */
+  label: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp revoked_at = 8;
+   */
+  revokedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message tally.admin.v1.Credential.
+ * Use `create(CredentialSchema)` to create a new message.
+ */
+export const CredentialSchema: GenMessage<Credential> = /*@__PURE__*/
+  messageDesc(file_tally_admin_v1_admin, 11);
+
+/**
+ * @generated from message tally.admin.v1.CreateCredentialRequest
+ */
+export type CreateCredentialRequest = Message<"tally.admin.v1.CreateCredentialRequest"> & {
+  /**
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * The account the credential acts for, where the kind needs one.
+   *
+   * @generated from field: string account_id = 2;
+   */
+  accountId: string;
+
+  /**
+   * The organization it acts for, where the kind needs one.
+   *
+   * @generated from field: string org_id = 3;
+   */
+  orgId: string;
+
+  /**
+   * @generated from field: repeated string scopes = 4;
+   */
+  scopes: string[];
+
+  /**
+   * @generated from field: string label = 5;
+   */
+  label: string;
+
+  /**
+   * A public key, where the kind verifies signatures (raw 32-byte Ed25519).
+   *
+   * @generated from field: bytes public_key = 6;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * A client-chosen id, where the kind allows one (such as a signing key id).
+   *
+   * @generated from field: string id = 7;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message tally.admin.v1.CreateCredentialRequest.
+ * Use `create(CreateCredentialRequestSchema)` to create a new message.
+ */
+export const CreateCredentialRequestSchema: GenMessage<CreateCredentialRequest> = /*@__PURE__*/
+  messageDesc(file_tally_admin_v1_admin, 12);
+
+/**
+ * @generated from message tally.admin.v1.CreateCredentialResponse
+ */
+export type CreateCredentialResponse = Message<"tally.admin.v1.CreateCredentialResponse"> & {
+  /**
+   * @generated from field: tally.admin.v1.Credential credential = 1;
+   */
+  credential?: Credential | undefined;
+
+  /**
+   * What the client presents, shown once (empty for public-key kinds).
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message tally.admin.v1.CreateCredentialResponse.
+ * Use `create(CreateCredentialResponseSchema)` to create a new message.
+ */
+export const CreateCredentialResponseSchema: GenMessage<CreateCredentialResponse> = /*@__PURE__*/
+  messageDesc(file_tally_admin_v1_admin, 13);
+
+/**
+ * @generated from message tally.admin.v1.RevokeCredentialRequest
+ */
+export type RevokeCredentialRequest = Message<"tally.admin.v1.RevokeCredentialRequest"> & {
+  /**
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string id = 2;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message tally.admin.v1.RevokeCredentialRequest.
+ * Use `create(RevokeCredentialRequestSchema)` to create a new message.
+ */
+export const RevokeCredentialRequestSchema: GenMessage<RevokeCredentialRequest> = /*@__PURE__*/
+  messageDesc(file_tally_admin_v1_admin, 14);
+
+/**
+ * @generated from message tally.admin.v1.RevokeCredentialResponse
+ */
+export type RevokeCredentialResponse = Message<"tally.admin.v1.RevokeCredentialResponse"> & {
+  /**
+   * @generated from field: tally.admin.v1.Credential credential = 1;
+   */
+  credential?: Credential | undefined;
+};
+
+/**
+ * Describes the message tally.admin.v1.RevokeCredentialResponse.
+ * Use `create(RevokeCredentialResponseSchema)` to create a new message.
+ */
+export const RevokeCredentialResponseSchema: GenMessage<RevokeCredentialResponse> = /*@__PURE__*/
+  messageDesc(file_tally_admin_v1_admin, 15);
+
+/**
  * KeyScope says what a key may do.
  *
  * @generated from enum tally.admin.v1.KeyScope
@@ -401,6 +575,28 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RevokeApiKeyRequestSchema;
     output: typeof RevokeApiKeyResponseSchema;
+  },
+  /**
+   * CreateCredential issues a credential of a REST dialect (a 3PLGuys API key,
+   * a Blacksheep public key, Frontier client credentials, a Triport session
+   * key, a Metronome platform key) in the caller's tenant.
+   *
+   * @generated from rpc tally.admin.v1.AdminService.CreateCredential
+   */
+  createCredential: {
+    methodKind: "unary";
+    input: typeof CreateCredentialRequestSchema;
+    output: typeof CreateCredentialResponseSchema;
+  },
+  /**
+   * RevokeCredential revokes a dialect credential of the caller's tenant.
+   *
+   * @generated from rpc tally.admin.v1.AdminService.RevokeCredential
+   */
+  revokeCredential: {
+    methodKind: "unary";
+    input: typeof RevokeCredentialRequestSchema;
+    output: typeof RevokeCredentialResponseSchema;
   },
   /**
    * Verify recomputes every balance of the caller's tenant from the journal.
