@@ -17,7 +17,14 @@ export function authInterceptor(
     if (req.contextValues.get(principalKey) === undefined) {
       // A dialect's own scheme (HTTP Basic for Frontier, say) comes first for its services.
       const resolve = resolvers.get(req.service.typeName);
-      const principal = resolve ? await resolve(req.header, `/${req.service.typeName}/${req.method.name}`) : undefined;
+      let principal: Principal | undefined;
+      if (resolve) {
+        // A transcoded REST call carries its Authorization header in the context, not in req.header.
+        const headers = new Headers(req.header);
+        const fromRest = req.contextValues.get(authorizationKey);
+        if (fromRest !== undefined && !headers.has("authorization")) headers.set("authorization", fromRest);
+        principal = await resolve(headers, `/${req.service.typeName}/${req.method.name}`);
+      }
       if (principal) {
         req.contextValues.set(principalKey, principal);
         return next(req);

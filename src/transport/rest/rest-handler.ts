@@ -96,6 +96,8 @@ export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res
         return fail(new ConnectError(`no route for ${req.method} ${rawPath}`, Code.NotFound));
       }
       if (found.kind === "method_not_allowed") {
+        // The path belongs to a service: answer in its dialect's envelope.
+        route = found.routes[0];
         return fail(new ConnectError(`method ${req.method} not allowed`, Code.Unimplemented), 405, { allow: found.allow.join(", ") });
       }
       route = found.route;

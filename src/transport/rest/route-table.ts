@@ -23,7 +23,7 @@ export interface Route {
 /** What a lookup found. */
 export type RouteMatch =
   | { readonly kind: "match"; readonly route: Route; readonly bindings: ReadonlyMap<string, string> }
-  | { readonly kind: "method_not_allowed"; readonly allow: readonly string[] }
+  | { readonly kind: "method_not_allowed"; readonly allow: readonly string[]; readonly routes: readonly Route[] }
   | { readonly kind: "not_found" };
 
 /** Reads the google.api.http rules of every method of the services, additional bindings included. */
@@ -109,6 +109,7 @@ export class RouteTable {
   find(httpMethod: string, rawPath: string): RouteMatch {
     const segments = rawPath.slice(1).split("/");
     const allow = new Set<string>();
+    const others: Route[] = [];
     for (const route of this.routes) {
       let segs = segments;
       const verb = route.template.verb;
@@ -121,8 +122,9 @@ export class RouteTable {
       if (!m) continue;
       if (route.httpMethod === httpMethod) return { kind: "match", route, bindings: m.bindings };
       allow.add(route.httpMethod);
+      others.push(route);
     }
-    if (allow.size > 0) return { kind: "method_not_allowed", allow: [...allow].sort() };
+    if (allow.size > 0) return { kind: "method_not_allowed", allow: [...allow].sort(), routes: others };
     return { kind: "not_found" };
   }
 }

@@ -1,0 +1,105 @@
+import { create } from "@bufbuild/protobuf";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import type { Principal } from "../../domain/access.js";
+import { validateAssetCode } from "../../domain/asset.js";
+import { LedgerError, invalidArgument } from "../../domain/errors.js";
+import type { Ledger } from "../../domain/ledger.js";
+import type { Account } from "../../domain/model.js";
+import { timestampFromMicros } from "../../services/convert.js";
+import { principalOf } from "../../services/principal.js";
+import { FrontierService } from "../../../gen/raystack/frontier/v1beta1/frontier_pb.js";
+import type { GetBillingBalanceRequest, GetBillingBalanceResponse } from "../../../gen/raystack/frontier/v1beta1/frontier_pb.js";
+import { BillingAccount_BalanceSchema } from "../../../gen/raystack/frontier/v1beta1/models_pb.js";
+import { FRONTIER_CLIENT } from "./auth.js";
+
+/** Account metadata key that attaches a Tally account to a Frontier organization. */
+export const ORG_METADATA_KEY = "org_id";
+/** Account metadata key naming the asset a billing account's balance is kept in. */
+export const CURRENCY_METADATA_KEY = "balance_currency";
+/** Frontier's virtual credits: the asset when the account names none. */
+export const DEFAULT_CURRENCY = "VC";
+
+const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/**
+ * One message for every billing account the caller cannot see: nonexistent,
+ * another organization's, another tenant's, or reached through the wrong
+ * organization in the path. Identical bodies leave no existence oracle.
+ */
+function billingAccountNotFound(): LedgerError {
+  return new LedgerError("not_found", "billing_account_not_found", "billing account doesn't exist");
+}
+
+/** What a caller may read: one organization's billing accounts, or one account. */
+type Reach = { readonly orgId: string; readonly accountId?: undefined } | { readonly orgId?: undefined; readonly accountId: string };
+
+/**
+ * A frontier_client credential acts for its organization; a Tally
+ * account-scoped key acts for its own account. Anything else (an admin key,
+ * another dialect's credential) is refused before any lookup, so the refusal
+ * says nothing about which ids exist.
+ */
+function reachOf(p: Principal): Reach {
+  if (p.credential?.kind === FRONTIER_CLIENT && p.credential.orgId) return { orgId: p.credential.orgId };
+  if (p.credential === undefined && p.scope === "account_read" && p.accountId !== null) return { accountId: p.accountId };
+  throw new LedgerError(
+    "permission_denied",
+    "frontier_client_required",
+    "this method needs a frontier_client credential (HTTP Basic) or an account-scoped API key",
+  );
+}
+
+/** Reads the balance of a billing account the caller may see. */
+async function getBillingBalance(ledger: Ledger, req: GetBillingBalanceRequest, ctx: HandlerContext): Promise<Partial<GetBillingBalanceResponse>> {
+  const p = principalOf(ctx);
+  const reach = reachOf(p);
+  if (req.id === "") throw invalidArgument("missing_id", "id is required: the billing account to get the balance for");
+  if (!ACCOUNT_ID.test(req.id)) throw invalidArgument("invalid_id", "id must be 1-128 characters of [A-Za-z0-9_-]");
+  // The path's org_id (optional over Connect/gRPC) must be the caller's own.
+  if (req.orgId !== "" && reach.orgId !== undefined && req.orgId !== reach.orgId) throw billingAccountNotFound();
+  if (reach.accountId !== undefined && req.id !== reach.accountId) throw billingAccountNotFound();
+  const account = await findBillingAccount(ledger, p.tenantId, req.id);
+  const accountOrg = account.metadata[ORG_METADATA_KEY]!;
+  if (reach.orgId !== undefined && accountOrg !== reach.orgId) throw billingAccountNotFound();
+  if (req.orgId !== "" && req.orgId !== accountOrg) throw billingAccountNotFound();
+
+  const currency = account.metadata[CURRENCY_METADATA_KEY] || DEFAULT_CURRENCY;
+  try {
+    validateAssetCode(currency);
+  } catch {
+    throw new LedgerError("internal", "invalid_balance_currency", `billing account has an invalid ${CURRENCY_METADATA_KEY} in its metadata`);
+  }
+  const balance = await ledger.getBalance(p.tenantId, account.id, currency);
+  return {
+    balance: create(BillingAccount_BalanceSchema, {
+      // What can be spent now: posted credits less holds, which Frontier's own
+      // balance (it has no holds) equals.
+      amount: balance.available,
+      currency,
+      // The ledger's row time; an account with no history reports its creation time.
+      updatedAt: timestampFromMicros(balance.updatedAt),
+    }),
+  };
+}
+
+/** An account of the tenant that is attached to an organization, or not_found. */
+async function findBillingAccount(ledger: Ledger, tenantId: string, id: string): Promise<Account> {
+  let account: Account;
+  try {
+    account = await ledger.getAccount(tenantId, id);
+  } catch (e) {
+    if (e instanceof LedgerError && e.code === "not_found") throw billingAccountNotFound();
+    throw e;
+  }
+  // Only accounts attached to an organization are billing accounts (this also
+  // keeps system accounts such as @world out of reach).
+  if (!account.metadata[ORG_METADATA_KEY]) throw billingAccountNotFound();
+  return account;
+}
+
+/** Registers FrontierService's handlers over the ledger. */
+export function registerFrontierService(router: ConnectRouter, ledger: Ledger): void {
+  router.service(FrontierService, {
+    getBillingBalance: (req, ctx) => getBillingBalance(ledger, req, ctx),
+  });
+}
