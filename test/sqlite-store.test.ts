@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Access } from "../src/domain/access.js";
 import { LedgerError } from "../src/domain/errors.js";
 import { Ledger } from "../src/domain/ledger.js";
+import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { tempDir } from "./support/server.js";
 
@@ -127,7 +128,7 @@ describe("SQLite store", () => {
     expect(await s2.listTenantIds()).toEqual(["t1"]);
     await s2.close();
     const db = new Database(path, { readonly: true });
-    expect(db.prepare("SELECT count(*) AS n FROM schema_migrations").get()).toEqual({ n: 1 });
+    expect(db.prepare("SELECT count(*) AS n FROM schema_migrations").get()).toEqual({ n: MIGRATIONS.length });
     db.close();
   });
 });

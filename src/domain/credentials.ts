@@ -113,6 +113,11 @@ export class Credentials {
     return c && ok && c.revokedAt === null ? c : undefined;
   }
 
+  /** Whether any live credential of this kind exists, in any tenant. */
+  async anyLive(kind: string): Promise<boolean> {
+    return (await this.store.listCredentials(kind)).some((c) => c.revokedAt === null);
+  }
+
   /** Records a request nonce; false if it was seen before its expiry. */
   async claimNonce(scope: string, nonce: string, expiresAt: bigint): Promise<boolean> {
     return this.store.write((tx) => tx.claimNonce(scope, nonce, expiresAt, this.clock()));

@@ -1,0 +1,151 @@
+import { createHash, createPublicKey, verify } from "node:crypto";
+import type { KeyObject } from "node:crypto";
+import type { Principal } from "../../domain/access.js";
+import type { CredentialKind, Credentials } from "../../domain/credentials.js";
+import { LedgerError, invalidArgument } from "../../domain/errors.js";
+import type { RestAuthenticator, RestRequest } from "../../transport/rest/rest-handler.js";
+
+/** The credential kind of a Blacksheep signing key (a registered Ed25519 public key). */
+export const BLACKSHEEP_KEY_KIND = "blacksheep_public_key";
+
+/** How far Bs-Timestamp may be from the server's clock, either way, in seconds. */
+export const TIMESTAMP_WINDOW_SECONDS = 300n;
+
+/** Client-chosen key ids: what can travel in a header and read well in logs. */
+const KEY_ID = /^[A-Za-z0-9._~-]{1,128}$/;
+/** Unix seconds, canonical digits (the value is signed as sent, so no other spelling is needed). */
+const TIMESTAMP = /^(0|[1-9][0-9]{0,11})$/;
+/** 16 bytes in padded standard base64. */
+const NONCE = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+/** 64 bytes (an Ed25519 signature) in padded standard base64. */
+const SIGNATURE = /^[A-Za-z0-9+/]{85}[AQgw]==$/;
+/** RFC 9530 Content-Digest with exactly one member, sha-256. */
+const DIGEST = /^sha-256=:([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=):$/;
+
+/** A refused signature: 401 with `{"error": "<code>"}`. */
+function refused(code: string, message: string): LedgerError {
+  return new LedgerError("unauthenticated", code, message);
+}
+
+/**
+ * The string a Blacksheep client signs. Lengths are UTF-8 byte counts; every
+ * part a client controls freely is length-prefixed, so no two requests share
+ * a signed string. `contentDigest` is the Content-Digest header as sent, or
+ * "" when the request has none.
+ */
+export function signedString(keyId: string, timestamp: string, nonce: string, method: string, pathAndQuery: string, contentDigest: string): string {
+  const lp = (s: string) => `${Buffer.byteLength(s, "utf8")}:${s}`;
+  return `${lp(keyId)}:${lp(timestamp)}:${lp(nonce)}:${method}:${lp(pathAndQuery)}:${contentDigest}`;
+}
+
+/** The Content-Digest header value for a body: `sha-256=:<base64>:`. */
+export function contentDigestOf(body: Uint8Array): string {
+  return `sha-256=:${createHash("sha256").update(body).digest("base64")}:`;
+}
+
+/** A KeyObject from a raw 32-byte Ed25519 public key; throws if it is not one. */
+export function ed25519PublicKey(raw: Uint8Array): KeyObject {
+  if (raw.length !== 32) throw new Error("an Ed25519 public key is 32 bytes");
+  return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") }, format: "jwk" });
+}
+
+function header(req: RestRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(", ") : v;
+}
+
+/**
+ * Verifies a Blacksheep-signed request and resolves its key's account.
+ *
+ * Checks run cheapest first, and the stateful ones last: the nonce is claimed
+ * only once the signature and timestamp are good, so a forged or stale
+ * request can neither be replayed nor burn a legitimate client's nonce. A
+ * request with none of the Bs-* headers but an `Authorization` header is left
+ * to the Bearer (Tally API key) path.
+ */
+export function blacksheepAuthenticator(credentials: Credentials): RestAuthenticator {
+  return async (req) => {
+    const keyId = header(req, "bs-key-id");
+    const timestamp = header(req, "bs-timestamp");
+    const nonce = header(req, "bs-nonce");
+    const signature = header(req, "bs-signature");
+    const digest = header(req, "content-digest");
+    if (keyId === undefined && timestamp === undefined && nonce === undefined && signature === undefined && header(req, "authorization") !== undefined) {
+      return undefined;
+    }
+    if (!keyId || !timestamp || !nonce || !signature) {
+      throw refused("missing_signature", "send Bs-Key-Id, Bs-Timestamp, Bs-Nonce and Bs-Signature");
+    }
+    if (!KEY_ID.test(keyId)) throw refused("unknown_key", "unknown key id");
+    if (!TIMESTAMP.test(timestamp)) throw refused("invalid_timestamp", "Bs-Timestamp must be Unix seconds");
+    if (!NONCE.test(nonce)) throw refused("invalid_nonce", "Bs-Nonce must be 16 bytes in base64");
+    if (!SIGNATURE.test(signature)) throw refused("invalid_signature", "invalid signature");
+    if (digest === undefined) {
+      if (req.body.length > 0) throw refused("missing_digest", "a request with a body must send Content-Digest");
+    } else {
+      // Checked even for an empty body: whatever was signed must be true.
+      if (!DIGEST.test(digest) || digest !== contentDigestOf(req.body)) throw refused("invalid_digest", "Content-Digest does not match the body");
+    }
+
+    const credential = await credentials.find(BLACKSHEEP_KEY_KIND, keyId);
+    if (!credential || credential.verifyKey === null || credential.accountId === null) throw refused("unknown_key", "unknown key id");
+    const message = Buffer.from(signedString(keyId, timestamp, nonce, req.method.toUpperCase(), req.url, digest ?? ""), "utf8");
+    let ok: boolean;
+    try {
+      ok = verify(null, message, ed25519PublicKey(credential.verifyKey), Buffer.from(signature, "base64"));
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw refused("invalid_signature", "invalid signature");
+
+    const now = credentials.now() / 1_000_000n;
+    const ts = BigInt(timestamp);
+    if (ts < now - TIMESTAMP_WINDOW_SECONDS || ts > now + TIMESTAMP_WINDOW_SECONDS) {
+      throw refused("stale_timestamp", `Bs-Timestamp must be within ${TIMESTAMP_WINDOW_SECONDS} seconds of the server's clock`);
+    }
+    // Kept until the timestamp itself leaves the window; after that the
+    // timestamp check alone refuses a replay.
+    const expiresAt = (ts + TIMESTAMP_WINDOW_SECONDS + 1n) * 1_000_000n;
+    if (!(await credentials.claimNonce(`${BLACKSHEEP_KEY_KIND}:${keyId}`, nonce, expiresAt))) {
+      throw refused("nonce_reused", "this nonce was already used");
+    }
+    return {
+      tenantId: credential.tenantId,
+      keyId: credential.id,
+      scope: "account_read",
+      accountId: credential.accountId,
+      operator: false,
+      credential: { kind: credential.kind, id: credential.id, orgId: null, scopes: [...credential.scopes] },
+    } satisfies Principal;
+  };
+}
+
+/**
+ * Registers Blacksheep signing keys: a raw 32-byte Ed25519 public key bound
+ * to one account, under a client-chosen key id (or a generated one).
+ */
+export function blacksheepKeyKind(credentials: Credentials): CredentialKind {
+  return {
+    kind: BLACKSHEEP_KEY_KIND,
+    async issue(tenantId, req) {
+      if (req.accountId === "") throw invalidArgument("account_required", "a blacksheep_public_key needs an account_id");
+      if (req.orgId !== "") throw invalidArgument("invalid_org_id", "a blacksheep_public_key takes no org_id");
+      if (req.scopes.length > 0) throw invalidArgument("invalid_scopes", "a blacksheep_public_key takes no scopes: it reads its account");
+      if (req.id !== "" && !KEY_ID.test(req.id)) {
+        throw invalidArgument("invalid_key_id", "a key id is 1-128 characters of A-Z a-z 0-9 . _ ~ -");
+      }
+      try {
+        ed25519PublicKey(req.publicKey);
+      } catch {
+        throw invalidArgument("invalid_public_key", "public_key must be a raw 32-byte Ed25519 public key");
+      }
+      return credentials.issue(tenantId, {
+        kind: BLACKSHEEP_KEY_KIND,
+        accountId: req.accountId,
+        label: req.label,
+        verifyKey: new Uint8Array(req.publicKey),
+        id: req.id === "" ? undefined : req.id,
+      });
+    },
+  };
+}

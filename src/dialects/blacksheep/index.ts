@@ -1,0 +1,17 @@
+import type { DialectFactory } from "../dialect.js";
+import { AccountBalanceService } from "../../../gen/blacksheep/v1/blacksheep_pb.js";
+import { blacksheepAuthenticator, blacksheepKeyKind } from "./auth.js";
+import { blacksheepEnvelope, registerBlacksheep } from "./service.js";
+
+/**
+ * Blacksheep: `POST /account.balance.getMany` with Ed25519 request signing.
+ * See docs/dialects/blacksheep.md.
+ */
+export const blacksheepDialect: DialectFactory = (deps) => ({
+  name: "blacksheep",
+  services: [AccountBalanceService],
+  register: (router) => registerBlacksheep(router, deps.ledger),
+  authenticators: new Map([[AccountBalanceService.typeName, blacksheepAuthenticator(deps.credentials)]]),
+  envelopes: new Map([["blacksheep", blacksheepEnvelope]]),
+  credentialKinds: [blacksheepKeyKind(deps.credentials)],
+});

@@ -1,0 +1,76 @@
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
+import { AccountBalanceSchema, AccountBalanceService } from "../../../gen/blacksheep/v1/blacksheep_pb.js";
+import type { AccountBalance } from "../../../gen/blacksheep/v1/blacksheep_pb.js";
+import { ErrorDetailSchema } from "../../../gen/tally/ledger/v1/ledger_pb.js";
+import type { Principal } from "../../domain/access.js";
+import { LedgerError } from "../../domain/errors.js";
+import type { Ledger } from "../../domain/ledger.js";
+import { principalOf } from "../../services/principal.js";
+import type { ErrorEnvelopeWriter } from "../../transport/rest/errors.js";
+import { codeName } from "../../transport/rest/errors.js";
+import { BLACKSHEEP_KEY_KIND } from "./auth.js";
+
+/**
+ * The stable id of an account's balance in one currency: SHA-256 of
+ * "blacksheep.balance", tenant, account and currency (NUL-separated), its
+ * first 16 bytes shaped as an RFC 9562 version-8 UUID. The same balance always
+ * has the same id, and no two (tenant, account, currency) share one.
+ */
+export function balanceId(tenantId: string, accountId: string, code: string): string {
+  const b = createHash("sha256").update(["blacksheep.balance", tenantId, accountId, code].join("\0"), "utf8").digest().subarray(0, 16);
+  b[6] = (b[6]! & 0x0f) | 0x80;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/**
+ * The account a caller may read: a Blacksheep signing key's, or a Tally
+ * account-scoped key's. Anything else (an admin key, another dialect's
+ * credential) is refused outright; there is no id in the request to probe.
+ */
+function accountOf(p: Principal): string {
+  const ours = p.credential?.kind === BLACKSHEEP_KEY_KIND;
+  const tallyAccountKey = p.credential === undefined && p.scope === "account_read";
+  if ((ours || tallyAccountKey) && p.accountId !== null) return p.accountId;
+  throw new LedgerError("permission_denied", "forbidden", "this key cannot read account balances");
+}
+
+/** Registers AccountBalanceService over the ledger. */
+export function registerBlacksheep(router: ConnectRouter, ledger: Ledger): void {
+  router.service(AccountBalanceService, {
+    async getMany(_req, ctx) {
+      const p = principalOf(ctx);
+      const accountId = accountOf(p);
+      const balances = await ledger.getMany(p.tenantId, accountId);
+      // `value` is the settled (posted) balance: Blacksheep balances change when
+      // a transaction completes, so a pending-only currency is not "held" yet.
+      const data: AccountBalance[] = balances
+        .filter((b) => b.posted !== 0n)
+        .sort((a, b) => (a.asset < b.asset ? -1 : a.asset > b.asset ? 1 : 0))
+        .map((b) =>
+          create(AccountBalanceSchema, {
+            id: balanceId(p.tenantId, accountId, b.asset),
+            accountId,
+            balance: { value: b.posted, code: b.asset, decimals: b.scale },
+          }),
+        );
+      return { data };
+    },
+  });
+}
+
+/**
+ * Blacksheep's two error bodies: `{"error": "<code>"}` with 401 for every
+ * authentication failure, and `{"error": {"code", "message"}}` otherwise. The
+ * code is the domain reason (such as `invalid_body`), or the snake_case
+ * Connect code when there is none.
+ */
+export const blacksheepEnvelope: ErrorEnvelopeWriter = (e, ctx) => {
+  const reason = e.findDetails(ErrorDetailSchema)[0]?.reason || codeName(e.code);
+  if (e.code === Code.Unauthenticated) return { status: 401, body: JSON.stringify({ error: reason }) };
+  return { status: ctx.status, body: JSON.stringify({ error: { code: reason, message: e.rawMessage } }) };
+};

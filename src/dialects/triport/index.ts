@@ -1,0 +1,66 @@
+import type { Dialect, DialectDeps, DialectFactory } from "../dialect.js";
+import { BalanceService } from "../../../gen/triport/v1/triport_pb.js";
+import type { RestAuthenticator } from "../../transport/rest/rest-handler.js";
+import { authRequired, resolverNotConfigured, triportEnvelope } from "./errors.js";
+import { StreamCounter, sseStreamer } from "./events.js";
+import { registerTriport } from "./service.js";
+import type { SessionResolver } from "./session.js";
+import { SESSION_COOKIE, anySessionKey, hmacSessionResolver, readCookie, sessionKeyKind } from "./session.js";
+
+/** Options of the Triport dialect; every one has a default. */
+export interface TriportOptions {
+  /** How session cookies become principals (default: HMAC-signed tokens with triport_session_key credentials). */
+  readonly sessionResolver?: (deps: DialectDeps) => SessionResolver;
+  /** Keep-alive comment interval on the event stream, ms (default 15000, or env TALLY_TRIPORT_KEEPALIVE_MS). */
+  readonly keepAliveMs?: number;
+  /** Open event streams allowed per tenant (default 100). */
+  readonly streamsPerTenant?: number;
+}
+
+function keepAliveFromEnv(): number {
+  const raw = process.env["TALLY_TRIPORT_KEEPALIVE_MS"];
+  const n = raw !== undefined && /^[1-9][0-9]*$/.test(raw) ? Number(raw) : NaN;
+  return Number.isSafeInteger(n) ? n : 15_000;
+}
+
+/**
+ * The session authenticator: the `triport_session` cookie names the user. A
+ * request with `Authorization` and no session cookie is left to Tally's
+ * Bearer API keys (an account-scoped key acts for its account).
+ */
+function sessionAuthenticator(resolver: SessionResolver): RestAuthenticator {
+  return async (req) => {
+    const token = readCookie(req.headers.cookie, SESSION_COOKIE);
+    if (token === undefined && req.headers.authorization !== undefined) return undefined;
+    const principal = token ? await resolver.resolve(token) : undefined;
+    if (principal) return principal;
+    if (!(await resolver.configured())) throw resolverNotConfigured();
+    throw authRequired();
+  };
+}
+
+/** Builds the Triport dialect with options. */
+export function createTriportDialect(options: TriportOptions = {}): DialectFactory {
+  return (deps): Dialect => {
+    const resolver = options.sessionResolver?.(deps) ?? hmacSessionResolver(deps.credentials, anySessionKey(deps.credentials));
+    const streamer = sseStreamer(deps, {
+      keepAliveMs: options.keepAliveMs ?? keepAliveFromEnv(),
+      streams: new StreamCounter(options.streamsPerTenant ?? 100),
+    });
+    return {
+      name: "triport",
+      services: [BalanceService],
+      register: (router) => registerTriport(router, deps),
+      authenticators: new Map([[BalanceService.typeName, sessionAuthenticator(resolver)]]),
+      streamers: new Map([[`/${BalanceService.typeName}/${BalanceService.method.streamBalanceEvents.name}`, streamer]]),
+      envelopes: new Map([["triport", triportEnvelope]]),
+      credentialKinds: [sessionKeyKind(deps.credentials)],
+    };
+  };
+}
+
+/**
+ * Triport: the session user's micro-USD balance, its journal, pay-from-balance
+ * and a Server-Sent Events stream. See docs/dialects/triport.md.
+ */
+export const triportDialect: DialectFactory = createTriportDialect();
