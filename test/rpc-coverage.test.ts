@@ -359,6 +359,35 @@ const adminCases: Record<keyof typeof AdminService.method, Case> = {
     await expectRefused(user.listAssets({}), Code.Unauthenticated, "invalid_api_key");
   },
 
+  async createCredential(ctx) {
+    // $1.50 in the default micro-USD: 150 cents through the 3PLGuys dialect.
+    const own = await funded(ctx, "tpg", 1_500_000n);
+    const res = await ctx.admin.createCredential({ kind: "3plguys_api_key", accountId: own, scopes: ["invoices"], label: "3pl" });
+    expect(res.credential?.kind).toBe("3plguys_api_key");
+    expect(res.credential?.accountId).toBe(own);
+    expect(res.credential?.scopes).toEqual(["invoices"]);
+    expect(res.credential?.label).toBe("3pl");
+    expect(res.credential?.createdAt?.seconds).toBeGreaterThan(0n);
+    expect(res.credential?.revokedAt).toBeUndefined();
+    expect(res.secret).toBe(`3pg_${res.credential!.id}_${res.secret.slice(-40)}`);
+    const r = await fetch(`${server.url}/v0/balance`, { headers: { authorization: `Bearer ${res.secret}` } });
+    expect([r.status, await r.text()]).toEqual([200, '{"balance":150,"currency":"USD"}']);
+  },
+
+  async revokeCredential(ctx) {
+    const own = await funded(ctx, "tpg-rev", 20_000n);
+    const issued = await ctx.admin.createCredential({ kind: "3plguys_api_key", accountId: own, scopes: ["invoices"] });
+    const balance = () => fetch(`${server.url}/v0/balance`, { headers: { authorization: `Bearer ${issued.secret}` } }).then(async (r) => [r.status, await r.text()]);
+    expect(await balance()).toEqual([200, '{"balance":2,"currency":"USD"}']);
+    const { credential } = await ctx.admin.revokeCredential({ kind: "3plguys_api_key", id: issued.credential!.id });
+    expect(credential?.id).toBe(issued.credential!.id);
+    expect(credential?.revokedAt?.seconds).toBeGreaterThan(0n);
+    expect(await balance()).toEqual([401, '{"message":"Invalid or revoked API key","error":"Unauthorized","statusCode":401}']);
+    // Revoking again keeps the first revocation.
+    const again = await ctx.admin.revokeCredential({ kind: "3plguys_api_key", id: issued.credential!.id });
+    expect(again.credential?.revokedAt).toEqual(credential?.revokedAt);
+  },
+
   async verify(ctx) {
     await funded(ctx, "acct", 10n);
     const res = await ctx.admin.verify({});

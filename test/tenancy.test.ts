@@ -314,6 +314,25 @@ const cases: Record<string, Case> = {
     expect((await ledgerAs(b.readKeySecret, p).getBalance({ accountId: "b-1", asset: "USD" })).balance?.accountId).toBe("b-1");
   },
 
+  "tally.admin.v1.AdminService.CreateCredential": async (p) => {
+    const admin = adminAs(server.adminKey, p);
+    await expectLikeNonexistent(
+      (accountId) => admin.createCredential({ kind: "3plguys_api_key", accountId, scopes: ["invoices"] }),
+      "b-1",
+      nonexistent("acct-"),
+    );
+  },
+
+  "tally.admin.v1.AdminService.RevokeCredential": async (p) => {
+    // B's own key, bound to B's account, works before and after A's attempt.
+    const issued = await adminAs(bKey).createCredential({ kind: "3plguys_api_key", accountId: "b-1", scopes: ["invoices"] });
+    const balance = () => fetch(`${server.url}/v0/balance`, { headers: { authorization: `Bearer ${issued.secret}` } }).then((r) => r.status);
+    expect(await balance()).toBe(200);
+    const admin = adminAs(server.adminKey, p);
+    await expectLikeNonexistent((id) => admin.revokeCredential({ kind: "3plguys_api_key", id }), issued.credential!.id, nonexistent("", 20));
+    expect(await balance()).toBe(200);
+  },
+
   "tally.admin.v1.AdminService.Verify": async (p) => {
     const admin = adminAs(server.adminKey, p);
     const before = await admin.verify({});
@@ -453,6 +472,8 @@ describe.each(PROTOCOLS)("account-scoped read keys, over %s", (p) => {
       CreateTenant: { id: nonexistent("tn-") },
       CreateApiKey: { scope: KeyScope.ACCOUNT_READ, accountId: "a-1" },
       RevokeApiKey: { id: nonexistent("k") },
+      CreateCredential: { kind: "3plguys_api_key", accountId: "a-1", scopes: ["invoices"] },
+      RevokeCredential: { kind: "3plguys_api_key", id: nonexistent("", 20) },
       GetTransfer: { id: aPending },
       Verify: {},
     };
