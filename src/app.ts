@@ -11,7 +11,7 @@ import { registerAdminService } from "./services/admin-service.js";
 import { errorInterceptor } from "./services/errors.js";
 import { registerLedgerService } from "./services/ledger-service.js";
 import { PageTokens } from "./services/page-token.js";
-import { StreamLimiter } from "./services/stream-limiter.js";
+import { StreamLimiter } from "./domain/stream-limiter.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { authInterceptor } from "./transport/auth-interceptor.js";
 import type { Logger } from "./transport/log.js";
@@ -107,7 +107,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   setMaxListeners(0, shutdown.signal);
 
   const credentials = new Credentials(store, clock);
-  const dialects = selectDialects(options.dialects).map((make) => make({ ledger, credentials, shutdown: shutdown.signal }));
+  const dialects = selectDialects(options.dialects).map((make) => make({ ledger, credentials, streams, shutdown: shutdown.signal }));
   const credentialKinds = new Map(dialects.flatMap((d) => d.credentialKinds ?? []).map((k) => [k.kind, k]));
   const rpcResolvers = new Map(
     dialects.flatMap((d) => (d.rpcAuthenticator ? d.services.map((s) => [s.typeName, d.rpcAuthenticator!] as const) : [])),

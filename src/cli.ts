@@ -6,6 +6,7 @@ import { Access } from "./domain/access.js";
 import { LedgerError } from "./domain/errors.js";
 import { Credentials } from "./domain/credentials.js";
 import { Ledger } from "./domain/ledger.js";
+import { StreamLimiter } from "./domain/stream-limiter.js";
 import { DIALECTS } from "./dialects/index.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { jsonLogger } from "./transport/log.js";
@@ -183,7 +184,7 @@ async function credential(args: string[]): Promise<number> {
     const credentials = new Credentials(store, clock);
     const shutdown = new AbortController();
     const kinds = new Map(
-      [...DIALECTS.values()].flatMap((make) => make({ ledger, credentials, shutdown: shutdown.signal }).credentialKinds ?? []).map((k) => [k.kind, k]),
+      [...DIALECTS.values()].flatMap((make) => make({ ledger, credentials, streams: new StreamLimiter(1), shutdown: shutdown.signal }).credentialKinds ?? []).map((k) => [k.kind, k]),
     );
     const kind = kinds.get(values.kind);
     if (!kind) throw new Error(`unknown credential kind "${values.kind}"; known: ${[...kinds.keys()].sort().join(", ")}`);

@@ -2,6 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { CredentialKind, Credentials } from "../domain/credentials.js";
 import type { Ledger } from "../domain/ledger.js";
+import type { StreamLimiter } from "../domain/stream-limiter.js";
 import type { Principal } from "../domain/access.js";
 import type { ErrorEnvelopeWriter } from "../transport/rest/errors.js";
 import type { RestAuthenticator, RestStreamer } from "../transport/rest/rest-handler.js";
@@ -10,6 +11,8 @@ import type { RestAuthenticator, RestStreamer } from "../transport/rest/rest-han
 export interface DialectDeps {
   readonly ledger: Ledger;
   readonly credentials: Credentials;
+  /** The per-tenant cap on open streams, shared with WatchBalance. */
+  readonly streams: StreamLimiter;
   /** Fires when the server shuts down (for long-lived streams). */
   readonly shutdown: AbortSignal;
 }

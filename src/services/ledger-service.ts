@@ -8,7 +8,7 @@ import { validatePageSize } from "../domain/validate.js";
 import { accountToProto, balanceToProto, entryToProto, transferToProto } from "./convert.js";
 import type { PageTokens } from "./page-token.js";
 import { principalOf, requireAccountRead, requireAdmin } from "./principal.js";
-import type { StreamLimiter } from "./stream-limiter.js";
+import type { StreamLimiter } from "../domain/stream-limiter.js";
 
 /** What the ledger service needs. */
 export interface LedgerServiceDeps {

@@ -1,3 +1,4 @@
+import type { StreamLimiter } from "../../domain/stream-limiter.js";
 import { create } from "@bufbuild/protobuf";
 import {
   BalanceChangeSchema,
@@ -128,32 +129,12 @@ export function parseLastEventId(raw: string | string[] | undefined): bigint | u
   return n <= INT64_MAX ? n : undefined;
 }
 
-/** Open SSE streams per tenant, bounded (each holds a feed subscription and a socket). */
-export class StreamCounter {
-  private readonly open = new Map<string, number>();
-  constructor(private readonly max: number) {}
-
-  /** Takes a slot or throws too_many_streams (429); call the result to give it back. */
-  acquire(tenantId: string): () => void {
-    const n = this.open.get(tenantId) ?? 0;
-    if (n >= this.max) throw new LedgerError("resource_exhausted", "too_many_streams", "too many streams");
-    this.open.set(tenantId, n + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.open.get(tenantId) ?? 1) - 1;
-      if (left <= 0) this.open.delete(tenantId);
-      else this.open.set(tenantId, left);
-    };
-  }
-}
-
 /** Options of the SSE route. */
 export interface SseOptions {
   /** Interval of the `:` keep-alive comment, in ms. */
   readonly keepAliveMs: number;
-  readonly streams: StreamCounter;
+  /** Shared with WatchBalance: one cap on open streams per tenant. */
+  readonly streams: StreamLimiter;
 }
 
 /**

@@ -2,7 +2,8 @@ import type { Dialect, DialectDeps, DialectFactory } from "../dialect.js";
 import { BalanceService } from "../../../gen/triport/v1/triport_pb.js";
 import type { RestAuthenticator } from "../../transport/rest/rest-handler.js";
 import { authRequired, resolverNotConfigured, triportEnvelope } from "./errors.js";
-import { StreamCounter, sseStreamer } from "./events.js";
+import { StreamLimiter } from "../../domain/stream-limiter.js";
+import { sseStreamer } from "./events.js";
 import { registerTriport } from "./service.js";
 import type { SessionResolver } from "./session.js";
 import { SESSION_COOKIE, anySessionKey, hmacSessionResolver, readCookie, sessionKeyKind } from "./session.js";
@@ -45,7 +46,7 @@ export function createTriportDialect(options: TriportOptions = {}): DialectFacto
     const resolver = options.sessionResolver?.(deps) ?? hmacSessionResolver(deps.credentials, anySessionKey(deps.credentials));
     const streamer = sseStreamer(deps, {
       keepAliveMs: options.keepAliveMs ?? keepAliveFromEnv(),
-      streams: new StreamCounter(options.streamsPerTenant ?? 100),
+      streams: options.streamsPerTenant === undefined ? deps.streams : new StreamLimiter(options.streamsPerTenant),
     });
     return {
       name: "triport",

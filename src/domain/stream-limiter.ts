@@ -1,4 +1,4 @@
-import { LedgerError } from "../domain/errors.js";
+import { LedgerError } from "./errors.js";
 
 /** Caps the number of open streams per tenant, so no tenant can exhaust the server. */
 export class StreamLimiter {
