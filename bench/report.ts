@@ -1,0 +1,193 @@
+import { fmt, median, ratio } from "./stats.js";
+
+/**
+ * Everything one `npm run bench` measured, in a JSON-friendly shape: the
+ * bench writes it with BENCH_JSON=file, and bench/aggregate.ts merges several
+ * such files into one report (medians over every run of every invocation).
+ */
+export interface BenchResults {
+  readonly machine: string;
+  readonly startedAt: string;
+  /** Load averages and pressure over the whole invocation, one line per invocation. */
+  readonly conditions: readonly string[];
+  readonly settings: BenchSettings;
+  readonly getBalance?: { readonly targets: readonly string[]; readonly runs: Readonly<Record<string, readonly GetBalanceRun[]>> };
+  readonly postTransfer?: { readonly runs: readonly PostTransferRun[]; readonly verify: readonly string[]; readonly verified: boolean };
+  readonly raw?: Readonly<Record<string, readonly RawRun[]>>;
+}
+
+/** The settings a report needs to describe what was measured. */
+export interface BenchSettings {
+  readonly duration: number;
+  readonly repeat: number;
+  readonly connections: number;
+  readonly streams: number;
+  readonly postDuration: number;
+  readonly postClients: number;
+  readonly rawDuration: number;
+  readonly tallyLog: string;
+  /** Tally's --durability: "full" (fsync every commit) or "normal". */
+  readonly tallyDurability: string;
+}
+
+/** How contended the machine was during one measurement (Linux PSI "some", 0..1). */
+export interface Contention {
+  readonly cpuStall: number;
+  readonly ioStall: number;
+}
+
+/** One h2load run of one GetBalance target. */
+export interface GetBalanceRun extends Contention {
+  readonly reqPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Server CPU seconds per wall-clock second (1 = one core busy). */
+  readonly serverCpu: number;
+  /** Set when the run's responses did not all look like successes. */
+  readonly problem?: string | undefined;
+}
+
+/** One PostTransfer load run. */
+export interface PostTransferRun extends Contention {
+  readonly perSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly serverCpu: number;
+  readonly clientCpu: number;
+  readonly errors: Readonly<Record<string, number>>;
+  readonly unexpected: number;
+}
+
+/** One raw better-sqlite3 run. */
+export interface RawRun extends Contention {
+  readonly batch: number;
+  readonly perSec: number;
+  readonly commitsPerSec: number;
+}
+
+/** Target names the ratios are taken against. */
+export const GRPC_JS = "(a) grpc-js, same logic";
+export const CEILING = "(b) bare node:http2 ceiling";
+
+const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(x < 10 ? 2 : 1) : "n/a");
+const span = (xs: number[]) => (xs.length > 1 ? `${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}` : "");
+
+/** A percentage such as "86%" from a fraction. */
+export function pct(x: number): string {
+  return Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "n/a";
+}
+
+/** A Markdown table, aligned so it also reads well in a terminal. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => "| " + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ") + " |";
+  const rule = "|" + widths.map((w, i) => (i === 0 ? "-".repeat(w + 2) : "-".repeat(w + 1) + ":")).join("|") + "|";
+  return [line(header), rule, ...rows.map(line)].join("\n");
+}
+
+/**
+ * Renders the report: machine, conditions, and one table per part, every
+ * figure a median over the runs. `failed` is set when any check failed
+ * (a non-success answer, a transfer error, or a journal that does not verify).
+ */
+export function renderReport(r: BenchResults, runsLabel: string): { text: string; failed: boolean } {
+  const s = r.settings;
+  let failed = false;
+  const out: string[] = [`machine: ${r.machine}`, ...r.conditions, ""];
+
+  if (r.getBalance) {
+    const runs = r.getBalance.runs;
+    const med = (name: string, f: (x: GetBalanceRun) => number) => median((runs[name] ?? []).map(f));
+    const grpcjs = med(GRPC_JS, (x) => x.reqPerSec);
+    const ceiling = med(CEILING, (x) => x.reqPerSec);
+    const grpcjsPerCpu = med(GRPC_JS, (x) => x.reqPerSec / x.serverCpu);
+    const rows = r.getBalance.targets.map((name) => {
+      const rs = runs[name] ?? [];
+      const bad = rs.some((x) => x.problem);
+      if (bad) failed = true;
+      const rps = med(name, (x) => x.reqPerSec);
+      const perCpu = med(name, (x) => x.reqPerSec / x.serverCpu);
+      return [
+        name + (bad ? " (!)" : ""),
+        fmt(rps),
+        span(rs.map((x) => x.reqPerSec)),
+        ms(med(name, (x) => x.p50Ms)),
+        ms(med(name, (x) => x.p99Ms)),
+        pct(med(name, (x) => x.serverCpu)),
+        fmt(perCpu),
+        ratio(rps, grpcjs),
+        ratio(rps, ceiling),
+        ratio(perCpu, grpcjsPerCpu),
+        pct(med(name, (x) => x.cpuStall)),
+      ];
+    });
+    out.push(
+      `GetBalance: h2load -c ${s.connections} -m ${s.streams} (${s.connections * s.streams} calls in flight), HTTP/2 h2c, ` +
+        `${s.duration} s per run, ${runsLabel}; Tally at --log-level ${s.tallyLog}`,
+      "",
+      table(["target", "req/s", "range", "p50 ms", "p99 ms", "server CPU", "req/CPU-s", "÷ grpc-js", "÷ ceiling", "÷ grpc-js per CPU-s", "CPU stall"], rows),
+      "",
+    );
+  }
+
+  let tallyPost: number | undefined;
+  if (r.postTransfer) {
+    const runs = r.postTransfer.runs;
+    if (!r.postTransfer.verified || runs.some((x) => Object.keys(x.errors).length > 0 || x.unexpected > 0)) failed = true;
+    const m = (f: (x: PostTransferRun) => number) => median(runs.map(f));
+    tallyPost = m((x) => x.perSec);
+    out.push(
+      `PostTransfer: ${s.postClients} concurrent gRPC clients (one HTTP/2 connection and one call in flight each), ` +
+        `unique idempotency keys, ${s.postDuration} s per run, ${runsLabel}; SQLite WAL, Tally --durability ${s.tallyDurability} ` +
+        `(synchronous=${s.tallyDurability === "normal" ? "NORMAL" : "FULL"})`,
+      "",
+      table(
+        ["what", "transfers/s", "range", "p50 ms", "p99 ms", "server CPU", "transfers/CPU-s", "client CPU", "CPU stall", "I/O stall"],
+        [
+          [
+            "Tally PostTransfer (gRPC)",
+            fmt(tallyPost),
+            span(runs.map((x) => x.perSec)),
+            ms(m((x) => x.p50Ms)),
+            ms(m((x) => x.p99Ms)),
+            pct(m((x) => x.serverCpu)),
+            fmt(m((x) => x.perSec / x.serverCpu)),
+            pct(m((x) => x.clientCpu)),
+            pct(m((x) => x.cpuStall)),
+            pct(m((x) => x.ioStall)),
+          ],
+        ],
+      ),
+      "",
+      ...r.postTransfer.verify.map((v) => `journal check after the runs: ${v}`),
+      "",
+    );
+  }
+
+  if (r.raw) {
+    const batches = Object.keys(r.raw).map(Number).sort((a, b) => a - b);
+    const rows = batches.map((b) => {
+      const rs = r.raw![String(b)] ?? [];
+      const m = (f: (x: RawRun) => number) => median(rs.map(f));
+      const perSec = m((x) => x.perSec);
+      return [
+        `raw better-sqlite3, ${b} transfer${b === 1 ? "" : "s"} (${b * 6} rows) per commit`,
+        fmt(perSec),
+        span(rs.map((x) => x.perSec)),
+        fmt(m((x) => x.commitsPerSec)),
+        tallyPost === undefined ? "n/a" : ratio(tallyPost, perSec),
+        pct(m((x) => x.cpuStall)),
+        pct(m((x) => x.ioStall)),
+      ];
+    });
+    out.push(
+      `The store's ceiling: the same 6 rows per transfer (2 entries, 2 balance upserts, 1 transfer, 1 idempotency row) ` +
+        `with raw better-sqlite3, same schema (MIGRATIONS) and pragmas, no RPC, ${s.rawDuration} s per run, ${runsLabel}`,
+      "",
+      table(["what", "transfers/s", "range", "commits/s", "Tally ÷ this", "CPU stall", "I/O stall"], rows),
+      "",
+    );
+  }
+  if (failed) out.push("SOME CHECKS FAILED: see (!) and the [bench] lines on stderr.", "");
+  return { text: out.join("\n"), failed };
+}

@@ -1,0 +1,384 @@
+/**
+ * `npm run bench`: Tally's first benchmark, in one run.
+ *
+ * 1. GetBalance over gRPC, Connect binary and Connect JSON (all HTTP/2 h2c)
+ *    against a real `tally serve` child process on a temporary SQLite file,
+ *    loaded by h2load (a separate process), next to baselines measured with
+ *    the same h2load settings: (a) the same logic on @grpc/grpc-js, the same
+ *    handlers on stock connect-node (a diagnostic), and (b) a bare node:http2
+ *    server answering a constant response (the ceiling).
+ * 2. PostTransfer with 64 concurrent gRPC clients (bench/post-load.ts, a
+ *    separate process) next to raw better-sqlite3 inserts of the same rows.
+ *
+ * Every measurement is repeated BENCH_REPEAT times, interleaved across
+ * targets so that a slow minute on a shared machine hits all of them alike,
+ * and the tables report medians. The knobs are listed in BENCHMARKS.md.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Ledger } from "../src/domain/ledger.js";
+import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import type { Child } from "./children.js";
+import { cpuSeconds, runJsonChild, spawnTs, stopAllChildren } from "./children.js";
+import { prepareFixture, writeGetBalanceBodies } from "./fixture.js";
+import type { Fixture } from "./fixture.js";
+import type { H2loadResult } from "./h2load.js";
+import { h2loadAvailable, h2loadVersion, runH2load } from "./h2load.js";
+import { PressureMeter, filesystemOf, loadAverages, machineLine } from "./machine.js";
+import type { PostLoadResult } from "./post-load.js";
+import { probe, requireSuccess } from "./probe.js";
+import type { RawResult } from "./raw-sqlite.js";
+import type { BenchResults, Contention, GetBalanceRun, PostTransferRun, RawRun } from "./report.js";
+import { CEILING, GRPC_JS, pct, renderReport } from "./report.js";
+import { fmt } from "./stats.js";
+
+// ---- settings -------------------------------------------------------------
+
+function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name} must be a number in ${min}..${max}, got "${raw}"`);
+  return n;
+}
+
+const PARTS = ["getbalance", "stock", "post", "raw"] as const;
+
+/** Every knob, from the environment; the defaults keep a whole run under about three minutes. */
+const S = {
+  duration: envNumber("BENCH_DURATION", 5, 1, 600),
+  warmup: envNumber("BENCH_WARMUP", 2, 0, 600),
+  repeat: envNumber("BENCH_REPEAT", 3, 1, 20),
+  connections: envNumber("BENCH_CONNECTIONS", 4, 1, 1000),
+  streams: envNumber("BENCH_STREAMS", 16, 1, 1000),
+  postDuration: envNumber("BENCH_POST_DURATION", 5, 1, 600),
+  postWarmup: envNumber("BENCH_POST_WARMUP", 1, 0, 600),
+  postClients: envNumber("BENCH_POST_CLIENTS", 64, 1, 1000),
+  postMax: envNumber("BENCH_POST_MAX", 2_000_000, 1, 100_000_000),
+  rawDuration: envNumber("BENCH_RAW_DURATION", 2, 1, 600),
+  rawBatches: (process.env.BENCH_RAW_BATCHES ?? "1,64,512").split(",").map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_RAW_BATCHES must be a list of positive integers, got "${s}"`);
+    return n;
+  }),
+  tallyLog: process.env.BENCH_TALLY_LOG ?? "error",
+  tallyDurability: process.env.BENCH_TALLY_DURABILITY ?? "full",
+  cpuProf: process.env.BENCH_CPU_PROF,
+  skip: new Set((process.env.BENCH_SKIP ?? "").split(",").filter(Boolean)),
+  json: process.env.BENCH_JSON,
+  keep: process.env.BENCH_KEEP === "1",
+};
+if (!["info", "error", "silent"].includes(S.tallyLog)) throw new Error("BENCH_TALLY_LOG must be info, error or silent");
+if (!["full", "normal"].includes(S.tallyDurability)) throw new Error("BENCH_TALLY_DURABILITY must be full or normal");
+for (const s of S.skip) {
+  if (!(PARTS as readonly string[]).includes(s)) throw new Error(`BENCH_SKIP: unknown part "${s}" (one of ${PARTS.join(", ")})`);
+}
+
+const GET_BALANCE_PATH = "/tally.ledger.v1.LedgerService/GetBalance";
+/** Server start-up (tsx compiles on first load) is slow on a busy machine; this bounds it. */
+const START_TIMEOUT_MS = 60_000;
+
+// ---- helpers --------------------------------------------------------------
+
+function log(line: string): void {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+function contention(meter: PressureMeter): Contention {
+  const p = meter.read();
+  return { cpuStall: p.cpu, ioStall: p.io };
+}
+
+async function startServer(name: string, script: string, args: string[], nodeArgs: string[] = []): Promise<{ child: Child; port: number }> {
+  const child = spawnTs(name, script, args, { nodeArgs });
+  const m = await child.waitFor(/READY port=(\d+)|listening on http:\/\/[^:\s]+:(\d+)/, START_TIMEOUT_MS);
+  return { child, port: Number(m[1] ?? m[2]) };
+}
+
+/** Node flags that write a CPU profile of the Tally server into BENCH_CPU_PROF/<sub> when it exits. */
+function profArgs(sub: string): string[] {
+  if (!S.cpuProf) return [];
+  const dir = join(S.cpuProf, sub);
+  mkdirSync(dir, { recursive: true });
+  return ["--cpu-prof", `--cpu-prof-dir=${dir}`];
+}
+
+/** `tally serve` exactly as an operator starts it, on the fixture's database. */
+function startTallyServer(fx: Fixture, profileSub: string) {
+  return startServer("tally", "src/main.ts", ["serve", "--db", fx.dbPath, "--port", "0", "--log-level", S.tallyLog, "--durability", S.tallyDurability], profArgs(profileSub));
+}
+
+// ---- GetBalance -------------------------------------------------------------
+
+/** One h2load target. */
+interface Target {
+  readonly name: string;
+  readonly url: string;
+  readonly bodyFile: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly protocol: "grpc" | "connect";
+  /** The process whose CPU time is measured. */
+  readonly server: Child;
+  /** Response DATA bytes of one successful call, from the probe. */
+  responseBytes: number;
+}
+
+
+/** Checks that h2load saw only successful answers of the expected size. */
+function checkRun(t: Target, h2: H2loadResult): string | undefined {
+  if (h2.succeeded === 0) return "no request succeeded";
+  if (h2.failed + h2.errored + h2.timeout > 0) return `${h2.failed} failed, ${h2.errored} errored, ${h2.timeout} timed out`;
+  if (h2.statusOther > 0) return `${h2.statusOther} non-2xx responses`;
+  // A gRPC error is a 200 with no message (trailers only): it would show as missing DATA bytes.
+  // h2load also counts the bytes of calls still in flight when the time is up, hence the upper bound.
+  const min = h2.succeeded * t.responseBytes * 0.99;
+  const max = (h2.succeeded + S.connections * S.streams) * t.responseBytes * 1.01;
+  if (h2.dataBytes < min || h2.dataBytes > max) {
+    const perRequest = h2.dataBytes / h2.succeeded;
+    return `${perRequest.toFixed(1)} response bytes per request, expected ${t.responseBytes}: some calls failed`;
+  }
+  return undefined;
+}
+
+async function measureTarget(t: Target, dir: string): Promise<GetBalanceRun> {
+  const meter = new PressureMeter();
+  const cpu0 = cpuSeconds(t.server.proc.pid);
+  const t0 = performance.now();
+  const h2 = await runH2load({
+    url: t.url,
+    bodyFile: t.bodyFile,
+    headers: t.headers,
+    clients: S.connections,
+    streams: S.streams,
+    durationS: S.duration,
+    logFile: join(dir, "h2load.log"),
+  });
+  const wall = (performance.now() - t0) / 1000;
+  const serverCpu = (cpuSeconds(t.server.proc.pid) - cpu0) / wall;
+  return {
+    reqPerSec: h2.reqPerSec,
+    p50Ms: h2.p50Ms,
+    p99Ms: h2.p99Ms,
+    serverCpu,
+    problem: checkRun(t, h2),
+    ...contention(meter),
+  };
+}
+
+const TALLY_GRPC = "Tally, gRPC";
+
+async function getBalancePhase(fx: Fixture, dir: string): Promise<NonNullable<BenchResults["getBalance"]>> {
+  const bodies = writeGetBalanceBodies(dir, fx.readAccount, fx.asset);
+  const auth = `Bearer ${fx.adminKey}`;
+  const grpcHeaders = { "content-type": "application/grpc", te: "trailers", authorization: auth };
+  const connectBinaryHeaders = { "content-type": "application/proto", "connect-protocol-version": "1", authorization: auth };
+  const connectJsonHeaders = { "content-type": "application/json", "connect-protocol-version": "1", authorization: auth };
+
+  const tally = await startTallyServer(fx, "getbalance");
+  const tallyUrl = `http://127.0.0.1:${tally.port}${GET_BALANCE_PATH}`;
+  // The ceiling answers with the exact bytes Tally answers with, so both move the same data.
+  const tallyAnswer = await probe(tallyUrl, grpcHeaders, readFileSync(bodies.grpc));
+  requireSuccess(TALLY_GRPC, "grpc", tallyAnswer);
+  const responseFile = join(dir, "get-balance-response.grpc");
+  writeFileSync(responseFile, tallyAnswer.body);
+
+  const [grpcjs, stock, ceiling] = await Promise.all([
+    startServer("grpc-js", "bench/grpcjs-server.ts", ["--db", fx.dbPath]),
+    S.skip.has("stock") ? Promise.resolve(undefined) : startServer("connect-node", "bench/connect-stock-server.ts", ["--db", fx.dbPath]),
+    startServer("ceiling", "bench/ceiling-server.ts", ["--response", responseFile]),
+  ]);
+  const at = (port: number) => `http://127.0.0.1:${port}${GET_BALANCE_PATH}`;
+  const grpcTarget = (name: string, url: string, server: Child): Target => ({
+    name,
+    url,
+    bodyFile: bodies.grpc,
+    headers: grpcHeaders,
+    protocol: "grpc",
+    server,
+    responseBytes: 0,
+  });
+  const targets: Target[] = [
+    grpcTarget(TALLY_GRPC, tallyUrl, tally.child),
+    { ...grpcTarget("Tally, Connect binary", tallyUrl, tally.child), bodyFile: bodies.connectBinary, headers: connectBinaryHeaders, protocol: "connect" },
+    { ...grpcTarget("Tally, Connect JSON", tallyUrl, tally.child), bodyFile: bodies.connectJson, headers: connectJsonHeaders, protocol: "connect" },
+    grpcTarget(GRPC_JS, at(grpcjs.port), grpcjs.child),
+    ...(stock ? [grpcTarget("stock connect-node, gRPC", at(stock.port), stock.child)] : []),
+    grpcTarget(CEILING, at(ceiling.port), ceiling.child),
+  ];
+  for (const t of targets) {
+    const r = await probe(t.url, t.headers, readFileSync(t.bodyFile));
+    requireSuccess(t.name, t.protocol, r);
+    t.responseBytes = r.body.length;
+  }
+
+  const runs: Record<string, GetBalanceRun[]> = Object.fromEntries(targets.map((t) => [t.name, []]));
+  if (S.warmup > 0) {
+    // Once per target: the JIT and the SQLite page cache only need warming once per process.
+    log(`GetBalance: warming up ${targets.length} targets, ${S.warmup} s each`);
+    for (const t of targets) {
+      await runH2load({ url: t.url, bodyFile: t.bodyFile, headers: t.headers, clients: S.connections, streams: S.streams, durationS: S.warmup });
+    }
+  }
+  for (let round = 1; round <= S.repeat; round++) {
+    for (const t of targets) {
+      const run = await measureTarget(t, dir);
+      runs[t.name]!.push(run);
+      log(
+        `GetBalance ${round}/${S.repeat}: ${t.name.padEnd(28)} ${fmt(run.reqPerSec).padStart(7)} req/s  ` +
+          `p50 ${run.p50Ms.toFixed(2)} ms  p99 ${run.p99Ms.toFixed(2)} ms  server CPU ${pct(run.serverCpu)}  ` +
+          `CPU stall ${pct(run.cpuStall)}` +
+          (run.problem ? `  PROBLEM: ${run.problem}` : ""),
+      );
+    }
+  }
+  await Promise.all([tally.child, grpcjs.child, stock?.child, ceiling.child].map((c) => c?.stop()));
+  return { targets: targets.map((t) => t.name), runs };
+}
+
+// ---- PostTransfer -----------------------------------------------------------
+
+async function postTransferPhase(fx: Fixture): Promise<NonNullable<BenchResults["postTransfer"]>> {
+  const tally = await startTallyServer(fx, "post");
+  const url = `http://127.0.0.1:${tally.port}`;
+  const runs: PostTransferRun[] = [];
+  let acknowledged = 0;
+  for (let round = 1; round <= S.repeat; round++) {
+    const child = spawnTs("post-load", "bench/post-load.ts", [
+      "--url", url,
+      "--key", fx.adminKey,
+      "--payer", fx.payer,
+      "--payees", fx.payees.join(","),
+      "--asset", fx.asset,
+      "--concurrency", String(S.postClients),
+      "--duration", String(S.postDuration),
+      "--warmup", String(S.postWarmup),
+      "--max", String(S.postMax),
+      "--run-id", `bench-${Date.now()}-${round}`,
+    ]);
+    await child.waitFor(/^WINDOW start/, START_TIMEOUT_MS + S.postWarmup * 1000);
+    const meter = new PressureMeter();
+    const s0 = cpuSeconds(tally.child.proc.pid);
+    const c0 = cpuSeconds(child.proc.pid);
+    const t0 = performance.now();
+    await child.waitFor(/^WINDOW end/, (S.postDuration + 30) * 1000);
+    const wall = (performance.now() - t0) / 1000;
+    const serverCpu = (cpuSeconds(tally.child.proc.pid) - s0) / wall;
+    const clientCpu = (cpuSeconds(child.proc.pid) - c0) / wall;
+    const stall = contention(meter);
+    const r = await runJsonChild<PostLoadResult>(child, 60_000);
+    acknowledged += r.okTotal;
+    runs.push({ perSec: r.perSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, unexpected: r.unexpected, serverCpu, clientCpu, ...stall });
+    const errors = Object.entries(r.errors).map(([k, v]) => `${k}: ${v}`).join(", ");
+    log(
+      `PostTransfer ${round}/${S.repeat}: ${fmt(r.perSec)} transfers/s  p50 ${r.p50Ms.toFixed(1)} ms  p99 ${r.p99Ms.toFixed(1)} ms  ` +
+        `server CPU ${pct(serverCpu)}  client CPU ${pct(clientCpu)}  CPU stall ${pct(stall.cpuStall)}  I/O stall ${pct(stall.ioStall)}` +
+        (errors ? `  ERRORS: ${errors}` : "") +
+        (r.unexpected ? `  UNEXPECTED ANSWERS: ${r.unexpected}` : ""),
+    );
+  }
+  await tally.child.stop();
+  // Every acknowledged transfer must be in the journal, and the books must balance.
+  const store = SqliteStore.open({ path: fx.dbPath });
+  try {
+    const report = await new Ledger({ store }).verify(fx.tenantId);
+    const transfers = Number(report.entriesChecked) / 2 - 2; // minus the two funding transfers
+    const verified = report.ok && transfers >= acknowledged;
+    return {
+      runs,
+      verified,
+      verify: [
+        `${verified ? "ok" : "FAILED"}: tally verify found ${report.discrepancies.length} discrepancies; ` +
+        `${fmt(transfers)} transfers in the journal, ${fmt(acknowledged)} acknowledged`,
+      ],
+    };
+  } finally {
+    await store.close();
+  }
+}
+
+async function rawPhase(dir: string): Promise<Record<string, RawRun[]>> {
+  const results: Record<string, RawRun[]> = Object.fromEntries(S.rawBatches.map((b) => [String(b), []]));
+  for (let round = 1; round <= S.repeat; round++) {
+    for (const batch of S.rawBatches) {
+      const db = join(dir, `raw-${batch}-${round}.db`);
+      const meter = new PressureMeter();
+      const child = spawnTs("raw-sqlite", "bench/raw-sqlite.ts", ["--db", db, "--batch", String(batch), "--duration", String(S.rawDuration)]);
+      const r = await runJsonChild<RawResult>(child, (S.rawDuration + 60) * 1000);
+      const stall = contention(meter);
+      results[String(batch)]!.push({ batch, perSec: r.perSec, commitsPerSec: r.commitsPerSec, ...stall });
+      for (const suffix of ["", "-wal", "-shm"]) rmSync(db + suffix, { force: true });
+      log(
+        `raw SQLite ${round}/${S.repeat}: ${String(batch).padStart(3)} transfers/commit: ${fmt(r.perSec)} transfers/s, ` +
+          `${fmt(r.commitsPerSec)} commits/s  CPU stall ${pct(stall.cpuStall)}  I/O stall ${pct(stall.ioStall)}`,
+      );
+    }
+  }
+  return results;
+}
+
+// ---- main -------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  if (!h2loadAvailable()) {
+    process.stderr.write("bench: h2load not found. Install it with:\n\n  apt-get update && apt-get install -y nghttp2-client\n\n");
+    return 1;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "tally-bench-"));
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const whole = new PressureMeter();
+  const loadBefore = loadAverages();
+  const machine = `${machineLine()}; ${h2loadVersion()}; temp files on ${filesystemOf(tmpdir())}`;
+  log(`machine: ${machine}`);
+  log(`load average before the run: ${loadBefore}`);
+  let getBalance: BenchResults["getBalance"];
+  let postTransfer: BenchResults["postTransfer"];
+  let raw: BenchResults["raw"];
+  try {
+    const fx = await prepareFixture(dir, S.postClients);
+    if (!S.skip.has("getbalance")) getBalance = await getBalancePhase(fx, dir);
+    if (!S.skip.has("post")) postTransfer = await postTransferPhase(fx);
+    if (!S.skip.has("raw")) raw = await rawPhase(dir);
+  } finally {
+    await stopAllChildren();
+    if (!S.keep) rmSync(dir, { recursive: true, force: true });
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const p = whole.read();
+  const results: BenchResults = {
+    machine,
+    startedAt,
+    conditions: [
+      `run of ${startedAt}: took ${seconds.toFixed(0)} s; load average before ${loadBefore}, after ${loadAverages()}; ` +
+        `some task waited for a CPU ${pct(p.cpu)} and for I/O ${pct(p.io)} of the time (Linux PSI)`,
+    ],
+    settings: {
+      duration: S.duration,
+      repeat: S.repeat,
+      connections: S.connections,
+      streams: S.streams,
+      postDuration: S.postDuration,
+      postClients: S.postClients,
+      rawDuration: S.rawDuration,
+      tallyLog: S.tallyLog,
+      tallyDurability: S.tallyDurability,
+    },
+    ...(getBalance ? { getBalance } : {}),
+    ...(postTransfer ? { postTransfer } : {}),
+    ...(raw ? { raw } : {}),
+  };
+  if (S.json) writeFileSync(S.json, JSON.stringify(results, null, 2) + "\n");
+  const report = renderReport(results, `median of ${S.repeat} interleaved runs`);
+  process.stdout.write(`Tally benchmark (npm run bench)\n${report.text}`);
+  return report.failed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (e: unknown) => {
+    process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    await stopAllChildren();
+    process.exit(1);
+  },
+);
