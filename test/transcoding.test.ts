@@ -3,6 +3,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TranscodingTestService } from "../gen/tally/testing/v1/transcoding_pb.js";
 import { jsonLogger } from "../src/transport/log.js";
+import { messageEnvelope } from "../src/transport/rest/errors.js";
 import { createRestHandler } from "../src/transport/rest/rest-handler.js";
 import { routesOf } from "../src/transport/rest/route-table.js";
 import { createRpcHandler } from "../src/transport/rpc-handler.js";
@@ -180,5 +181,12 @@ describe("responses", () => {
     const bug = await call("GET", "/v1/shelves/s/items/i?fail_with_code=99");
     expect(bug.status).toBe(500);
     expect(bug.text).toBe('{"code":13,"message":"internal error","details":[]}');
+  });
+});
+
+describe("built-in error envelopes", () => {
+  it('"message" writes {"message": ...} with the mapped status', () => {
+    const e = new ConnectError("limit must be between 1 and 25", Code.InvalidArgument);
+    expect(messageEnvelope(e, { status: 400 })).toEqual({ status: 400, body: '{"message":"limit must be between 1 and 25"}' });
   });
 });

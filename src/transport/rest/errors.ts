@@ -51,6 +51,12 @@ export const statusEnvelope: ErrorEnvelopeWriter = (e, ctx) => ({
   body: JSON.stringify({ code: e.code, message: e.rawMessage, details: [] }),
 });
 
+/** `{"message": "..."}`: the bare envelope some APIs (Metronome) use. */
+export const messageEnvelope: ErrorEnvelopeWriter = (e, ctx) => ({
+  status: ctx.status,
+  body: JSON.stringify({ message: e.rawMessage }),
+});
+
 /** snake_case code names, as the Connect protocol writes them. */
 export function codeName(code: Code): string {
   return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : "_" + c.toLowerCase()));

@@ -9,7 +9,7 @@ import { principalKey } from "../../services/principal.js";
 import { authorizationKey } from "../auth-context.js";
 import type { Logger } from "../log.js";
 import type { ErrorEnvelopeWriter } from "./errors.js";
-import { HTTP_STATUS, connectEnvelope, statusEnvelope } from "./errors.js";
+import { HTTP_STATUS, connectEnvelope, messageEnvelope, statusEnvelope } from "./errors.js";
 import { invokeUnary } from "./invoke.js";
 import { writeFieldJson, writeMessageJson, writeProfileOf } from "./json-writer.js";
 import { buildRequest } from "./request-builder.js";
@@ -65,6 +65,7 @@ export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res
   const envelopes = new Map<string, ErrorEnvelopeWriter>([
     ["connect", connectEnvelope],
     ["status", statusEnvelope],
+    ["message", messageEnvelope],
     ...(opts.envelopes ?? []),
   ]);
   for (const r of table.all) {
