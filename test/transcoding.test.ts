@@ -105,7 +105,7 @@ describe("bodies and query parameters", () => {
     const r = await call(
       "POST",
       "/v1/echo?amount=1",
-      '{"amount":"9223372036854775807","big":"18446744073709551615","as_string":"-9223372036854775808","cents":"-5","omitted_when_zero":"7"}',
+      '{"amount":"9223372036854775807","big":"18446744073709551615","as_string":"-9223372036854775808","cents":"-0.05","omitted_when_zero":"7"}',
     );
     expect(r.status).toBe(200);
     const text = r.text;
@@ -163,7 +163,8 @@ describe("responses", () => {
   });
 
   it("writes decimal-scaled int64 exactly", async () => {
-    const cases: [string, string][] = [["12345", "123.45"], ["100", "1"], ["-1", "-0.01"], ["9223372036854775807", "92233720368547758.07"]];
+    // REST reads this field at its scale too, so the request is written in the same decimal form.
+    const cases: [string, string][] = [["123.45", "123.45"], ["1.00", "1"], ["-0.01", "-0.01"], ["92233720368547758.07", "92233720368547758.07"]];
     for (const [cents, want] of cases) {
       const r = await call("POST", "/v1/echo", JSON.stringify({ cents }));
       expect(r.text, cents).toContain(`"cents":${want},`);
@@ -188,5 +189,33 @@ describe("built-in error envelopes", () => {
   it('"message" writes {"message": ...} with the mapped status', () => {
     const e = new ConnectError("limit must be between 1 and 25", Code.InvalidArgument);
     expect(messageEnvelope(e, { status: 400 })).toEqual({ status: 400, body: '{"message":"limit must be between 1 and 25"}' });
+  });
+});
+
+describe("decimal-profiled int64 in requests", () => {
+  it("reads exact decimals at the field's scale on REST, writing them back unchanged", async () => {
+    const cases: [string, string][] = [["0.8", "0.8"], ['"1.25"', "1.25"], ["12", "12"], ["-0.05", "-0.05"], ['"92233720368547758.07"', "92233720368547758.07"], ["0.10", "0.1"]];
+    for (const [sent, written] of cases) {
+      const r = await call("POST", "/v1/echo", `{"cents":${sent}}`);
+      expect(r.status, sent).toBe(200);
+      expect(r.text, sent).toContain(`"cents":${written},`);
+    }
+  });
+
+  it("refuses more decimal places than the scale, exponents and out-of-range values, never rounding", async () => {
+    for (const sent of ["0.001", "1e2", '"1e2"', '"0x10"', "-0", '"92233720368547758.08"', '" 1.5"', "1.", ".5"]) {
+      const r = await call("POST", "/v1/echo", `{"cents":${sent}}`);
+      expect(r.status, sent).toBe(400);
+      expect(JSON.parse(r.text).code, sent).toBe(3);
+    }
+  });
+
+  it("keeps plain proto3 JSON (integers in the smallest unit) on the Connect path", async () => {
+    const post = (body: string) =>
+      fetch(`${server.url}/tally.testing.v1.TranscodingTestService/Echo`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    const ok = await post('{"cents":"80"}');
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { request: { cents: string } }).request.cents).toBe("80");
+    expect((await post('{"cents":0.8}')).status).toBe(400);
   });
 });

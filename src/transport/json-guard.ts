@@ -1,7 +1,8 @@
-import { ScalarType } from "@bufbuild/protobuf";
+import { ScalarType, getOption, hasOption } from "@bufbuild/protobuf";
 import type { DescField, DescMessage, JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { hasCustomJsonRepresentation } from "@bufbuild/protobuf/wkt";
 import { invalidArgument } from "../domain/errors.js";
+import { Int64Format, field as fieldRule } from "../../gen/tally/rest/v1/options_pb.js";
 
 /**
  * Deepest nesting of arrays and objects accepted. No Tally message comes near
@@ -34,11 +35,49 @@ export const MAX_JSON_DEPTH = 64;
  *
  * @throws LedgerError (`invalid_argument`) naming the offending field path.
  */
-export function parseStrictJson(text: string, schema: DescMessage): JsonValue {
+export function parseStrictJson(text: string, schema: DescMessage, options: StrictJsonOptions = {}): JsonValue {
   if (text.charCodeAt(0) === 0xfeff) {
     throw invalidArgument("invalid_json", "invalid JSON: a byte order mark is not allowed");
   }
-  return new StrictJsonParser(text).parseDocument({ kind: "message", desc: schema });
+  return new StrictJsonParser(text, options.decimals ?? false).parseDocument({ kind: "message", desc: schema });
+}
+
+/** Options of {@link parseStrictJson}. */
+export interface StrictJsonOptions {
+  /**
+   * Read singular 64-bit fields marked `(tally.rest.v1.field).int64_format =
+   * INT64_FORMAT_DECIMAL` as exact decimals at their `decimal_scale` (0.8 at
+   * scale 2 becomes "80"), the way the REST profile writes them. More
+   * fractional digits than the scale are refused, never rounded. Off for the
+   * native API, whose JSON is plain proto3 JSON.
+   */
+  readonly decimals?: boolean;
+}
+
+/** The implied scale of a decimal-profiled 64-bit field, or undefined. */
+function decimalScaleOf(field: DescField): number | undefined {
+  if (field.fieldKind !== "scalar" || int64Type(field.scalar) === undefined || !hasOption(field, fieldRule)) return undefined;
+  const rule = getOption(field, fieldRule);
+  return rule.int64Format === Int64Format.DECIMAL ? rule.decimalScale : undefined;
+}
+
+const DECIMAL = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?$/;
+
+/** An exact decimal (string or number token) to its scaled integer, as a canonical int64 string. */
+function scaleDecimal(text: string, scale: number, type: Int64Type, path: string): string {
+  const bad = () => {
+    throw invalidArgument("invalid_decimal", `${path}: expected a decimal number with at most ${scale} decimal places, got ${show(text)}`, { field: path });
+  };
+  if (!DECIMAL.test(text) || /^-0(\.0*)?$/.test(text)) bad();
+  const neg = text.startsWith("-");
+  const [int, frac = ""] = (neg ? text.slice(1) : text).split(".");
+  const trimmed = frac.replace(/0+$/, "");
+  if (trimmed.length > scale) bad();
+  const v = BigInt(int! + trimmed.padEnd(scale, "0")) * (neg ? -1n : 1n);
+  if (v < type.min || v > type.max) {
+    throw invalidArgument("invalid_int64", `${path}: ${show(text)} is outside the range of ${type.name}`, { field: path, type: type.name });
+  }
+  return v.toString();
 }
 
 /** What the schema expects at a position in the document. */
@@ -46,6 +85,7 @@ type Expect =
   | { readonly kind: "any" }
   | { readonly kind: "message"; readonly desc: DescMessage }
   | { readonly kind: "int64"; readonly type: Int64Type }
+  | { readonly kind: "decimal"; readonly type: Int64Type; readonly scale: number }
   | { readonly kind: "list"; readonly item: Expect }
   | { readonly kind: "map"; readonly key: Int64Type | undefined; readonly value: Expect };
 
@@ -178,7 +218,10 @@ class StrictJsonParser {
   private pos = 0;
   private depth = 0;
 
-  constructor(private readonly text: string) {}
+  constructor(
+    private readonly text: string,
+    private readonly decimals: boolean,
+  ) {}
 
   parseDocument(expect: Expect): JsonValue {
     this.skipWhitespace();
@@ -215,6 +258,7 @@ class StrictJsonParser {
       case 0x22 /* " */: {
         const s = this.parseString();
         if (expect.kind === "int64") checkInt64String(s, expect.type, path);
+        if (expect.kind === "decimal") return scaleDecimal(s, expect.scale, expect.type, path);
         return s;
       }
       case 0x74 /* t */:
@@ -233,6 +277,7 @@ class StrictJsonParser {
         if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
           const token = this.numberToken();
           if (expect.kind === "int64") checkInt64Number(token, expect.type, path);
+          if (expect.kind === "decimal") return scaleDecimal(token, expect.scale, expect.type, path);
           return Number(token);
         }
         return this.fail(Number.isNaN(c) ? "unexpected end of input" : `unexpected character ${JSON.stringify(this.text[this.pos])}`);
@@ -296,6 +341,10 @@ class StrictJsonParser {
           }
           fieldsSeen!.set(entry.field, key);
           childExpect = entry.expect;
+          if (this.decimals && childExpect.kind === "int64") {
+            const scale = decimalScaleOf(entry.field);
+            if (scale !== undefined) childExpect = { kind: "decimal", type: childExpect.type, scale };
+          }
           childPath = join(path, entry.field.name);
         }
       } else if (expect.kind === "map") {

@@ -26,7 +26,7 @@ export function buildRequest<I extends DescMessage>(route: Route, schema: I, inp
 
   if (route.body === "*") {
     if (input.body.trim() !== "") {
-      const parsed = parseStrictJson(input.body, schema);
+      const parsed = parseStrictJson(input.body, schema, { decimals: true });
       if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
         throw invalidArgument("invalid_body", "the request body must be a JSON object");
       }
@@ -39,8 +39,8 @@ export function buildRequest<I extends DescMessage>(route: Route, schema: I, inp
       // body gets the same strict number rules as any other.
       json[f.jsonName] =
         f.fieldKind === "message"
-          ? parseStrictJson(input.body, f.message)
-          : ((parseStrictJson(`{${JSON.stringify(f.name)}:${input.body}}`, schema) as JsonObject)[f.name] as JsonValue);
+          ? parseStrictJson(input.body, f.message, { decimals: true })
+          : ((parseStrictJson(`{${JSON.stringify(f.name)}:${input.body}}`, schema, { decimals: true }) as JsonObject)[f.name] as JsonValue);
     }
     bound.add(f.name);
   } else if (input.body.trim() !== "") {
