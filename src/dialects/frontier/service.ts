@@ -74,7 +74,8 @@ async function getBillingBalance(ledger: Ledger, req: GetBillingBalanceRequest, 
     balance: create(BillingAccount_BalanceSchema, {
       // What can be spent now: posted credits less holds, which Frontier's own
       // balance (it has no holds) equals.
-      amount: balance.available,
+      // Posted, like every other dialect: an open hold is not money spent yet.
+      amount: balance.posted,
       currency,
       // The ledger's row time; an account with no history reports its creation time.
       updatedAt: timestampFromMicros(balance.updatedAt),
