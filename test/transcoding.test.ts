@@ -210,6 +210,13 @@ describe("decimal-profiled int64 in requests", () => {
     }
   });
 
+  it("reads them from query parameters the same way", async () => {
+    const ok = await call("GET", "/v1/shelves/s/items/i?cents=0.8");
+    expect(ok.text).toContain('"cents":0.8,');
+    expect((await call("GET", "/v1/shelves/s/items/i?cents=0.001")).status).toBe(400);
+    expect((await call("GET", "/v1/shelves/s/items/i?cents=1e2")).status).toBe(400);
+  });
+
   it("keeps plain proto3 JSON (integers in the smallest unit) on the Connect path", async () => {
     const post = (body: string) =>
       fetch(`${server.url}/tally.testing.v1.TranscodingTestService/Echo`, { method: "POST", headers: { "content-type": "application/json" }, body });

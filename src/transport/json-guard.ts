@@ -55,13 +55,21 @@ export interface StrictJsonOptions {
 }
 
 /** The implied scale of a decimal-profiled 64-bit field, or undefined. */
-function decimalScaleOf(field: DescField): number | undefined {
+export function decimalScaleOf(field: DescField): number | undefined {
   if (field.fieldKind !== "scalar" || int64Type(field.scalar) === undefined || !hasOption(field, fieldRule)) return undefined;
   const rule = getOption(field, fieldRule);
   return rule.int64Format === Int64Format.DECIMAL ? rule.decimalScale : undefined;
 }
 
 const DECIMAL = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?$/;
+
+/** Reads a decimal-profiled field's value from text (a query parameter, say), exactly. */
+export function readDecimalField(field: DescField, text: string, path: string): string {
+  const scale = decimalScaleOf(field);
+  const type = field.fieldKind === "scalar" ? int64Type(field.scalar) : undefined;
+  if (scale === undefined || type === undefined) throw new Error(`${field.name} is not a decimal-profiled 64-bit field`);
+  return scaleDecimal(text, scale, type, path);
+}
 
 /** An exact decimal (string or number token) to its scaled integer, as a canonical int64 string. */
 function scaleDecimal(text: string, scale: number, type: Int64Type, path: string): string {

@@ -2,7 +2,7 @@ import type { DescField, DescMessage, JsonObject, JsonValue, MessageShape } from
 import { ScalarType, fromJson, getOption, hasOption } from "@bufbuild/protobuf";
 import { invalidArgument } from "../../domain/errors.js";
 import { enum_value as enumValueOption } from "../../../gen/tally/rest/v1/options_pb.js";
-import { parseStrictJson } from "../json-guard.js";
+import { decimalScaleOf, parseStrictJson, readDecimalField } from "../json-guard.js";
 import type { Route } from "./route-table.js";
 
 /** The parts of an HTTP request that make up an RPC's input. */
@@ -133,6 +133,7 @@ function convert(f: DescField, raw: string, name: string, where: string): JsonVa
     if (raw === "false") return false;
     throw bad("true or false");
   }
+  if (f.fieldKind === "scalar" && decimalScaleOf(f) !== undefined) return readDecimalField(f, raw, name);
   if (INT64.has(scalar) || INT32.has(scalar)) {
     if (!/^-?(0|[1-9][0-9]*)$/.test(raw) || raw === "-0") throw bad("a decimal integer");
     return INT64.has(scalar) ? raw : Number(raw);
