@@ -10,6 +10,8 @@ import type { Store } from "./domain/store.js";
 import { registerAdminService } from "./services/admin-service.js";
 import { errorInterceptor } from "./services/errors.js";
 import { registerLedgerService } from "./services/ledger-service.js";
+import { registerCreditService } from "./services/credit-service.js";
+import { Credits } from "./domain/credits/credits.js";
 import { PageTokens } from "./services/page-token.js";
 import { StreamLimiter } from "./domain/stream-limiter.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
@@ -116,6 +118,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const routes = (router: ConnectRouter) => {
     registerLedgerService(router, { ledger, pageTokens, streams, shutdown: shutdown.signal });
     registerAdminService(router, { ledger, access, credentials, credentialKinds });
+    registerCreditService(router, { credits: new Credits(store, clock), pageTokens });
     for (const d of dialects) d.register(router);
   };
   const readMaxBytes = options.maxMessageBytes ?? 1024 * 1024;

@@ -12,6 +12,7 @@ import type {
   Transfer,
   VerifyReport,
 } from "./model.js";
+import type { CreditBalance, CreditEntry, NewCreditEntry, UsageRecord } from "./credits/model.js";
 
 /**
  * Reads that see only committed data. Every method is scoped by tenant; a store
@@ -46,6 +47,12 @@ export interface StoreReader {
   getCredential(kind: string, id: string): Promise<CredentialRecord | undefined>;
   /** Credentials of one kind in a tenant (or every tenant when tenantId is undefined). */
   listCredentials(kind: string, tenantId?: string): Promise<CredentialRecord[]>;
+  /** A commit or credit with its segments. */
+  getCreditBalance(tenantId: string, id: string): Promise<CreditBalance | undefined>;
+  /** A customer's commits and credits with id > afterId, in id order (archived included). */
+  listCreditBalances(tenantId: string, customerId: string, afterId: string, limit: number): Promise<CreditBalance[]>;
+  /** The stored ledger entries of a commit or credit, in write order. */
+  listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]>;
 }
 
 /** A page of an account's journal, newest first. */
@@ -108,6 +115,21 @@ export interface WriteTx {
    * Expired nonces are purged as a side effect.
    */
   claimNonce(scope: string, nonce: string, expiresAt: bigint, now: bigint): Promise<boolean>;
+  getCreditBalance(tenantId: string, id: string): Promise<CreditBalance | undefined>;
+  getCreditBalanceByUniquenessKey(tenantId: string, key: string): Promise<CreditBalance | undefined>;
+  /** True when a segment id is taken in the tenant. */
+  creditSegmentExists(tenantId: string, id: string): Promise<boolean>;
+  /** Inserts a balance with its segments; the store assigns its ordinal (creation order). */
+  insertCreditBalance(balance: Omit<CreditBalance, "ordinal">): Promise<CreditBalance>;
+  /** Sets archived_at unless already set. */
+  archiveCreditBalance(tenantId: string, id: string, archivedAt: bigint): Promise<void>;
+  /** A customer's unarchived commits and credits, in creation order. */
+  activeCreditBalances(tenantId: string, customerId: string): Promise<CreditBalance[]>;
+  listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]>;
+  /** Appends ledger entries, assigning increasing sequences in the given order. */
+  appendCreditEntries(entries: readonly NewCreditEntry[]): Promise<CreditEntry[]>;
+  getCreditUsage(tenantId: string, usageId: string): Promise<UsageRecord | undefined>;
+  putCreditUsage(record: UsageRecord): Promise<void>;
 }
 
 /** The persistence the domain needs. SQLite and PostgreSQL implement it. */

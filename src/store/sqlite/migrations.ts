@@ -156,4 +156,81 @@ CREATE TABLE request_nonces (
 CREATE INDEX request_nonces_expiry ON request_nonces (expires_at);
 `,
   },
+  {
+    version: 3,
+    name: "commits and credits",
+    sql: `
+-- Commits and credits (docs/credits.md). Only archived_at ever changes.
+-- ordinal is the creation order within the tenant: the last draw-down tie-break.
+CREATE TABLE credit_balances (
+  tenant_id               TEXT NOT NULL REFERENCES tenants(id),
+  id                      TEXT NOT NULL,
+  ordinal                 INTEGER NOT NULL,
+  kind                    TEXT NOT NULL CHECK (kind IN ('PREPAID', 'POSTPAID', 'CREDIT')),
+  customer_id             TEXT NOT NULL,
+  contract_id             TEXT,
+  name                    TEXT NOT NULL,
+  description             TEXT NOT NULL,
+  priority                INTEGER NOT NULL,
+  product_id              TEXT NOT NULL,
+  product_name            TEXT NOT NULL,
+  asset                   TEXT NOT NULL,
+  applicable_product_ids  TEXT NOT NULL,
+  applicable_product_tags TEXT NOT NULL,
+  custom_fields           TEXT NOT NULL,
+  uniqueness_key          TEXT,
+  archived_at             INTEGER,
+  created_at              INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, id)
+) STRICT, WITHOUT ROWID;
+CREATE UNIQUE INDEX credit_balances_uniqueness ON credit_balances (tenant_id, uniqueness_key) WHERE uniqueness_key IS NOT NULL;
+CREATE UNIQUE INDEX credit_balances_ordinal ON credit_balances (tenant_id, ordinal);
+CREATE INDEX credit_balances_by_customer ON credit_balances (tenant_id, customer_id, id);
+
+-- Segments of access schedules; immutable once written.
+CREATE TABLE credit_segments (
+  tenant_id     TEXT NOT NULL,
+  id            TEXT NOT NULL,
+  balance_id    TEXT NOT NULL,
+  position      INTEGER NOT NULL,
+  amount        INTEGER NOT NULL CHECK (amount > 0),
+  starting_at   INTEGER NOT NULL,
+  ending_before INTEGER NOT NULL,
+  CHECK (starting_at < ending_before),
+  PRIMARY KEY (tenant_id, id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX credit_segments_by_balance ON credit_segments (tenant_id, balance_id, position);
+
+-- The typed ledger of segments, append-only like the transfer journal.
+-- Expiration entries are derived on read and never stored here.
+CREATE TABLE credit_entries (
+  sequence   INTEGER PRIMARY KEY,
+  tenant_id  TEXT NOT NULL,
+  balance_id TEXT NOT NULL,
+  segment_id TEXT NOT NULL,
+  type       TEXT NOT NULL,
+  amount     INTEGER NOT NULL,
+  timestamp  INTEGER NOT NULL,
+  invoice_id TEXT,
+  reason     TEXT,
+  usage_id   TEXT,
+  created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX credit_entries_by_balance ON credit_entries (tenant_id, balance_id, sequence);
+CREATE TRIGGER credit_entries_no_update BEFORE UPDATE ON credit_entries
+BEGIN SELECT RAISE(ABORT, 'the credit ledger is append-only'); END;
+CREATE TRIGGER credit_entries_no_delete BEFORE DELETE ON credit_entries
+BEGIN SELECT RAISE(ABORT, 'the credit ledger is append-only'); END;
+
+-- Usage ids seen, with their outcome, so a retried usage is replayed, never drawn twice.
+CREATE TABLE credit_usages (
+  tenant_id    TEXT NOT NULL,
+  usage_id     TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  result       TEXT NOT NULL,
+  created_at   INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, usage_id)
+) STRICT, WITHOUT ROWID;
+`,
+  },
 ];

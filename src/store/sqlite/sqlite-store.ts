@@ -18,6 +18,8 @@ import type {
 import type { EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
 import { MIGRATIONS } from "./migrations.js";
 import { SqliteStatements } from "./statements.js";
+import { CreditStatements } from "./credit-statements.js";
+import type { CreditBalance, CreditEntry } from "../../domain/credits/model.js";
 import * as rows from "./rows.js";
 
 /** Options for {@link SqliteStore.open}. */
@@ -56,6 +58,7 @@ export class SqliteStore implements Store {
   private readonly reader: Database.Database;
   private readonly w: SqliteStatements;
   private readonly r: SqliteStatements;
+  private readonly cr: CreditStatements;
   private readonly tx: WriteTx;
   private readonly maxBatch: number;
   private queue: Job[] = [];
@@ -77,7 +80,8 @@ export class SqliteStore implements Store {
     this.reader.pragma(`busy_timeout = ${busy}`);
     this.w = new SqliteStatements(this.writer);
     this.r = new SqliteStatements(this.reader);
-    this.tx = makeWriteTx(this.w);
+    this.cr = new CreditStatements(this.reader);
+    this.tx = makeWriteTx(this.w, new CreditStatements(this.writer));
   }
 
   /** Opens (creating and migrating when needed) the database at `opts.path`. */
@@ -242,6 +246,17 @@ export class SqliteStore implements Store {
     return list.map((x) => rows.credential(x)!);
   }
 
+  async getCreditBalance(tenantId: string, id: string): Promise<CreditBalance | undefined> {
+    return this.cr.balance(this.cr.getBalance.get(tenantId, id));
+  }
+  async listCreditBalances(tenantId: string, customerId: string, afterId: string, limit: number): Promise<CreditBalance[]> {
+    // One read transaction, so balances and their segments are one snapshot.
+    return this.reader.transaction(() => this.cr.listByCustomer.all(tenantId, customerId, afterId, limit).map((x) => this.cr.balance(x)!)).deferred();
+  }
+  async listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]> {
+    return this.cr.entries(tenantId, balanceId);
+  }
+
   async verify(tenantId: string): Promise<VerifyReport> {
     const discrepancies: Discrepancy[] = [];
     // One read transaction, so the journal and the balances are one snapshot.
@@ -336,8 +351,38 @@ export class SqliteStore implements Store {
   }
 }
 
-function makeWriteTx(s: SqliteStatements): WriteTx {
+function makeWriteTx(s: SqliteStatements, c: CreditStatements): WriteTx {
   return {
+    async getCreditBalance(tenantId, id) {
+      return c.balance(c.getBalance.get(tenantId, id));
+    },
+    async getCreditBalanceByUniquenessKey(tenantId, key) {
+      return c.balance(c.getByUniquenessKey.get(tenantId, key));
+    },
+    async creditSegmentExists(tenantId, id) {
+      return c.segmentExists.get(tenantId, id) !== undefined;
+    },
+    async insertCreditBalance(b) {
+      return c.insert(b);
+    },
+    async archiveCreditBalance(tenantId, id, archivedAt) {
+      c.archive.run(archivedAt, tenantId, id);
+    },
+    async activeCreditBalances(tenantId, customerId) {
+      return c.allOfCustomer.all(tenantId, customerId).map((x) => c.balance(x)!);
+    },
+    async listCreditEntries(tenantId, balanceId) {
+      return c.entries(tenantId, balanceId);
+    },
+    async appendCreditEntries(list) {
+      return c.append(list);
+    },
+    async getCreditUsage(tenantId, usageId) {
+      return c.usage(tenantId, usageId);
+    },
+    async putCreditUsage(r) {
+      c.putUsage.run(r.tenantId, r.usageId, r.requestHash, r.result, r.createdAt);
+    },
     async getAccount(tenantId, id) {
       return rows.account(s.getAccount.get(tenantId, id));
     },

@@ -1,0 +1,422 @@
+import { createHash } from "node:crypto";
+import { defaultScale, validateAssetCode } from "../asset.js";
+import { LedgerError, invalidArgument, notFound } from "../errors.js";
+import { newId, validateAccountId } from "../ids.js";
+import type { Clock } from "../ledger.js";
+import { checkedAdd, isInt64, requirePositiveAmount } from "../money.js";
+import type { Store, WriteTx } from "../store.js";
+import { validateIdempotencyKey, validateMetadata } from "../validate.js";
+import type { BalanceKind, CreditBalance, CreditEntry, NewCreditEntry, Segment, UsageResult } from "./model.js";
+import { balanceAt, entryTypeFor, isActive, ledgerAt, planDrawDown } from "./rules.js";
+
+/** The credit type when a client names none: Metronome's "USD (cents)", held as the asset USD. */
+export const DEFAULT_CREDIT_TYPE = "USD";
+
+/** At most this many segments per access schedule. */
+export const MAX_SEGMENTS = 100;
+
+const TEXT_MAX = 1024;
+const LIST_MAX = 64;
+
+/** A segment as a client asks for it; an empty id is generated. */
+export interface SegmentInput {
+  readonly id: string;
+  readonly amount: bigint;
+  readonly startingAt: bigint | undefined;
+  readonly endingBefore: bigint | undefined;
+}
+
+/** What a client sends to create a commit or credit. */
+export interface BalanceInput {
+  readonly customerId: string;
+  readonly contractId: string;
+  readonly name: string;
+  readonly description: string;
+  readonly priority: bigint;
+  readonly productId: string;
+  readonly productName: string;
+  readonly creditTypeId: string;
+  readonly segments: readonly SegmentInput[];
+  readonly applicableProductIds: readonly string[];
+  readonly applicableProductTags: readonly string[];
+  readonly customFields: Readonly<Record<string, string>>;
+  readonly uniquenessKey: string;
+}
+
+/** A manual ledger entry as a client asks for it. */
+export interface ManualEntryInput {
+  readonly balanceId: string;
+  /** When non-empty, must be the balance's customer. */
+  readonly customerId: string;
+  readonly segmentId: string;
+  readonly amount: bigint;
+  readonly reason: string;
+  /** Default: now. */
+  readonly timestamp: bigint | undefined;
+}
+
+/** A usage as a client reports it. */
+export interface UsageRequest {
+  readonly usageId: string;
+  readonly customerId: string;
+  readonly productId: string;
+  readonly productTags: readonly string[];
+  readonly contractId: string;
+  readonly creditTypeId: string;
+  readonly amount: bigint;
+  /** Default: now. */
+  readonly timestamp: bigint | undefined;
+  /** Default: the usage id. */
+  readonly invoiceId: string;
+}
+
+/** The filters of a balance listing (Metronome's customerBalances/list). */
+export interface ListQuery {
+  readonly customerId: string;
+  readonly id: string;
+  readonly coveringDate: bigint | undefined;
+  readonly startingAt: bigint | undefined;
+  readonly effectiveBefore: bigint | undefined;
+  readonly includeContractBalances: boolean;
+  readonly includeArchived: boolean;
+  readonly includeLedgers: boolean;
+  readonly includeBalance: boolean;
+  readonly excludeZeroBalances: boolean;
+  /** The instant balances and ledgers are computed at. */
+  readonly at: bigint;
+  /** Keyset cursor: balances with a greater id. */
+  readonly afterId: string;
+  readonly limit: number;
+}
+
+/** A listed balance with what was asked for. */
+export interface BalanceView {
+  readonly balance: CreditBalance;
+  readonly amount?: bigint;
+  readonly ledger?: readonly CreditEntry[];
+}
+
+/** One filter of a net balance: conditions AND'd; filters OR'd. */
+export interface NetFilter {
+  /** PREPAID_COMMIT, POSTPAID_COMMIT, CREDIT. */
+  readonly balanceTypes: readonly string[];
+  readonly customFields: Readonly<Record<string, string>>;
+  readonly ids: readonly string[];
+}
+
+const BALANCE_TYPES: Record<string, BalanceKind> = { PREPAID_COMMIT: "PREPAID", POSTPAID_COMMIT: "POSTPAID", CREDIT: "CREDIT" };
+
+/**
+ * Commits and credits over the store: creation, archiving, manual entries,
+ * usage draw-down, listings and net balances. Every write runs inside one
+ * store write (atomic, group-committed); the rules themselves are in rules.ts.
+ */
+export class Credits {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The current time, as the ledger records it. */
+  now(): bigint {
+    return this.clock();
+  }
+
+  /** The scale of a credit type's asset (its default when not yet defined). */
+  async scaleOf(tenantId: string, asset: string): Promise<number> {
+    return (await this.store.getAsset(tenantId, asset))?.scale ?? defaultScale(asset);
+  }
+
+  /** Creates a commit (PREPAID, POSTPAID) or credit (CREDIT) with its start entries. */
+  async create(tenantId: string, kind: BalanceKind, input: BalanceInput): Promise<CreditBalance> {
+    const now = this.clock();
+    const customerId = validateAccountId(input.customerId, "customer_id");
+    const contractId = input.contractId === "" ? null : validateId(input.contractId, "contract_id");
+    const asset = validateAssetCode(input.creditTypeId === "" ? DEFAULT_CREDIT_TYPE : input.creditTypeId);
+    if (!isInt64(input.priority)) throw invalidArgument("invalid_priority", "priority is outside the int64 range");
+    const segments = validateSegments(input.segments);
+    const uniquenessKey = input.uniquenessKey === "" ? null : validateIdempotencyKey(input.uniquenessKey, "uniqueness_key");
+    const draft: Omit<CreditBalance, "ordinal"> = {
+      tenantId,
+      id: newId(kind === "CREDIT" ? "cred" : "cmt"),
+      kind,
+      customerId,
+      contractId,
+      name: text(input.name, "name"),
+      description: text(input.description, "description"),
+      priority: input.priority,
+      productId: text(input.productId, "product.id"),
+      productName: text(input.productName, "product.name"),
+      asset,
+      applicableProductIds: list(input.applicableProductIds, "applicable_product_ids"),
+      applicableProductTags: list(input.applicableProductTags, "applicable_product_tags"),
+      customFields: validateMetadata(input.customFields, "custom_fields"),
+      uniquenessKey,
+      segments,
+      archivedAt: null,
+      createdAt: now,
+    };
+    return this.store.write(async (tx) => {
+      if (!(await tx.getAccount(tenantId, customerId))) throw notFound("customer", customerId);
+      if (uniquenessKey !== null && (await tx.getCreditBalanceByUniquenessKey(tenantId, uniquenessKey))) {
+        throw new LedgerError("already_exists", "uniqueness_key_reused", `uniqueness_key "${uniquenessKey}" was already used`, {
+          uniqueness_key: uniquenessKey,
+        });
+      }
+      for (const s of segments) {
+        if (await tx.creditSegmentExists(tenantId, s.id)) {
+          throw new LedgerError("already_exists", "segment_exists", `schedule item "${s.id}" already exists`);
+        }
+      }
+      await ensureAsset(tx, tenantId, asset, now);
+      const balance = await tx.insertCreditBalance(draft);
+      await tx.appendCreditEntries(
+        segments.map((s) => entry(balance, s.id, "start", s.amount, s.startingAt, now, {})),
+      );
+      return balance;
+    });
+  }
+
+  /** Archives a balance: it no longer draws down. Archiving twice keeps the first time. */
+  async archive(tenantId: string, id: string): Promise<CreditBalance> {
+    const now = this.clock();
+    return this.store.write(async (tx) => {
+      const b = id === "" ? undefined : await tx.getCreditBalance(tenantId, id);
+      if (!b) throw notFound("balance", id);
+      if (b.archivedAt !== null) return b;
+      await tx.archiveCreditBalance(tenantId, id, now);
+      return { ...b, archivedAt: now };
+    });
+  }
+
+  /** Appends a *_MANUAL entry to a segment (negative draws down). */
+  async addManualEntry(tenantId: string, input: ManualEntryInput): Promise<CreditEntry> {
+    const now = this.clock();
+    if (!isInt64(input.amount) || input.amount === 0n) throw invalidArgument("invalid_amount", "amount must be a non-zero int64");
+    if (input.reason === "") throw invalidArgument("missing_reason", "reason is required");
+    const reason = text(input.reason, "reason");
+    return this.store.write(async (tx) => {
+      const b = input.balanceId === "" ? undefined : await tx.getCreditBalance(tenantId, input.balanceId);
+      if (!b || (input.customerId !== "" && b.customerId !== input.customerId)) throw notFound("balance", input.balanceId);
+      const segment = b.segments.find((s) => s.id === input.segmentId);
+      if (!segment) throw notFound("segment", input.segmentId);
+      // The segment's running sum must stay an int64 whatever the order of entries.
+      let sum = input.amount;
+      for (const e of await tx.listCreditEntries(tenantId, b.id)) if (e.segmentId === segment.id) sum = checkedAdd(sum, e.amount, "segment balance");
+      const [written] = await tx.appendCreditEntries([
+        entry(b, segment.id, "manual", input.amount, input.timestamp ?? now, now, { reason }),
+      ]);
+      return written!;
+    });
+  }
+
+  /**
+   * Draws a usage down from the customer's applicable balances (rules.ts,
+   * planDrawDown). Idempotent by usage id: the same usage again returns the
+   * first result; a different usage under the same id is already_exists.
+   */
+  async recordUsage(tenantId: string, input: UsageRequest): Promise<UsageResult & { replayed: boolean }> {
+    const now = this.clock();
+    const usageId = validateIdempotencyKey(input.usageId, "usage_id");
+    const customerId = validateAccountId(input.customerId, "customer_id");
+    const usage = {
+      productId: text(input.productId, "product_id"),
+      productTags: list(input.productTags, "product_tags"),
+      contractId: input.contractId === "" ? null : validateId(input.contractId, "contract_id"),
+      asset: validateAssetCode(input.creditTypeId === "" ? DEFAULT_CREDIT_TYPE : input.creditTypeId),
+      amount: requirePositiveAmount(input.amount, "amount"),
+      timestamp: input.timestamp ?? now,
+    };
+    const invoiceId = input.invoiceId === "" ? usageId : text(input.invoiceId, "invoice_id");
+    const hash = createHash("sha256")
+      .update(JSON.stringify([customerId, usage.productId, usage.productTags, usage.contractId, usage.asset, String(usage.amount), String(usage.timestamp), invoiceId]))
+      .digest("base64url");
+    return this.store.write(async (tx) => {
+      const prior = await tx.getCreditUsage(tenantId, usageId);
+      if (prior) {
+        if (prior.requestHash !== hash) {
+          throw new LedgerError("already_exists", "usage_id_reused", `usage_id "${usageId}" was already used for a different usage`, {
+            usage_id: usageId,
+          });
+        }
+        return { ...decodeUsage(prior.result), replayed: true };
+      }
+      if (!(await tx.getAccount(tenantId, customerId))) throw notFound("customer", customerId);
+      const candidates = [];
+      for (const balance of await tx.activeCreditBalances(tenantId, customerId)) {
+        candidates.push({ balance, entries: await tx.listCreditEntries(tenantId, balance.id) });
+      }
+      const result = planDrawDown(candidates, usage);
+      const byId = new Map(candidates.map((c) => [c.balance.id, c.balance]));
+      await tx.appendCreditEntries(
+        result.draws.map((d) => entry(byId.get(d.balanceId)!, d.segmentId, "deduction", -d.amount, usage.timestamp, now, { invoiceId, usageId })),
+      );
+      await tx.putCreditUsage({ tenantId, usageId, requestHash: hash, result: encodeUsage(result), createdAt: now });
+      return { ...result, replayed: false };
+    });
+  }
+
+  /**
+   * One page of a customer's balances matching the query, in id order, and
+   * whether more follow. Filters are applied while scanning, so a page is
+   * always full unless the listing is done.
+   */
+  async list(tenantId: string, q: ListQuery): Promise<{ items: BalanceView[]; more: boolean }> {
+    await this.requireCustomer(tenantId, q.customerId);
+    const items: BalanceView[] = [];
+    let after = q.afterId;
+    const batch = 100;
+    for (;;) {
+      const rows = q.id !== "" ? await this.byId(tenantId, q.customerId, q.id, after) : await this.store.listCreditBalances(tenantId, q.customerId, after, batch);
+      for (const b of rows) {
+        const view = await this.view(tenantId, b, q);
+        if (!view) continue;
+        if (items.length === q.limit) return { items, more: true };
+        items.push(view);
+      }
+      if (q.id !== "" || rows.length < batch) return { items, more: false };
+      after = rows[rows.length - 1]!.id;
+    }
+  }
+
+  private async byId(tenantId: string, customerId: string, id: string, after: string): Promise<CreditBalance[]> {
+    const b = await this.store.getCreditBalance(tenantId, id);
+    return b && b.customerId === customerId && b.id > after ? [b] : [];
+  }
+
+  private async view(tenantId: string, b: CreditBalance, q: ListQuery): Promise<BalanceView | undefined> {
+    if (!q.includeContractBalances && b.contractId !== null) return undefined;
+    if (!q.includeArchived && b.archivedAt !== null) return undefined;
+    const d = q.coveringDate;
+    if (d !== undefined && !b.segments.some((s) => isActive(s, d))) return undefined;
+    const from = q.startingAt;
+    if (from !== undefined && !b.segments.some((s) => s.endingBefore > from)) return undefined;
+    const before = q.effectiveBefore;
+    if (before !== undefined && !b.segments.some((s) => s.startingAt < before)) return undefined;
+    if (!q.includeBalance && !q.includeLedgers && !q.excludeZeroBalances) return { balance: b };
+    const entries = await this.store.listCreditEntries(tenantId, b.id);
+    const amount = balanceAt(b, entries, q.at);
+    if (q.excludeZeroBalances && amount === 0n) return undefined;
+    return {
+      balance: b,
+      ...(q.includeBalance ? { amount } : {}),
+      ...(q.includeLedgers ? { ledger: ledgerAt(b, entries, q.at) } : {}),
+    };
+  }
+
+  /**
+   * The sum of a customer's unarchived balances of one credit type at `at`
+   * that match any filter (all when there is none); each segment counts at
+   * least zero.
+   */
+  async netBalance(tenantId: string, customerId: string, creditTypeId: string, filters: readonly NetFilter[], at: bigint): Promise<{ balance: bigint; asset: string }> {
+    const asset = validateAssetCode(creditTypeId === "" ? DEFAULT_CREDIT_TYPE : creditTypeId);
+    for (const f of filters) {
+      for (const t of f.balanceTypes) {
+        if (!(t in BALANCE_TYPES)) throw invalidArgument("invalid_balance_type", `balance_types must be PREPAID_COMMIT, POSTPAID_COMMIT or CREDIT, got ${JSON.stringify(t)}`);
+      }
+    }
+    await this.requireCustomer(tenantId, customerId);
+    let total = 0n;
+    let after = "";
+    for (;;) {
+      const rows = await this.store.listCreditBalances(tenantId, customerId, after, 500);
+      for (const b of rows) {
+        if (b.archivedAt !== null || b.asset !== asset) continue;
+        if (filters.length > 0 && !filters.some((f) => matches(b, f))) continue;
+        total = checkedAdd(total, balanceAt(b, await this.store.listCreditEntries(tenantId, b.id), at), "net balance");
+      }
+      if (rows.length < 500) return { balance: total, asset };
+      after = rows[rows.length - 1]!.id;
+    }
+  }
+
+  private async requireCustomer(tenantId: string, customerId: string): Promise<void> {
+    validateAccountId(customerId, "customer_id");
+    if (!(await this.store.getAccount(tenantId, customerId))) throw notFound("customer", customerId);
+  }
+}
+
+function matches(b: CreditBalance, f: NetFilter): boolean {
+  if (f.balanceTypes.length > 0 && !f.balanceTypes.some((t) => BALANCE_TYPES[t] === b.kind)) return false;
+  if (f.ids.length > 0 && !f.ids.includes(b.id)) return false;
+  for (const [k, v] of Object.entries(f.customFields)) if (b.customFields[k] !== v) return false;
+  return true;
+}
+
+function entry(
+  b: CreditBalance | Omit<CreditBalance, "ordinal">,
+  segmentId: string,
+  action: "start" | "deduction" | "manual",
+  amount: bigint,
+  timestamp: bigint,
+  now: bigint,
+  extra: { invoiceId?: string; reason?: string; usageId?: string },
+): NewCreditEntry {
+  return {
+    tenantId: b.tenantId,
+    balanceId: b.id,
+    segmentId,
+    type: entryTypeFor(b.kind, action),
+    amount,
+    timestamp,
+    invoiceId: extra.invoiceId ?? null,
+    reason: extra.reason ?? null,
+    usageId: extra.usageId ?? null,
+    createdAt: now,
+  };
+}
+
+async function ensureAsset(tx: WriteTx, tenantId: string, code: string, now: bigint): Promise<void> {
+  if (await tx.getAsset(tenantId, code)) return;
+  await tx.insertAsset(tenantId, { code, scale: defaultScale(code) }, now);
+}
+
+/** Contract and segment ids: 1-128 chars of [A-Za-z0-9_-] (UUIDs fit). */
+function validateId(id: string, field: string): string {
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) {
+    throw invalidArgument("invalid_id", `${field} must be 1-128 characters of [A-Za-z0-9_-]`, { field });
+  }
+  return id;
+}
+
+function validateSegments(input: readonly SegmentInput[]): Segment[] {
+  if (input.length === 0) throw invalidArgument("invalid_schedule", "schedule_items must not be empty");
+  if (input.length > MAX_SEGMENTS) throw invalidArgument("invalid_schedule", `at most ${MAX_SEGMENTS} schedule_items`);
+  const ids = new Set<string>();
+  let total = 0n;
+  return input.map((s, i) => {
+    const field = `schedule_items[${i}]`;
+    const id = s.id === "" ? newId("seg") : validateId(s.id, `${field}.id`);
+    if (ids.has(id)) throw invalidArgument("invalid_schedule", `${field}.id "${id}" appears twice`);
+    ids.add(id);
+    if (s.startingAt === undefined || s.endingBefore === undefined) {
+      throw invalidArgument("invalid_schedule", `${field} needs starting_at and ending_before`);
+    }
+    if (s.startingAt >= s.endingBefore) throw invalidArgument("invalid_schedule", `${field}.starting_at must be before ending_before`);
+    const amount = requirePositiveAmount(s.amount, `${field}.amount`);
+    // The whole schedule must fit in int64, so no balance of it can overflow on the wire.
+    total = checkedAdd(total, amount, "schedule total");
+    return { id, amount, startingAt: s.startingAt, endingBefore: s.endingBefore };
+  });
+}
+
+function text(v: string, field: string): string {
+  if (v.length > TEXT_MAX) throw invalidArgument("invalid_argument", `${field} must be at most ${TEXT_MAX} characters`, { field });
+  return v;
+}
+
+function list(v: readonly string[], field: string): string[] {
+  if (v.length > LIST_MAX) throw invalidArgument("invalid_argument", `${field} may have at most ${LIST_MAX} entries`, { field });
+  for (const x of v) text(x, field);
+  return [...v];
+}
+
+function encodeUsage(r: UsageResult): string {
+  return JSON.stringify({ d: r.draws.map((d) => [d.balanceId, d.segmentId, String(d.amount)]), u: String(r.uncovered) });
+}
+
+function decodeUsage(s: string): UsageResult {
+  const x = JSON.parse(s) as { d: [string, string, string][]; u: string };
+  return { draws: x.d.map(([balanceId, segmentId, amount]) => ({ balanceId, segmentId, amount: BigInt(amount) })), uncovered: BigInt(x.u) };
+}
