@@ -12,7 +12,7 @@ import { errorInterceptor } from "./services/errors.js";
 import { registerLedgerService } from "./services/ledger-service.js";
 import { registerCreditService } from "./services/credit-service.js";
 import { Credits } from "./domain/credits/credits.js";
-import { PageTokens } from "./services/page-token.js";
+import { PageTokens } from "./domain/page-token.js";
 import { StreamLimiter } from "./domain/stream-limiter.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { authInterceptor } from "./transport/auth-interceptor.js";
@@ -109,7 +109,10 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   setMaxListeners(0, shutdown.signal);
 
   const credentials = new Credentials(store, clock);
-  const dialects = selectDialects(options.dialects).map((make) => make({ ledger, credentials, streams, shutdown: shutdown.signal }));
+  const credits = new Credits(store, clock);
+  const dialects = selectDialects(options.dialects).map((make) =>
+    make({ ledger, credits, credentials, pageTokens, streams, shutdown: shutdown.signal }),
+  );
   const credentialKinds = new Map(dialects.flatMap((d) => d.credentialKinds ?? []).map((k) => [k.kind, k]));
   const rpcResolvers = new Map(
     dialects.flatMap((d) => (d.rpcAuthenticator ? d.services.map((s) => [s.typeName, d.rpcAuthenticator!] as const) : [])),
@@ -118,7 +121,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const routes = (router: ConnectRouter) => {
     registerLedgerService(router, { ledger, pageTokens, streams, shutdown: shutdown.signal });
     registerAdminService(router, { ledger, access, credentials, credentialKinds });
-    registerCreditService(router, { credits: new Credits(store, clock), pageTokens });
+    registerCreditService(router, { credits, pageTokens });
     for (const d of dialects) d.register(router);
   };
   const readMaxBytes = options.maxMessageBytes ?? 1024 * 1024;

@@ -5,6 +5,8 @@ import { SERVE_FLAGS, parseServeConfig, toTallyOptions } from "./config.js";
 import { Access } from "./domain/access.js";
 import { LedgerError } from "./domain/errors.js";
 import { Credentials } from "./domain/credentials.js";
+import { Credits } from "./domain/credits/credits.js";
+import { PageTokens } from "./domain/page-token.js";
 import { Ledger } from "./domain/ledger.js";
 import { StreamLimiter } from "./domain/stream-limiter.js";
 import { DIALECTS } from "./dialects/index.js";
@@ -184,7 +186,15 @@ async function credential(args: string[]): Promise<number> {
     const credentials = new Credentials(store, clock);
     const shutdown = new AbortController();
     const kinds = new Map(
-      [...DIALECTS.values()].flatMap((make) => make({ ledger, credentials, streams: new StreamLimiter(1), shutdown: shutdown.signal }).credentialKinds ?? []).map((k) => [k.kind, k]),
+      [...DIALECTS.values()].flatMap((make) => make({
+          ledger,
+          credits: new Credits(store, clock),
+          credentials,
+          // Only the credential kinds are used here: nothing is paged or signed.
+          pageTokens: new PageTokens(new Uint8Array(32)),
+          streams: new StreamLimiter(1),
+          shutdown: shutdown.signal,
+        }).credentialKinds ?? []).map((k) => [k.kind, k]),
     );
     const kind = kinds.get(values.kind);
     if (!kind) throw new Error(`unknown credential kind "${values.kind}"; known: ${[...kinds.keys()].sort().join(", ")}`);

@@ -1,7 +1,9 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { CredentialKind, Credentials } from "../domain/credentials.js";
+import type { Credits } from "../domain/credits/credits.js";
 import type { Ledger } from "../domain/ledger.js";
+import type { PageTokens } from "../domain/page-token.js";
 import type { StreamLimiter } from "../domain/stream-limiter.js";
 import type { Principal } from "../domain/access.js";
 import type { ErrorEnvelopeWriter } from "../transport/rest/errors.js";
@@ -10,6 +12,10 @@ import type { RestAuthenticator, RestStreamer } from "../transport/rest/rest-han
 /** What every dialect is built on. */
 export interface DialectDeps {
   readonly ledger: Ledger;
+  /** Commits and credits, over the same store. */
+  readonly credits: Credits;
+  /** Signs page tokens with the key every replica shares, so cursors survive restarts. */
+  readonly pageTokens: PageTokens;
   readonly credentials: Credentials;
   /** The per-tenant cap on open streams, shared with WatchBalance. */
   readonly streams: StreamLimiter;

@@ -3,6 +3,7 @@ import { triportDialect } from "./triport/index.js";
 import { threeplguysDialect } from "./threeplguys/index.js";
 import { blacksheepDialect } from "./blacksheep/index.js";
 import { frontierDialect } from "./frontier/index.js";
+import { metronomeDialect } from "./metronome/index.js";
 
 /**
  * Every dialect Tally ships, by name. Each is switched on by default; the
@@ -14,4 +15,5 @@ export const DIALECTS: ReadonlyMap<string, DialectFactory> = new Map<string, Dia
   ["blacksheep", blacksheepDialect],
   ["frontier", frontierDialect],
   ["3plguys", threeplguysDialect],
+  ["metronome", metronomeDialect],
 ]);

@@ -8,7 +8,7 @@ import type { CreditBalance, CreditEntry } from "../domain/credits/model.js";
 import { invalidArgument } from "../domain/errors.js";
 import { validatePageSize } from "../domain/validate.js";
 import { timestampFromMicros } from "./convert.js";
-import type { PageTokens } from "./page-token.js";
+import type { PageTokens } from "../domain/page-token.js";
 import { principalOf, requireAccountRead, requireAdmin } from "./principal.js";
 
 /** What the credit service needs. */

@@ -6,7 +6,7 @@ import { LedgerError, invalidArgument } from "../domain/errors.js";
 import type { Ledger, TransferInput } from "../domain/ledger.js";
 import { validatePageSize } from "../domain/validate.js";
 import { accountToProto, balanceToProto, entryToProto, transferToProto } from "./convert.js";
-import type { PageTokens } from "./page-token.js";
+import type { PageTokens } from "../domain/page-token.js";
 import { principalOf, requireAccountRead, requireAdmin } from "./principal.js";
 import type { StreamLimiter } from "../domain/stream-limiter.js";
 

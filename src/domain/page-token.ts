@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { invalidArgument } from "../domain/errors.js";
+import { invalidArgument } from "./errors.js";
 
 /**
  * Opaque, tamper-evident page tokens. A token carries the cursor, the tenant
