@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { Access } from "../src/domain/access.js";
 import { Ledger } from "../src/domain/ledger.js";
 import { registerLedgerService } from "../src/services/ledger-service.js";
-import { PageTokens } from "../src/services/page-token.js";
+import { PageTokens } from "../src/domain/page-token.js";
 import { StreamLimiter } from "../src/domain/stream-limiter.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { authInterceptor } from "../src/transport/auth-interceptor.js";
