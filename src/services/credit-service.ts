@@ -1,3 +1,4 @@
+import { creditTypeName } from "../domain/credits/model.js";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -178,10 +179,6 @@ function balanceInput(m: BalanceInputMsg | undefined): BalanceInput {
   };
 }
 
-/** "USD (cents)" is Metronome's name of its default credit type; other assets go by their code. */
-function creditTypeName(asset: string): string {
-  return asset === "USD" ? "USD (cents)" : asset;
-}
 
 async function toProto(credits: Credits, tenantId: string, v: BalanceView): Promise<BalanceMsg> {
   const b: CreditBalance = v.balance;

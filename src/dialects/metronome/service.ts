@@ -1,3 +1,4 @@
+import { creditTypeName } from "../../domain/credits/model.js";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
@@ -39,10 +40,6 @@ function creditTypeIdOf(asset: string): string {
   return asset === "USD" ? USD_CREDIT_TYPE_ID : asset;
 }
 
-/** "USD (cents)" for USD, else the asset code. */
-function creditTypeName(asset: string): string {
-  return asset === "USD" ? "USD (cents)" : asset;
-}
 
 /**
  * How many decimal places separate a wire amount from the core's units:

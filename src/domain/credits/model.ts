@@ -114,3 +114,8 @@ export interface UsageRecord {
   readonly result: string;
   readonly createdAt: bigint;
 }
+
+/** "USD (cents)" is Metronome's name of its default credit type; other assets go by their code. */
+export function creditTypeName(asset: string): string {
+  return asset === "USD" ? "USD (cents)" : asset;
+}
