@@ -147,6 +147,10 @@ describe("bodies and query parameters", () => {
     const big = await call("POST", "/v1/echo", JSON.stringify({ shelf: "x".repeat(MAX) }));
     expect(big.status).toBe(413);
     expect(JSON.parse(big.text).code).toBe(8);
+    // Far over the limit, in many chunks: still an answer, not a reset connection.
+    const huge = await call("POST", "/v1/echo", JSON.stringify({ shelf: "x".repeat(2 * 1024 * 1024) }));
+    expect(huge.status).toBe(413);
+    expect(huge.headers.get("connection")).toBe("close");
   });
 });
 

@@ -1,4 +1,4 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { LedgerError } from "../domain/errors.js";
@@ -27,10 +27,6 @@ export function toConnectError(e: LedgerError): ConnectError {
   ]);
 }
 
-/** Encoded ErrorDetail, for transports that write details themselves. */
-export function errorDetailBytes(e: LedgerError): Uint8Array {
-  return toBinary(ErrorDetailSchema, create(ErrorDetailSchema, { reason: e.reason, metadata: { ...e.metadata } }));
-}
 
 /**
  * Turns anything a handler throws into a ConnectError a client may see:

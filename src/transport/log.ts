@@ -1,6 +1,6 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { ConnectError } from "@connectrpc/connect";
-import { Code } from "@connectrpc/connect";
+import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 import { principalKey } from "../services/principal.js";
 
 /** A structured logger: one JSON object per line. */
@@ -73,9 +73,6 @@ export function logInterceptor(log: Logger): Interceptor {
   };
 }
 
-function codeName(code: Code): string {
-  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : "_" + c.toLowerCase()));
-}
 
 function protocolOf(contentType: string): string {
   if (contentType.startsWith("application/grpc-web")) return "grpc-web";

@@ -9,6 +9,7 @@ import type { Compression, UniversalHandler } from "@connectrpc/connect/protocol
 import type { ConnectRouterOptions } from "@connectrpc/connect";
 import {
   codeToHttpStatus,
+  codeToString as codeName,
   contentTypeUnaryRegExp,
   errorToJsonBytes,
   parseContentType as parseConnectContentType,
@@ -26,6 +27,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { constants as http2constants } from "node:http2";
 import { LedgerError } from "../domain/errors.js";
 import { toConnectError } from "../services/errors.js";
+import { readBounded } from "./read-body.js";
 import { parseStrictJson } from "./json-guard.js";
 import type { Logger } from "./log.js";
 
@@ -203,49 +205,6 @@ async function readUnaryBody(
   if (format === "json") return checkJson(bytes, h);
   const problem = checkBinary(bytes, h);
   return problem ?? { raw };
-}
-
-/** Reads the whole body, or stops at `max` bytes and returns undefined. */
-function readBounded(req: Req, max: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        // Stop reading, but do not destroy the request: on HTTP/1.1 that resets
-        // the socket before the 429 is written, and the client sees a connection
-        // error instead of an answer. writeConnectError ends the exchange.
-        cleanup();
-        req.pause();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onError = () => {
-      cleanup();
-      reject(new ConnectError("the client closed the request", Code.Aborted));
-    };
-    const onClose = () => {
-      // "close" before "end": the client went away mid-body.
-      if (!req.readableEnded) onError();
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
 }
 
 function tooLarge(max: number): ConnectError {
@@ -484,9 +443,6 @@ function writeConnectError(req: Req, res: Res, e: ConnectError, unreadBody: bool
   }
 }
 
-function codeName(code: Code): string {
-  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : "_" + c.toLowerCase()));
-}
 
 function notFound(res: Res): void {
   res.writeHead(404, { "content-type": "application/json" });

@@ -1,4 +1,6 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
+import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 
 /** google.api.http's code → HTTP status table (as grpc-gateway and vanguard use). */
 export const HTTP_STATUS: Readonly<Record<Code, number>> = {
@@ -57,12 +59,7 @@ export const messageEnvelope: ErrorEnvelopeWriter = (e, ctx) => ({
   body: JSON.stringify({ message: e.rawMessage }),
 });
 
-/** snake_case code names, as the Connect protocol writes them. */
-export function codeName(code: Code): string {
-  return Code[code].replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : "_" + c.toLowerCase()));
-}
 
-/** A ConnectError for a transport-level refusal. */
-export function restError(message: string, code: Code): ConnectError {
-  return new ConnectError(message, code);
-}
+
+/** snake_case code names, as the Connect protocol writes them. */
+export { codeName };

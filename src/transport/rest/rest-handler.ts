@@ -8,6 +8,7 @@ import { normalizeError } from "../../services/errors.js";
 import { principalKey } from "../../services/principal.js";
 import { authorizationKey } from "../auth-context.js";
 import type { Logger } from "../log.js";
+import { readBounded } from "../read-body.js";
 import type { ErrorEnvelopeWriter } from "./errors.js";
 import { HTTP_STATUS, connectEnvelope, messageEnvelope, statusEnvelope } from "./errors.js";
 import { invokeUnary } from "./invoke.js";
@@ -102,9 +103,11 @@ export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res
         return fail(new ConnectError(`method ${req.method} not allowed`, Code.Unimplemented), 405, { allow: found.allow.join(", ") });
       }
       route = found.route;
-      const body = await readBody(req, opts.readMaxBytes);
+      const body = await readBounded(req, opts.readMaxBytes);
       if (body === undefined) {
-        return fail(new ConnectError(`request body is larger than ${opts.readMaxBytes} bytes`, Code.ResourceExhausted), 413);
+        // The rest of the body is left unread: an HTTP/1.1 connection cannot be reused after that.
+        const close: Record<string, string> = req.httpVersionMajor === 1 ? { connection: "close" } : {};
+        return fail(new ConnectError(`request body is larger than ${opts.readMaxBytes} bytes`, Code.ResourceExhausted), 413, close);
       }
       const controller = new AbortController();
       res.once("close", () => controller.abort());
@@ -159,16 +162,6 @@ function withAuthorization(values: ContextValues, req: Req): ContextValues {
 }
 
 
-async function readBody(req: Req, max: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
 
 function send(res: Res, status: number, body: string, headers: Record<string, string>): void {
   const bytes = Buffer.from(body, "utf8");
