@@ -497,7 +497,7 @@ export class Ledger {
     // Subscribe before reading, so a commit between the read and the wait still wakes us.
     const sub = this.feed.subscribe(q.tenantId, q.accountId);
     try {
-      const head = await this.store.headSequence();
+      const head = await this.store.watchPoint(q.tenantId, q.accountId);
       if (q.afterSequence !== undefined && (q.afterSequence < 0n || q.afterSequence > head)) {
         throw new LedgerError("out_of_range", "sequence_out_of_range", `after_sequence ${q.afterSequence} is outside the journal (0..${head})`);
       }

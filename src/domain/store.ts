@@ -40,6 +40,14 @@ export interface StoreReader {
   assetsAtOrBefore(tenantId: string, accountId: string, atSequence: bigint): Promise<string[]>;
   /** The highest sequence the journal has committed (0n when empty). */
   headSequence(): Promise<bigint>;
+  /**
+   * A sequence S at which a watcher of this account can start: every entry of
+   * the account with sequence <= S is committed (and visible), and every entry
+   * of it committed later gets a sequence > S. With one writer (SQLite) that is
+   * the head; with concurrent writers (PostgreSQL) a head read while another
+   * transaction holds the account's lock could skip that transaction's entries.
+   */
+  watchPoint(tenantId: string, accountId: string): Promise<bigint>;
   getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
   /** Recomputes a tenant's balances from its journal. */
   verify(tenantId: string): Promise<VerifyReport>;

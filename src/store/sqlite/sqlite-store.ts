@@ -232,6 +232,10 @@ export class SqliteStore implements Store {
   async headSequence(): Promise<bigint> {
     return (this.r.headSequence.get() as { head: bigint }).head;
   }
+  async watchPoint(): Promise<bigint> {
+    // One writer commits in sequence order: the head is always a safe start.
+    return this.headSequence();
+  }
   async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
     return rows.apiKey(this.r.getApiKey.get(id));
   }
