@@ -1,12 +1,49 @@
 import { defineConfig } from "vitest/config";
+import { STORE_TESTS } from "./test/support/store-tests.js";
+import { pgUnavailableReason } from "./test/support/pg-probe.js";
 
-export default defineConfig({
-  test: {
-    include: ["test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    pool: "forks",
-    // Two cores: more workers only add contention to the fsync-bound tests.
-    maxWorkers: 2,
-  },
+/**
+ * Two projects: "sqlite" runs every test; "postgres" runs the store-level tests
+ * again on PostgreSQL (a fresh database per run). Without a reachable
+ * PostgreSQL they are reported as skipped with the reason, except in CI
+ * (CI=true), where that is a failure.
+ */
+export default defineConfig(async () => {
+  const reason = await pgUnavailableReason();
+  if (reason !== undefined && process.env.CI) throw new Error(`CI needs PostgreSQL: ${reason}`);
+  const pgProject =
+    reason === undefined
+      ? {
+          extends: true as const,
+          test: {
+            name: "postgres",
+            include: [...STORE_TESTS, "test/postgres-*.test.ts"],
+            // Every write is a network round trip per statement plus an fsync, and
+            // PostgreSQL shares the two cores with the tests: the load tests run longer.
+            testTimeout: 180_000,
+            env: { TALLY_TEST_STORE: "postgres" },
+            globalSetup: ["test/support/pg-global-setup.ts"],
+          },
+        }
+      : {
+          extends: true as const,
+          test: {
+            name: "postgres",
+            include: ["test/support/postgres-unavailable.test.ts"],
+            env: { TALLY_TEST_PG_SKIP_REASON: reason, TALLY_TEST_PG_SKIPPED: STORE_TESTS.join(",") },
+          },
+        };
+  return {
+    test: {
+      testTimeout: 60_000,
+      hookTimeout: 60_000,
+      pool: "forks",
+      // Two cores: more workers only add contention to the fsync-bound tests.
+      maxWorkers: 2,
+      projects: [
+        { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/postgres-*.test.ts", "test/support/**"] } },
+        pgProject,
+      ],
+    },
+  };
 });

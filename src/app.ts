@@ -15,6 +15,8 @@ import { Credits } from "./domain/credits/credits.js";
 import { PageTokens } from "./domain/page-token.js";
 import { StreamLimiter } from "./domain/stream-limiter.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
+import { PostgresStore, pgUrlSchema } from "./store/postgres/postgres-store.js";
+import { PgBalanceFeed } from "./store/postgres/pg-feed.js";
 import { authInterceptor } from "./transport/auth-interceptor.js";
 import type { Logger } from "./transport/log.js";
 import { jsonLogger, logInterceptor } from "./transport/log.js";
@@ -30,8 +32,18 @@ import { DIALECTS } from "./dialects/index.js";
 
 /** Everything that configures a Tally server; every field has a default. */
 export interface TallyOptions {
-  /** SQLite database file. */
+  /** SQLite database file (the default store). */
   readonly databasePath?: string;
+  /**
+   * PostgreSQL connection string (`postgres://…[?schema=NAME]`). When set, the
+   * store is PostgreSQL and balance watchers are woken across replicas by
+   * LISTEN/NOTIFY; databasePath and durability are unused.
+   */
+  readonly databaseUrl?: string;
+  /** PostgreSQL connections of this process (10). */
+  readonly poolSize?: number;
+  /** PostgreSQL statement_timeout, in ms (10 s). */
+  readonly statementTimeoutMs?: number;
   readonly host?: string;
   /** 0 picks a free port. */
   readonly port?: number;
@@ -53,6 +65,12 @@ export interface TallyOptions {
   readonly clock?: Clock;
   /** Use this store instead of opening SQLite. */
   readonly store?: Store;
+  /**
+   * How often ended commit and credit segments get their closing entries
+   * written, in ms (60 s; 0: only inside credit writes). Reads compute them
+   * meanwhile, so this only decides when the ledger lists them as stored rows.
+   */
+  readonly expirySweepMs?: number;
   /** Names of the REST dialects to enable (all by default; [] for none). */
   readonly dialects?: readonly string[];
   readonly feed?: BalanceFeed;
@@ -89,8 +107,32 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const log = options.logger ?? jsonLogger();
   const clock = options.clock ?? systemClock;
   let store: Store;
+  let feed = options.feed;
+  let closeFeed: (() => Promise<void>) | undefined;
   if (options.store) {
     store = options.store;
+  } else if (options.databaseUrl !== undefined) {
+    const { url, schema } = pgUrlSchema(options.databaseUrl);
+    const pgStore = await PostgresStore.open({
+      url,
+      schema,
+      ...(options.poolSize === undefined ? {} : { poolSize: options.poolSize }),
+      ...(options.statementTimeoutMs === undefined ? {} : { statementTimeoutMs: options.statementTimeoutMs }),
+    });
+    const settings = await pgStore.settings();
+    // Logged so that operators can see the durability actually in force.
+    log.info("store opened", { store: "postgres", schema: pgStore.schema, fsync: settings.fsync, synchronous_commit: settings.synchronousCommit });
+    store = pgStore;
+    if (!feed) {
+      const pgFeed = new PgBalanceFeed({
+        url,
+        schema: pgStore.schema,
+        onEvent: (event, detail) => (event === "listening" ? log.info("balance feed listening") : log.error(`balance feed ${event}`, { detail })),
+      });
+      await pgFeed.whenListening();
+      feed = pgFeed;
+      closeFeed = () => pgFeed.close();
+    }
   } else {
     const sqlite = SqliteStore.open({ path: options.databasePath ?? "tally.db", durability: options.durability ?? "full" });
     const p = sqlite.pragmas();
@@ -98,7 +140,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     log.info("store opened", { store: "sqlite", journal_mode: p.journalMode, synchronous: p.synchronous });
     store = sqlite;
   }
-  const ledger = new Ledger({ store, clock, ...(options.feed ? { feed: options.feed } : {}) });
+  const ledger = new Ledger({ store, clock, ...(feed ? { feed } : {}) });
   const access = new Access(store, clock);
   const bootstrapKey = await bootstrap(store, access);
   const pageTokens = new PageTokens(Buffer.from(await pageTokenKey(store), "base64url"));
@@ -163,8 +205,23 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     });
   } catch (e) {
     await store.close();
+    await closeFeed?.();
     throw e;
   }
+
+  const sweepMs = options.expirySweepMs ?? 60_000;
+  let sweeping: Promise<unknown> = Promise.resolve();
+  const sweeper =
+    sweepMs > 0
+      ? setInterval(() => {
+          // One sweep at a time; every replica may sweep: the customer lock and the
+          // one-closing-per-segment index make concurrent sweeps write nothing twice.
+          sweeping = sweeping.then(() =>
+            credits.materialiseExpirations().catch((e: unknown) => log.error("expiry sweep failed", { error: String(e) })),
+          );
+        }, sweepMs)
+      : undefined;
+  sweeper?.unref();
 
   let closing: Promise<void> | undefined;
   return {
@@ -176,9 +233,12 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     bootstrapKey,
     close() {
       closing ??= (async () => {
+        if (sweeper) clearInterval(sweeper);
         shutdown.abort();
         await server.close(options.shutdownGraceMs ?? 10_000);
+        await sweeping;
         await store.close();
+        await closeFeed?.();
       })();
       return closing;
     },
@@ -202,11 +262,7 @@ async function bootstrap(store: Store, access: Access): Promise<string | undefin
 async function pageTokenKey(store: Store): Promise<string> {
   const existing = await store.getMeta("page_token_key");
   if (existing) return existing;
-  return store.write(async (tx) => {
-    const again = await tx.getMeta("page_token_key");
-    if (again) return again;
-    const key = PageTokens.newKey();
-    await tx.setMeta("page_token_key", key);
-    return key;
-  });
+  // Replicas starting together on an empty database race here: the first
+  // key stored wins and every replica uses that one.
+  return store.write((tx) => tx.initMeta("page_token_key", PageTokens.newKey()));
 }

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { startTally } from "./app.js";
-import { SERVE_FLAGS, parseServeConfig, toTallyOptions } from "./config.js";
+import { SERVE_FLAGS, databaseUrlOf, parseServeConfig, redactUrl, toTallyOptions } from "./config.js";
 import { Access } from "./domain/access.js";
 import { LedgerError } from "./domain/errors.js";
 import { Credentials } from "./domain/credentials.js";
@@ -11,6 +11,8 @@ import { Ledger } from "./domain/ledger.js";
 import { StreamLimiter } from "./domain/stream-limiter.js";
 import { DIALECTS } from "./dialects/index.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
+import { PostgresStore } from "./store/postgres/postgres-store.js";
+import type { Store } from "./domain/store.js";
 import { jsonLogger } from "./transport/log.js";
 
 const USAGE = `usage: tally <command> [flags]
@@ -26,7 +28,8 @@ commands:
                     [--public-key BASE64] [--id ID] [--label TEXT]
                             issue a REST dialect credential and print it (secret shown once)
 
-every command takes --db PATH (env TALLY_DB, default tally.db)
+every command takes --db PATH (env TALLY_DB, default tally.db) for SQLite,
+or --database postgres://… (env DATABASE_URL) for PostgreSQL
 
 serve flags:
 ${Object.entries(SERVE_FLAGS)
@@ -74,7 +77,7 @@ async function serve(args: string[]): Promise<number> {
         `  ${tally.bootstrapKey}\n\n`,
     );
   }
-  process.stdout.write(`Tally listening on ${tally.url} (database: ${resolve(config.databasePath)})\n`);
+  process.stdout.write(`Tally listening on ${tally.url} (database: ${config.databaseUrl === undefined ? resolve(config.databasePath) : redactUrl(config.databaseUrl)})\n`);
   return new Promise<number>((done) => {
     const stop = (signal: string) => {
       process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: "info", msg: "shutting down", signal }) + "\n");
@@ -91,13 +94,15 @@ async function serve(args: string[]): Promise<number> {
   });
 }
 
-function openStore(db: string | undefined) {
-  return SqliteStore.open({ path: db ?? process.env.TALLY_DB ?? "tally.db" });
+async function openStore(values: { db?: string | undefined; database?: string | undefined }): Promise<Store> {
+  const url = databaseUrlOf(values.database ?? process.env.DATABASE_URL ?? "");
+  if (url !== undefined) return PostgresStore.open({ url });
+  return SqliteStore.open({ path: values.db ?? process.env.TALLY_DB ?? "tally.db" });
 }
 
 async function verify(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { db: { type: "string" }, tenant: { type: "string" } } });
-  const store = openStore(values.db);
+  const { values } = parseArgs({ args, options: { db: { type: "string" }, database: { type: "string" }, tenant: { type: "string" } } });
+  const store = await openStore(values);
   try {
     const ledger = new Ledger({ store });
     const tenants = values.tenant ? [values.tenant] : await store.listTenantIds();
@@ -117,8 +122,8 @@ async function verify(args: string[]): Promise<number> {
 async function tenant(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== "create") throw new Error(`unknown tenant command "${sub ?? ""}"`);
-  const { values } = parseArgs({ args: rest, options: { db: { type: "string" }, id: { type: "string" }, name: { type: "string" } } });
-  const store = openStore(values.db);
+  const { values } = parseArgs({ args: rest, options: { db: { type: "string" }, database: { type: "string" }, id: { type: "string" }, name: { type: "string" } } });
+  const store = await openStore(values);
   try {
     const access = new Access(store, () => BigInt(Date.now()) * 1000n);
     const { tenant: t, admin } = await access.createTenant({ id: values.id ?? "", name: values.name ?? "" });
@@ -135,7 +140,7 @@ async function key(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args: rest,
     options: {
-      db: { type: "string" },
+      db: { type: "string" }, database: { type: "string" },
       tenant: { type: "string" },
       admin: { type: "boolean" },
       account: { type: "string" },
@@ -144,7 +149,7 @@ async function key(args: string[]): Promise<number> {
   });
   if (!values.tenant) throw new Error("--tenant is required");
   if (!values.admin === !values.account) throw new Error("give exactly one of --admin or --account ACCOUNT_ID");
-  const store = openStore(values.db);
+  const store = await openStore(values);
   try {
     if (!(await store.getTenant(values.tenant))) throw new Error(`tenant "${values.tenant}" not found`);
     const access = new Access(store, () => BigInt(Date.now()) * 1000n);
@@ -166,7 +171,7 @@ async function credential(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args: rest,
     options: {
-      db: { type: "string" },
+      db: { type: "string" }, database: { type: "string" },
       tenant: { type: "string" },
       kind: { type: "string" },
       account: { type: "string" },
@@ -178,7 +183,7 @@ async function credential(args: string[]): Promise<number> {
     },
   });
   if (!values.tenant || !values.kind) throw new Error("--tenant and --kind are required");
-  const store = openStore(values.db);
+  const store = await openStore(values);
   try {
     if (!(await store.getTenant(values.tenant))) throw new Error(`tenant "${values.tenant}" not found`);
     const clock = () => BigInt(Date.now()) * 1000n;

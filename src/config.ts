@@ -6,6 +6,10 @@ export interface ServeConfig {
   readonly host: string;
   readonly port: number;
   readonly databasePath: string;
+  /** postgres:// URL; when set, PostgreSQL is the store and databasePath is unused. */
+  readonly databaseUrl: string | undefined;
+  readonly poolSize: number;
+  readonly statementTimeoutMs: number;
   readonly tlsCertFile: string | undefined;
   readonly tlsKeyFile: string | undefined;
   readonly maxMessageBytes: number;
@@ -21,7 +25,14 @@ export interface ServeConfig {
 export const SERVE_FLAGS = {
   host: { env: "TALLY_HOST", default: "127.0.0.1", help: "address to listen on" },
   port: { env: "TALLY_PORT", default: "8080", help: "port to listen on (0: any free port)" },
-  db: { env: "TALLY_DB", default: "tally.db", help: "SQLite database file" },
+  db: { env: "TALLY_DB", default: "tally.db", help: "SQLite database file (the default store)" },
+  database: {
+    env: "DATABASE_URL",
+    default: "",
+    help: "postgres://user@host:port/db[?schema=NAME]: use PostgreSQL instead of SQLite (replicas share it)",
+  },
+  "pg-pool-size": { env: "TALLY_PG_POOL_SIZE", default: "10", help: "PostgreSQL connections per process" },
+  "pg-statement-timeout-ms": { env: "TALLY_PG_STATEMENT_TIMEOUT_MS", default: "10000", help: "PostgreSQL statement_timeout" },
   "tls-cert": { env: "TALLY_TLS_CERT", default: "", help: "PEM certificate: serve TLS" },
   "tls-key": { env: "TALLY_TLS_KEY", default: "", help: "PEM private key for --tls-cert" },
   "max-message-bytes": { env: "TALLY_MAX_MESSAGE_BYTES", default: String(1024 * 1024), help: "largest request message" },
@@ -57,6 +68,9 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     host: get("host"),
     port: int("port", 0, 65535),
     databasePath: get("db"),
+    databaseUrl: databaseUrlOf(get("database")),
+    poolSize: int("pg-pool-size", 1, 1000),
+    statementTimeoutMs: int("pg-statement-timeout-ms", 100, 3_600_000),
     tlsCertFile: cert || undefined,
     tlsKeyFile: key || undefined,
     maxMessageBytes: int("max-message-bytes", 1024, 64 * 1024 * 1024),
@@ -74,6 +88,7 @@ export function toTallyOptions(c: ServeConfig): TallyOptions {
     host: c.host,
     port: c.port,
     databasePath: c.databasePath,
+    ...(c.databaseUrl === undefined ? {} : { databaseUrl: c.databaseUrl, poolSize: c.poolSize, statementTimeoutMs: c.statementTimeoutMs }),
     tlsCertFile: c.tlsCertFile,
     tlsKeyFile: c.tlsKeyFile,
     maxMessageBytes: c.maxMessageBytes,
@@ -82,6 +97,24 @@ export function toTallyOptions(c: ServeConfig): TallyOptions {
     durability: c.durability,
     ...(c.dialects === undefined ? {} : { dialects: c.dialects }),
   };
+}
+
+/** Checks a --database value; "" means SQLite. */
+export function databaseUrlOf(v: string): string | undefined {
+  if (v === "") return undefined;
+  if (!/^postgres(ql)?:\/\//.test(v)) throw new Error(`--database must be a postgres:// or postgresql:// URL`);
+  return v;
+}
+
+/** The URL without its password, for logs and banners. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "postgres://…";
+  }
 }
 
 function parseDialects(v: string): readonly string[] | undefined {

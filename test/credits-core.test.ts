@@ -128,7 +128,7 @@ describe("the worked example: a 100-cent credit for 9/1-10/1", () => {
     expect(await balanceOf(cust, c.id, ts("2030-09-03T00:00:00Z"))).toBe(5_000n);
   });
 
-  it("names entries by kind: prepaid, postpaid and manual types; manual entries count even when future-dated", async () => {
+  it("names entries by kind: prepaid, postpaid and manual types; a postpaid segment that ends is trued up; manual entries count even when future-dated", async () => {
     const cust = await customer();
     const pre = await commit(cust, "PREPAID", [seg(100n, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")]);
     const post = await commit(cust, "POSTPAID", [seg(100n, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")], { priority: 5n });
@@ -148,7 +148,9 @@ describe("the worked example: a 100-cent credit for 9/1-10/1", () => {
     const r = await C.listBalances({ customerId: cust, includeLedgers: true, balanceAt: ts("2030-03-01T00:00:00Z") });
     const types = Object.fromEntries(r.balances.map((b) => [b.id, b.ledger.map((e) => e.type)]));
     expect(types[pre.id]).toEqual(["PREPAID_COMMIT_SEGMENT_START", "PREPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION", "PREPAID_COMMIT_MANUAL", "PREPAID_COMMIT_EXPIRATION"]);
-    expect(types[post.id]).toEqual(["POSTPAID_COMMIT_INITIAL_BALANCE", "POSTPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION", "POSTPAID_COMMIT_EXPIRATION"]);
+    // What is left of a postpaid commit when its segment ends is owed: a true-up, not an expiration.
+    expect(types[post.id]).toEqual(["POSTPAID_COMMIT_INITIAL_BALANCE", "POSTPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION", "POSTPAID_COMMIT_TRUEUP"]);
+    expect(r.balances.find((b) => b.id === post.id)!.ledger.at(-1)!.amount).toBe(-50n);
   });
 
   it("clamps a segment at zero when a negative manual entry exceeds what is left", async () => {

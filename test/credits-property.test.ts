@@ -18,7 +18,7 @@ import type { Client } from "@connectrpc/connect";
 import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { CreditService } from "../gen/tally/credits/v1/credits_pb.js";
 import { timestampFromMicros } from "../src/services/convert.js";
-import { planDrawDown } from "../src/domain/credits/rules.js";
+import { balanceAt, dueClosings, ledgerAt, planDrawDown } from "../src/domain/credits/rules.js";
 import type { CreditBalance, CreditEntry } from "../src/domain/credits/model.js";
 import { clientFor, startTestServer } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
@@ -180,7 +180,8 @@ describe("draw-down against the reference model", () => {
               const entries = b.ledger.filter((e) => e.segmentId === segId);
               const granted = entries.filter((e) => e.type.endsWith("_SEGMENT_START") || e.type.endsWith("_INITIAL_BALANCE")).reduce((a, e) => a + e.amount, 0n);
               const used = -entries.filter((e) => e.type.endsWith("_AUTOMATED_INVOICE_DEDUCTION")).reduce((a, e) => a + e.amount, 0n);
-              const expired = -entries.filter((e) => e.type.endsWith("_EXPIRATION")).reduce((a, e) => a + e.amount, 0n);
+              // A postpaid segment that ended is trued up (POSTPAID_COMMIT_TRUEUP), the others expire.
+              const expired = -entries.filter((e) => e.type.endsWith("_EXPIRATION") || e.type === "POSTPAID_COMMIT_TRUEUP").reduce((a, e) => a + e.amount, 0n);
               const modelUsed = ms.draws.reduce((a, [, x]) => a + x, 0n);
               const remaining = ms.end <= t ? 0n : ms.amount - modelUsed;
               expect(granted).toBe(ms.amount);
@@ -265,6 +266,61 @@ describe("pure draw-down rules against the reference model", () => {
     );
     console.log(`[credits-rules] random schedules 10000, mismatches 0, over-consumption ${overConsumption}`);
     expect(overConsumption).toBe(0);
+  });
+});
+
+describe("materialising closing entries changes no read", () => {
+  it("2,000 random schedules: ledger and balance at every probe are the same before and after, and a second pass writes nothing", () => {
+    const seed = seedFor("credits-closings");
+    fc.assert(
+      fc.property(genScenario, fc.integer({ min: 0, max: 30 }), (sc, nowDay) => {
+        const balances: CreditBalance[] = sc.balances.map((b, bi) => ({
+          tenantId: "t",
+          id: `b${bi}`,
+          kind: b.kind,
+          customerId: "c",
+          contractId: null,
+          name: "",
+          description: "",
+          priority: BigInt(b.priority),
+          productId: "",
+          productName: "",
+          asset: "USD",
+          applicableProductIds: [],
+          applicableProductTags: [],
+          customFields: {},
+          uniquenessKey: null,
+          segments: b.segments.map((s, si) => ({ id: `b${bi}s${si}`, amount: s.amount, startingAt: at(s.start), endingBefore: at(s.start + s.len) })),
+          archivedAt: null,
+          createdAt: 0n,
+          ordinal: BigInt(bi + 1),
+        }));
+        let seq = 0n;
+        const stamp = (e: Omit<CreditEntry, "sequence">): CreditEntry => ({ ...e, sequence: ++seq });
+        const entries: CreditEntry[][] = balances.map((b) => b.segments.map((s) => stamp(entry(b.id, s.id, "CREDIT_SEGMENT_START", s.amount, s.startingAt))));
+        for (const u of sc.usages) {
+          const t = usageTime(u);
+          const r = planDrawDown(balances.map((balance, i) => ({ balance, entries: entries[i]! })), { productId: "p", productTags: [], contractId: null, asset: "USD", amount: u.amount, timestamp: t });
+          for (const d of r.draws) entries[Number(d.balanceId.slice(1))]!.push(stamp(entry(d.balanceId, d.segmentId, "CREDIT_AUTOMATED_INVOICE_DEDUCTION", -d.amount, t)));
+        }
+        const now = at(nowDay);
+        const view = (e: CreditEntry) => [e.type, e.timestamp, e.amount, e.segmentId];
+        const probes = [...sc.probes.map(at), now, now - 1n, at(31), ...balances.flatMap((b) => b.segments.map((s) => s.endingBefore))];
+        for (const [i, b] of balances.entries()) {
+          const before = entries[i]!;
+          const closings = dueClosings(b, before, now, now);
+          const after = [...before, ...closings.map(stamp)];
+          // Exactly one per segment that ended holding something; a second pass finds none.
+          expect(new Set(closings.map((e) => e.segmentId)).size).toBe(closings.length);
+          expect(dueClosings(b, after, now, now)).toEqual([]);
+          for (const t of probes) {
+            expect(ledgerAt(b, after, t).map(view)).toEqual(ledgerAt(b, before, t).map(view));
+            expect(balanceAt(b, after, t)).toBe(balanceAt(b, before, t));
+          }
+        }
+      }),
+      { seed, numRuns: 2_000 },
+    );
   });
 });
 

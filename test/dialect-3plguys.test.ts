@@ -475,7 +475,7 @@ describe("over Connect and gRPC", () => {
       expect((await c.getBalance({})).balance).toBe(123n);
       expect((await c.listTransactions({ take: 1n })).transactions.map((t) => t.amount)).toEqual([123n]);
       await expectRefused(c.listTransactions({ take: 51n }), Code.InvalidArgument, "invalid_take");
-      const bad = createClient(BalanceService, transportFor(server.url, p, `${token.slice(0, -1)}0`));
+      const bad = createClient(BalanceService, transportFor(server.url, p, `${token.slice(0, -1)}${token.endsWith("0") ? "1" : "0"}`));
       await expectRefused(bad.getBalance({}), Code.Unauthenticated, "invalid_api_key");
     }
   });

@@ -56,7 +56,7 @@ describe("SQLite store", () => {
       if (i % 10 === 5) {
         // A write that changes something and then fails: none of it may stay.
         return store.write(async (tx) => {
-          await tx.setMeta(`poison-${i}`, "x");
+          await tx.initMeta(`poison-${i}`, "x");
           throw new LedgerError("invalid_argument", "test", "planned failure");
         });
       }

@@ -47,6 +47,14 @@ export class LocalBalanceFeed implements BalanceFeed {
     return sub;
   }
 
+  /**
+   * Wakes every subscriber. Used after a gap in a remote feed (a dropped
+   * notification connection): each watcher re-reads from its last sequence.
+   */
+  wakeAll(): void {
+    for (const set of this.subscribers.values()) for (const s of set) s.notify();
+  }
+
   /** Number of open subscriptions, for tests and metrics. */
   get size(): number {
     let n = 0;

@@ -16,6 +16,7 @@ import type {
 } from "./model.js";
 import { checkedAdd, checkedSub, isInt64, requirePositiveAmount } from "./money.js";
 import type { Store, WriteTx } from "./store.js";
+import { verifyCredits, withCredits } from "./credits/verify.js";
 import { decodeTransfer, encodeTransfer, transferRequestHash } from "./transfer-codec.js";
 import {
   LIMITS,
@@ -540,9 +541,12 @@ export class Ledger {
     }
   }
 
-  /** Recomputes the tenant's balances from the journal and reports every difference. */
-  verify(tenantId: string): Promise<VerifyReport> {
-    return this.store.verify(tenantId);
+  /**
+   * Recomputes the tenant's balances from the journal and reports every
+   * difference, with the checks of the commits' and credits' ledgers added.
+   */
+  async verify(tenantId: string): Promise<VerifyReport> {
+    return withCredits(await this.store.verify(tenantId), await verifyCredits(this.store, tenantId));
   }
 
   /** Creates the tenant's system accounts; called once when a tenant is created. */

@@ -135,7 +135,8 @@ export interface IdempotencyRecord {
 export interface Discrepancy {
   readonly accountId: string;
   readonly asset: string;
-  readonly field: "posted" | "pending_in" | "pending_out" | "balance_after" | "asset_sum";
+  /** The ledger's fields, then the credit checks (src/domain/credits/verify.ts), where accountId is the customer. */
+  readonly field: "posted" | "pending_in" | "pending_out" | "balance_after" | "asset_sum" | "credit_segment_start" | "credit_running" | "credit_closing";
   readonly stored: bigint;
   readonly recomputed: bigint;
   readonly sequence: bigint;

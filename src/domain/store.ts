@@ -12,7 +12,7 @@ import type {
   Transfer,
   VerifyReport,
 } from "./model.js";
-import type { CreditBalance, CreditEntry, NewCreditEntry, UsageRecord } from "./credits/model.js";
+import type { CreditBalance, CreditEntry, CreditKeyRecord, DueCustomer, NewCreditEntry, UsageRecord } from "./credits/model.js";
 
 /**
  * Reads that see only committed data. Every method is scoped by tenant; a store
@@ -61,6 +61,13 @@ export interface StoreReader {
   listCreditBalances(tenantId: string, customerId: string, afterId: string, limit: number): Promise<CreditBalance[]>;
   /** The stored ledger entries of a commit or credit, in write order. */
   listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]>;
+  /**
+   * Customers (across tenants) owning an unarchived balance with a segment
+   * that ended at or before `now`, has no closing entry yet and still holds
+   * something (sum of its entries > 0): the expiration sweeper's work list.
+   * Distinct, ordered by (tenant, customer), at most `limit`.
+   */
+  dueCreditClosings(now: bigint, limit: number): Promise<DueCustomer[]>;
 }
 
 /** A page of an account's journal, newest first. */
@@ -113,7 +120,8 @@ export interface WriteTx {
   insertApiKey(key: ApiKeyRecord): Promise<void>;
   getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
   revokeApiKey(id: string, revokedAt: bigint): Promise<void>;
-  setMeta(key: string, value: string): Promise<void>;
+  /** Stores `value` under `key` unless the key is set; returns the value in force. */
+  initMeta(key: string, value: string): Promise<string>;
   getMeta(key: string): Promise<string | undefined>;
   insertCredential(c: CredentialRecord): Promise<void>;
   getCredential(kind: string, id: string): Promise<CredentialRecord | undefined>;
@@ -138,6 +146,10 @@ export interface WriteTx {
   appendCreditEntries(entries: readonly NewCreditEntry[]): Promise<CreditEntry[]>;
   getCreditUsage(tenantId: string, usageId: string): Promise<UsageRecord | undefined>;
   putCreditUsage(record: UsageRecord): Promise<void>;
+  /** The stored idempotency key of a manual ledger entry, or undefined. */
+  getCreditManualKey(tenantId: string, key: string): Promise<CreditKeyRecord | undefined>;
+  /** Records a manual entry's idempotency key, in the same write as the entry. */
+  putCreditManualKey(record: CreditKeyRecord): Promise<void>;
 }
 
 /** The persistence the domain needs. SQLite and PostgreSQL implement it. */

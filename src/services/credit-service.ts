@@ -69,6 +69,7 @@ export function registerCreditService(router: ConnectRouter, deps: CreditService
         amount: req.amount,
         reason: req.reason,
         timestamp: micros(req.timestamp, "timestamp"),
+        idempotencyKey: req.idempotencyKey,
       });
       return { entry: entryToProto(e) };
     },

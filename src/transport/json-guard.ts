@@ -94,6 +94,7 @@ type Expect =
   | { readonly kind: "message"; readonly desc: DescMessage }
   | { readonly kind: "int64"; readonly type: Int64Type }
   | { readonly kind: "decimal"; readonly type: Int64Type; readonly scale: number }
+  | { readonly kind: "timestamp" }
   | { readonly kind: "list"; readonly item: Expect }
   | { readonly kind: "map"; readonly key: Int64Type | undefined; readonly value: Expect };
 
@@ -128,7 +129,8 @@ function int64Type(scalar: ScalarType): Int64Type | undefined {
 function expectMessage(desc: DescMessage): Expect {
   if (desc.typeName === "google.protobuf.Int64Value") return { kind: "int64", type: SIGNED };
   if (desc.typeName === "google.protobuf.UInt64Value") return { kind: "int64", type: UNSIGNED };
-  // Timestamp, Duration, Struct, Any and the other wrappers have their own
+  if (desc.typeName === "google.protobuf.Timestamp") return { kind: "timestamp" };
+  // Timestamp (after the calendar check below), Duration, Struct, Any and the other wrappers have their own
   // JSON forms that protobuf-es parses and checks itself.
   if (hasCustomJsonRepresentation(desc)) return ANY;
   return { kind: "message", desc };
@@ -267,6 +269,7 @@ class StrictJsonParser {
         const s = this.parseString();
         if (expect.kind === "int64") checkInt64String(s, expect.type, path);
         if (expect.kind === "decimal") return scaleDecimal(s, expect.scale, expect.type, path);
+        if (expect.kind === "timestamp") checkCalendar(s, path);
         return s;
       }
       case 0x74 /* t */:
@@ -498,6 +501,25 @@ function isDigit(c: number): boolean {
 
 function join(path: string, name: string): string {
   return path === "" ? name : `${path}.${name}`;
+}
+
+const RFC3339_PREFIX = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})/;
+
+/**
+ * The calendar part of an RFC 3339 timestamp. protobuf-es reads it with
+ * `Date.parse`, which rolls 2025-02-29 over to March 1st without a word; a
+ * date that does not exist is refused here instead. The rest of the syntax
+ * (offset required, no leap second 23:59:60, at most 9 fractional digits) is
+ * protobuf-es's, which refuses it.
+ */
+function checkCalendar(s: string, path: string): void {
+  const m = RFC3339_PREFIX.exec(s);
+  if (!m) return;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  const days = month === 2 ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+  if (month < 1 || month > 12 || day < 1 || day > days || hour > 23 || minute > 59 || second > 59) {
+    throw invalidArgument("invalid_timestamp", `${path}: ${show(s)} is not a valid date and time`, { field: path });
+  }
 }
 
 /** A 64-bit integer given as a JSON string: canonical decimal, within range. */

@@ -10,15 +10,23 @@ import type { DescService } from "@bufbuild/protobuf";
 import { startTally } from "../../src/app.js";
 import type { Tally, TallyOptions } from "../../src/app.js";
 import { jsonLogger } from "../../src/transport/log.js";
+import { freshPgUrl, testStore } from "./postgres.js";
 
-/** A Tally server on an ephemeral port over a fresh SQLite file, in this process. */
+/**
+ * A Tally server on an ephemeral port, in this process, over a fresh store:
+ * a SQLite file, or (in the vitest project "postgres") a private schema of the
+ * run's PostgreSQL database.
+ */
 export interface TestServer {
   readonly tally: Tally;
   readonly url: string;
   /** The default tenant's admin (operator) key. */
   readonly adminKey: string;
   readonly dir: string;
+  /** The SQLite file (unused on PostgreSQL). */
   readonly dbPath: string;
+  /** The PostgreSQL URL with its schema, when the store is PostgreSQL. */
+  readonly databaseUrl: string | undefined;
   close(): Promise<void>;
 }
 
@@ -28,12 +36,14 @@ export function tempDir(prefix = "tally-test-"): { dir: string; remove: () => vo
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Starts a real server (real SQLite file, real socket) for one test file. */
+/** Starts a real server (real SQLite file or PostgreSQL schema, real socket) for one test file. */
 export async function startTestServer(options: TallyOptions = {}): Promise<TestServer> {
   const { dir, remove } = tempDir();
   const dbPath = join(dir, "tally.db");
+  const databaseUrl = options.store === undefined && testStore() === "postgres" ? (options.databaseUrl ?? freshPgUrl()) : options.databaseUrl;
   const tally = await startTally({
     databasePath: dbPath,
+    ...(databaseUrl === undefined ? {} : { databaseUrl }),
     port: 0,
     logger: jsonLogger(process.stderr, "error"),
     // Clients that stop mid-upload (oversized-message tests) would otherwise hold the close for 10 s.
@@ -47,6 +57,7 @@ export async function startTestServer(options: TallyOptions = {}): Promise<TestS
     adminKey: tally.bootstrapKey,
     dir,
     dbPath,
+    databaseUrl,
     async close() {
       await tally.close();
       remove();

@@ -69,11 +69,18 @@ export function fromWire(wire: bigint, asset: string, scale: number, field: stri
   return wire / d;
 }
 
-/** A Timestamp as epoch microseconds; sub-microsecond precision is refused, not truncated. */
+/**
+ * A Timestamp as epoch microseconds. Metronome writes instants with
+ * milliseconds (`…00.000Z`), so an instant finer than that could not be
+ * written back as it was given: it is refused (400), never truncated.
+ * Offsets are accepted (`+05:30` is the same instant as its `Z` form); an
+ * instant without one, or `23:59:60`, is not RFC 3339 and is refused before
+ * this point.
+ */
 function micros(t: Timestamp | undefined, field: string): bigint | undefined {
   if (t === undefined) return undefined;
-  if (t.nanos < 0 || t.nanos > 999_999_999 || t.nanos % 1000 !== 0) {
-    throw invalidArgument("invalid_timestamp", `${field} must have microsecond precision`, { field });
+  if (t.nanos < 0 || t.nanos > 999_999_999 || t.nanos % 1_000_000 !== 0) {
+    throw invalidArgument("invalid_timestamp", `${field} must have millisecond precision`, { field });
   }
   return t.seconds * 1_000_000n + BigInt(t.nanos / 1000);
 }

@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
 import { defaultScale, validateAssetCode } from "../asset.js";
-import { LedgerError, invalidArgument, notFound } from "../errors.js";
+import { LedgerError, failedPrecondition, invalidArgument, notFound } from "../errors.js";
 import { newId, validateAccountId } from "../ids.js";
 import type { Clock } from "../ledger.js";
 import { checkedAdd, isInt64, requirePositiveAmount } from "../money.js";
 import type { Store, WriteTx } from "../store.js";
 import { validateIdempotencyKey, validateMetadata } from "../validate.js";
-import type { BalanceKind, CreditBalance, CreditEntry, NewCreditEntry, Segment, UsageResult } from "./model.js";
-import { balanceAt, entryTypeFor, isActive, ledgerAt, planDrawDown } from "./rules.js";
+import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, NewCreditEntry, Segment, UsageResult } from "./model.js";
+import { balanceAt, bySegment, dueClosings, entryTypeFor, isActive, isClosing, ledgerAt, planDrawDown, remaining } from "./rules.js";
 
 /** The credit type when a client names none: Metronome's "USD (cents)", held as the asset USD. */
 export const DEFAULT_CREDIT_TYPE = "USD";
@@ -53,6 +53,11 @@ export interface ManualEntryInput {
   readonly reason: string;
   /** Default: now. */
   readonly timestamp: bigint | undefined;
+  /**
+   * Optional (empty: none). The same key with the same request returns the
+   * entry first written; with a different request it is already_exists.
+   */
+  readonly idempotencyKey?: string;
 }
 
 /** A usage as a client reports it. */
@@ -157,6 +162,8 @@ export class Credits {
       createdAt: now,
     };
     return this.store.write(async (tx) => {
+      // The customer's lock first: every credit write of one customer is serialised.
+      await tx.lockAccounts(tenantId, [customerId]);
       if (!(await tx.getAccount(tenantId, customerId))) throw notFound("customer", customerId);
       if (uniquenessKey !== null && (await tx.getCreditBalanceByUniquenessKey(tenantId, uniquenessKey))) {
         throw new LedgerError("already_exists", "uniqueness_key_reused", `uniqueness_key "${uniquenessKey}" was already used`, {
@@ -173,39 +180,117 @@ export class Credits {
       await tx.appendCreditEntries(
         segments.map((s) => entry(balance, s.id, "start", s.amount, s.startingAt, now, {})),
       );
+      // After the insert, so that a schedule created with segments already
+      // ended closes them at once, with the customer's other due segments.
+      await closeDue(tx, tenantId, customerId, now);
       return balance;
     });
   }
 
-  /** Archives a balance: it no longer draws down. Archiving twice keeps the first time. */
+  /**
+   * Archives a balance: it no longer draws down and counts 0 from now on.
+   * Segments that ended are closed as usual (expiration, true-up); what is
+   * left of active and future segments is canceled at the archive instant
+   * (*_CANCELED; POSTPAID_COMMIT_TRUEUP for a postpaid commit, which has no
+   * CANCELED type). Archiving twice keeps the first time and writes nothing.
+   */
   async archive(tenantId: string, id: string): Promise<CreditBalance> {
     const now = this.clock();
     return this.store.write(async (tx) => {
-      const b = id === "" ? undefined : await tx.getCreditBalance(tenantId, id);
-      if (!b) throw notFound("balance", id);
+      const b = await lockedBalance(tx, tenantId, id);
       if (b.archivedAt !== null) return b;
-      await tx.archiveCreditBalance(tenantId, id, now);
+      await closeDue(tx, tenantId, b.customerId, now);
+      const seg = bySegment(await tx.listCreditEntries(tenantId, b.id));
+      const cancels: NewCreditEntry[] = [];
+      for (const s of b.segments) {
+        if (s.endingBefore <= now) continue; // closed above (or nothing was left)
+        const mine = seg.get(s.id);
+        if (mine?.some(isClosing)) continue;
+        const left = remaining(mine);
+        if (left > 0n) cancels.push(entry(b, s.id, "cancel", -left, now, now, {}));
+      }
+      await tx.archiveCreditBalance(tenantId, b.id, now);
+      await tx.appendCreditEntries(cancels);
       return { ...b, archivedAt: now };
     });
   }
 
-  /** Appends a *_MANUAL entry to a segment (negative draws down). */
+  /**
+   * Writes the closing entries of every segment that ended at or before `now`
+   * (default: the clock) and is not closed yet, in every tenant: the
+   * expiration sweeper. Call it periodically; reads compute the same entries
+   * until then, so how often only decides when they are stored. Each customer
+   * is one write under the customer's lock that re-reads what is due, so
+   * concurrent or repeated sweeps (and credit writes, which close first) never
+   * write an entry twice; a unique index on closing entries per segment is the
+   * store's backstop. Returns the number of entries written.
+   */
+  async materialiseExpirations(now: bigint = this.clock()): Promise<number> {
+    let written = 0;
+    for (;;) {
+      const due = await this.store.dueCreditClosings(now, 100);
+      if (due.length === 0) return written;
+      let pass = 0;
+      for (const d of due) {
+        pass += await this.store.write(async (tx) => {
+          await tx.lockAccounts(d.tenantId, [d.customerId]);
+          return closeDue(tx, d.tenantId, d.customerId, now);
+        });
+      }
+      // Nothing written for what the store listed as due means another writer
+      // got there first or the listing disagrees with the rules: stop rather than spin.
+      if (pass === 0) return written;
+      written += pass;
+    }
+  }
+
+  /**
+   * Appends a *_MANUAL entry to a segment (negative draws down). Refused on an
+   * archived balance and on a segment that has ended: its closing entry has
+   * settled what was left, and a later change would contradict it.
+   * Idempotent when `idempotencyKey` is given.
+   */
   async addManualEntry(tenantId: string, input: ManualEntryInput): Promise<CreditEntry> {
     const now = this.clock();
     if (!isInt64(input.amount) || input.amount === 0n) throw invalidArgument("invalid_amount", "amount must be a non-zero int64");
     if (input.reason === "") throw invalidArgument("missing_reason", "reason is required");
     const reason = text(input.reason, "reason");
+    const key = input.idempotencyKey === undefined || input.idempotencyKey === "" ? null : validateIdempotencyKey(input.idempotencyKey, "idempotency_key");
+    const timestamp = input.timestamp ?? now;
+    // The default timestamp is part of the request only when given: a retry
+    // without one is the same request even though the clock moved.
+    const hash = createHash("sha256")
+      .update(JSON.stringify([input.balanceId, input.customerId, input.segmentId, String(input.amount), reason, input.timestamp === undefined ? null : String(input.timestamp)]))
+      .digest("base64url");
+    const replay = async (tx: WriteTx): Promise<CreditEntry | undefined> => {
+      if (key === null) return undefined;
+      const prior = await tx.getCreditManualKey(tenantId, key);
+      if (!prior) return undefined;
+      if (prior.requestHash !== hash) {
+        throw new LedgerError("already_exists", "idempotency_key_reused", `idempotency_key "${key}" was already used for a different entry`, {
+          idempotency_key: key,
+        });
+      }
+      return decodeEntry(prior.result);
+    };
     return this.store.write(async (tx) => {
-      const b = input.balanceId === "" ? undefined : await tx.getCreditBalance(tenantId, input.balanceId);
-      if (!b || (input.customerId !== "" && b.customerId !== input.customerId)) throw notFound("balance", input.balanceId);
+      const early = await replay(tx);
+      if (early) return early;
+      const b = await lockedBalance(tx, tenantId, input.balanceId);
+      if (input.customerId !== "" && b.customerId !== input.customerId) throw notFound("balance", input.balanceId);
+      // Again under the lock: a concurrent twin may have committed meanwhile.
+      const again = await replay(tx);
+      if (again) return again;
       const segment = b.segments.find((s) => s.id === input.segmentId);
       if (!segment) throw notFound("segment", input.segmentId);
+      if (b.archivedAt !== null) throw failedPrecondition("balance_archived", `balance "${b.id}" is archived`);
+      if (segment.endingBefore <= now) throw failedPrecondition("segment_ended", `schedule item "${segment.id}" has ended`);
+      await closeDue(tx, tenantId, b.customerId, now);
       // The segment's running sum must stay an int64 whatever the order of entries.
       let sum = input.amount;
       for (const e of await tx.listCreditEntries(tenantId, b.id)) if (e.segmentId === segment.id) sum = checkedAdd(sum, e.amount, "segment balance");
-      const [written] = await tx.appendCreditEntries([
-        entry(b, segment.id, "manual", input.amount, input.timestamp ?? now, now, { reason }),
-      ]);
+      const [written] = await tx.appendCreditEntries([entry(b, segment.id, "manual", input.amount, timestamp, now, { reason })]);
+      if (key !== null) await tx.putCreditManualKey({ tenantId, key, requestHash: hash, result: encodeEntry(written!), createdAt: now });
       return written!;
     });
   }
@@ -232,6 +317,8 @@ export class Credits {
       .update(JSON.stringify([customerId, usage.productId, usage.productTags, usage.contractId, usage.asset, String(usage.amount), String(usage.timestamp), invoiceId]))
       .digest("base64url");
     return this.store.write(async (tx) => {
+      // The lock before the usage-id check, so that twins of one usage serialise on it.
+      await tx.lockAccounts(tenantId, [customerId]);
       const prior = await tx.getCreditUsage(tenantId, usageId);
       if (prior) {
         if (prior.requestHash !== hash) {
@@ -242,6 +329,9 @@ export class Credits {
         return { ...decodeUsage(prior.result), replayed: true };
       }
       if (!(await tx.getAccount(tenantId, customerId))) throw notFound("customer", customerId);
+      // Close what has ended first, so a usage recorded late (dated before a
+      // segment's end) cannot draw from a segment that has already expired.
+      await closeDue(tx, tenantId, customerId, now);
       const candidates = [];
       for (const balance of await tx.activeCreditBalances(tenantId, customerId)) {
         candidates.push({ balance, entries: await tx.listCreditEntries(tenantId, balance.id) });
@@ -344,10 +434,38 @@ function matches(b: CreditBalance, f: NetFilter): boolean {
   return true;
 }
 
+/**
+ * Reads a balance, takes its customer's lock, and reads it again: only what is
+ * read under the lock (archived_at above all) can be relied on.
+ */
+async function lockedBalance(tx: WriteTx, tenantId: string, id: string): Promise<CreditBalance> {
+  const first = id === "" ? undefined : await tx.getCreditBalance(tenantId, id);
+  if (!first) throw notFound("balance", id);
+  await tx.lockAccounts(tenantId, [first.customerId]);
+  const b = await tx.getCreditBalance(tenantId, id);
+  if (!b) throw notFound("balance", id);
+  return b;
+}
+
+/**
+ * Stores the closing entries of the customer's unarchived balances that are
+ * due at `now` (rules.ts, dueClosings). The caller holds the customer's lock.
+ * Returns how many were written.
+ */
+async function closeDue(tx: WriteTx, tenantId: string, customerId: string, now: bigint): Promise<number> {
+  const due: NewCreditEntry[] = [];
+  for (const b of await tx.activeCreditBalances(tenantId, customerId)) {
+    if (!b.segments.some((s) => s.endingBefore <= now)) continue;
+    due.push(...dueClosings(b, await tx.listCreditEntries(tenantId, b.id), now, now));
+  }
+  await tx.appendCreditEntries(due);
+  return due.length;
+}
+
 function entry(
   b: CreditBalance | Omit<CreditBalance, "ordinal">,
   segmentId: string,
-  action: "start" | "deduction" | "manual",
+  action: "start" | "deduction" | "manual" | "cancel",
   amount: bigint,
   timestamp: bigint,
   now: bigint,
@@ -419,4 +537,19 @@ function encodeUsage(r: UsageResult): string {
 function decodeUsage(s: string): UsageResult {
   const x = JSON.parse(s) as { d: [string, string, string][]; u: string };
   return { draws: x.d.map(([balanceId, segmentId, amount]) => ({ balanceId, segmentId, amount: BigInt(amount) })), uncovered: BigInt(x.u) };
+}
+
+function encodeEntry(e: CreditEntry): string {
+  return JSON.stringify({ ...e, amount: String(e.amount), timestamp: String(e.timestamp), createdAt: String(e.createdAt), sequence: String(e.sequence) });
+}
+
+function decodeEntry(s: string): CreditEntry {
+  const x = JSON.parse(s) as Omit<CreditEntry, "amount" | "timestamp" | "createdAt" | "sequence" | "type"> & {
+    type: CreditEntryType;
+    amount: string;
+    timestamp: string;
+    createdAt: string;
+    sequence: string;
+  };
+  return { ...x, amount: BigInt(x.amount), timestamp: BigInt(x.timestamp), createdAt: BigInt(x.createdAt), sequence: BigInt(x.sequence) };
 }

@@ -89,7 +89,10 @@ export interface NewCreditEntry {
 
 /** A stored ledger entry: append-only, never edited. */
 export interface CreditEntry extends NewCreditEntry {
-  /** 0n for expiration entries, which are derived on read and never stored. */
+  /**
+   * The store's write order. 0n for a closing entry derived on read for a
+   * segment that ended but whose closing entry is not materialised yet.
+   */
   readonly sequence: bigint;
 }
 
@@ -113,6 +116,37 @@ export interface UsageRecord {
   readonly requestHash: string;
   readonly result: string;
   readonly createdAt: bigint;
+}
+
+/**
+ * The entry types that close a segment: what was left when it ended
+ * (expiration, or the true-up of a postpaid commit) or when its balance was
+ * archived (canceled). A segment has at most one (the store enforces it with
+ * a unique index); the migration's index lists exactly these.
+ */
+export const CLOSING_TYPES: ReadonlySet<CreditEntryType> = new Set<CreditEntryType>([
+  "PREPAID_COMMIT_EXPIRATION",
+  "POSTPAID_COMMIT_EXPIRATION",
+  "CREDIT_EXPIRATION",
+  "POSTPAID_COMMIT_TRUEUP",
+  "PREPAID_COMMIT_CANCELED",
+  "CREDIT_CANCELED",
+]);
+
+/** A stored idempotency key of a manual ledger entry, kept for replays. */
+export interface CreditKeyRecord {
+  readonly tenantId: string;
+  readonly key: string;
+  readonly requestHash: string;
+  /** The entry first written, encoded by the domain (opaque to the store). */
+  readonly result: string;
+  readonly createdAt: bigint;
+}
+
+/** A customer with at least one segment due to be closed (see Store.dueCreditClosings). */
+export interface DueCustomer {
+  readonly tenantId: string;
+  readonly customerId: string;
 }
 
 /** "USD (cents)" is Metronome's name of its default credit type; other assets go by their code. */

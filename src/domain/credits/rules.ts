@@ -1,4 +1,5 @@
-import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, Segment, UsageResult } from "./model.js";
+import { CLOSING_TYPES } from "./model.js";
+import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, NewCreditEntry, Segment, UsageResult } from "./model.js";
 
 /**
  * The pure rules of commits and credits: which segments are active, what a
@@ -7,16 +8,35 @@ import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, Se
  */
 
 /** What happened to a segment, before it is named for the balance's kind. */
-export type EntryAction = "start" | "deduction" | "expiration" | "manual";
+export type EntryAction = "start" | "deduction" | "closing" | "manual" | "cancel";
 
 const PREFIX: Record<BalanceKind, string> = { PREPAID: "PREPAID_COMMIT", POSTPAID: "POSTPAID_COMMIT", CREDIT: "CREDIT" };
 
-/** Metronome's type name for an action on a balance of a kind. */
+/**
+ * Metronome's type name for an action on a balance of a kind.
+ * - start: a postpaid commit is owed, not granted: Metronome opens it with INITIAL_BALANCE.
+ * - closing (a segment ended): what is left of a postpaid commit is owed by the
+ *   customer, so it is trued up (POSTPAID_COMMIT_TRUEUP); prepaid commits and
+ *   credits expire (*_EXPIRATION). POSTPAID_COMMIT_EXPIRATION is never written.
+ * - cancel (the balance was archived): *_CANCELED. Metronome has no
+ *   POSTPAID_COMMIT_CANCELED: archiving a postpaid commit settles the
+ *   commitment early, so what is left is trued up at the archive instant
+ *   (POSTPAID_COMMIT_TRUEUP). A manual entry would not do: manual entries count
+ *   even before their date, which would rewrite the balance's past.
+ */
 export function entryTypeFor(kind: BalanceKind, action: EntryAction): CreditEntryType {
-  // A postpaid commit is owed, not granted: Metronome opens it with INITIAL_BALANCE.
-  if (action === "start") return (kind === "POSTPAID" ? "POSTPAID_COMMIT_INITIAL_BALANCE" : `${PREFIX[kind]}_SEGMENT_START`) as CreditEntryType;
-  const suffix = action === "deduction" ? "AUTOMATED_INVOICE_DEDUCTION" : action === "expiration" ? "EXPIRATION" : "MANUAL";
-  return `${PREFIX[kind]}_${suffix}` as CreditEntryType;
+  switch (action) {
+    case "start":
+      return (kind === "POSTPAID" ? "POSTPAID_COMMIT_INITIAL_BALANCE" : `${PREFIX[kind]}_SEGMENT_START`) as CreditEntryType;
+    case "deduction":
+      return `${PREFIX[kind]}_AUTOMATED_INVOICE_DEDUCTION` as CreditEntryType;
+    case "closing":
+      return (kind === "POSTPAID" ? "POSTPAID_COMMIT_TRUEUP" : `${PREFIX[kind]}_EXPIRATION`) as CreditEntryType;
+    case "cancel":
+      return (kind === "POSTPAID" ? "POSTPAID_COMMIT_TRUEUP" : `${PREFIX[kind]}_CANCELED`) as CreditEntryType;
+    case "manual":
+      return `${PREFIX[kind]}_MANUAL` as CreditEntryType;
+  }
 }
 
 /** starting_at is inclusive, ending_before exclusive (Metronome's convention). */
@@ -28,8 +48,9 @@ function isManual(e: CreditEntry): boolean {
   return e.type.endsWith("_MANUAL");
 }
 
-function isExpiration(e: CreditEntry): boolean {
-  return e.type.endsWith("_EXPIRATION");
+/** Whether an entry closes its segment (expiration, true-up, cancellation). */
+export function isClosing(e: { readonly type: CreditEntryType }): boolean {
+  return CLOSING_TYPES.has(e.type);
 }
 
 /** Entries grouped by segment id. */
@@ -44,13 +65,14 @@ export function bySegment(entries: readonly CreditEntry[]): Map<string, CreditEn
 }
 
 /**
- * What a segment still holds for drawing: the sum of all its stored entries,
- * whatever their timestamps, never below zero. Counting later-dated deductions
- * too means usage recorded out of time order can never overdraw a segment.
+ * What a segment still holds: the sum of all its stored entries, whatever
+ * their timestamps, never below zero. Counting later-dated deductions too
+ * means usage recorded out of time order can never overdraw a segment; a
+ * stored closing entry brings it to zero, so a closed segment holds nothing.
  */
 export function remaining(entries: readonly CreditEntry[] | undefined): bigint {
   let sum = 0n;
-  for (const e of entries ?? []) if (!isExpiration(e)) sum += e.amount;
+  for (const e of entries ?? []) sum += e.amount;
   return sum > 0n ? sum : 0n;
 }
 
@@ -58,13 +80,14 @@ export function remaining(entries: readonly CreditEntry[] | undefined): bigint {
  * A segment's balance at t: 0 unless active at t; else the sum of its entries
  * dated at or before t plus every manual entry (future-dated ones included),
  * clamped at 0 so that a negative manual entry larger than what is left
- * cannot eat into other segments.
+ * cannot eat into other segments. A stored expiration or true-up is dated
+ * ending_before, when the segment is no longer active, so it never counts
+ * here; a cancellation counts from the instant of the archive on.
  */
 export function segmentBalanceAt(s: Segment, entries: readonly CreditEntry[] | undefined, t: bigint): bigint {
   if (!isActive(s, t)) return 0n;
   let sum = 0n;
   for (const e of entries ?? []) {
-    if (isExpiration(e)) continue;
     if (e.timestamp <= t || isManual(e)) sum += e.amount;
   }
   return sum > 0n ? sum : 0n;
@@ -79,44 +102,58 @@ export function balanceAt(b: CreditBalance, entries: readonly CreditEntry[], t: 
 }
 
 /**
- * The expiration entries of the segments that ended at or before `at`: what
- * was left when each ended, dated ending_before. They are derived, never
- * stored, so a late usage or manual entry can never contradict one; a
- * segment that ended with nothing left has none.
+ * The closing entries due by `at` that are not stored yet: for every segment
+ * that ended at or before `at`, has no stored closing entry and still holds
+ * something, minus what it holds, dated ending_before (an expiration, or a
+ * true-up for a postpaid commit). Reads add them to what is stored; writes
+ * and the sweeper store them (materialise) once `at` is now. Either way the
+ * amount is the same, because nothing can be added to a segment once it has
+ * ended: a usage recorded later cannot draw from it (the write materialises
+ * first) and a manual entry on it is refused.
  */
-export function expirations(b: CreditBalance, entries: readonly CreditEntry[], at: bigint, createdAt: bigint): CreditEntry[] {
+export function dueClosings(b: CreditBalance, entries: readonly CreditEntry[], at: bigint, createdAt: bigint): NewCreditEntry[] {
   const seg = bySegment(entries);
-  const out: CreditEntry[] = [];
+  const out: NewCreditEntry[] = [];
   for (const s of b.segments) {
     if (s.endingBefore > at) continue;
-    const left = remaining(seg.get(s.id));
+    const mine = seg.get(s.id);
+    if (mine?.some(isClosing)) continue;
+    const left = remaining(mine);
     if (left === 0n) continue;
     out.push({
       tenantId: b.tenantId,
       balanceId: b.id,
       segmentId: s.id,
-      type: entryTypeFor(b.kind, "expiration"),
+      type: entryTypeFor(b.kind, "closing"),
       amount: -left,
       timestamp: s.endingBefore,
       invoiceId: null,
       reason: null,
       usageId: null,
       createdAt,
-      sequence: 0n,
     });
   }
   return out;
 }
 
 /**
- * The ledger of a balance as of `at`: every stored entry plus the expirations
- * of segments ended by then, by timestamp, then in write order (an expiration
- * comes after everything else at its instant).
+ * The ledger of a balance as of `at`: every stored entry, except closing
+ * entries dated after `at`, plus the closing entries due by `at` that are not
+ * stored yet. Ordered by timestamp; at one instant closing entries come after
+ * everything else, in schedule order, and the rest in write order. So the
+ * listing is the same before and after a closing entry is materialised.
  */
 export function ledgerAt(b: CreditBalance, entries: readonly CreditEntry[], at: bigint): CreditEntry[] {
-  const all = [...entries, ...expirations(b, entries, at, at)];
-  const rank = (e: CreditEntry) => (e.sequence === 0n ? 9223372036854775807n : e.sequence);
-  return all.sort((x, y) => cmp(x.timestamp, y.timestamp) || cmp(rank(x), rank(y)));
+  const stored = entries.filter((e) => !isClosing(e) || e.timestamp <= at);
+  const derived = dueClosings(b, entries, at, at).map((e): CreditEntry => ({ ...e, sequence: 0n }));
+  const position = new Map(b.segments.map((s, i) => [s.id, BigInt(i)]));
+  const key = (e: CreditEntry): [bigint, bigint, bigint] =>
+    isClosing(e) ? [e.timestamp, 1n, position.get(e.segmentId) ?? 0n] : [e.timestamp, 0n, e.sequence];
+  return [...stored, ...derived].sort((x, y) => {
+    const a = key(x);
+    const c = key(y);
+    return cmp(a[0], c[0]) || cmp(a[1], c[1]) || cmp(a[2], c[2]);
+  });
 }
 
 function cmp(a: bigint, b: bigint): number {

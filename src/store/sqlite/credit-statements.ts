@@ -1,5 +1,19 @@
 import type Database from "better-sqlite3";
-import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, NewCreditEntry, Segment, UsageRecord } from "../../domain/credits/model.js";
+import { CLOSING_TYPES } from "../../domain/credits/model.js";
+import type {
+  BalanceKind,
+  CreditBalance,
+  CreditEntry,
+  CreditEntryType,
+  CreditKeyRecord,
+  DueCustomer,
+  NewCreditEntry,
+  Segment,
+  UsageRecord,
+} from "../../domain/credits/model.js";
+
+/** The closing types as an SQL list; the same list as migration 4's unique index. */
+const CLOSING_SQL = [...CLOSING_TYPES].map((t) => `'${t}'`).join(", ");
 
 /** The statements of commits and credits, prepared once per connection. */
 export class CreditStatements {
@@ -17,6 +31,9 @@ export class CreditStatements {
   readonly insertEntry;
   readonly getUsage;
   readonly putUsage;
+  readonly dueClosings;
+  readonly getManualKey;
+  readonly putManualKey;
 
   constructor(db: Database.Database) {
     const ro = db.readonly;
@@ -45,6 +62,23 @@ export class CreditStatements {
     );
     this.getUsage = db.prepare("SELECT * FROM credit_usages WHERE tenant_id = ? AND usage_id = ?");
     this.putUsage = w("INSERT INTO credit_usages (tenant_id, usage_id, request_hash, result, created_at) VALUES (?, ?, ?, ?, ?)");
+    // The sweeper's work list: segments ended, not closed, still holding something.
+    this.dueClosings = db.prepare(
+      `SELECT DISTINCT b.tenant_id, b.customer_id
+       FROM credit_segments s
+       JOIN credit_balances b ON b.tenant_id = s.tenant_id AND b.id = s.balance_id
+       WHERE s.ending_before <= ?
+         AND b.archived_at IS NULL
+         AND NOT EXISTS (
+           SELECT 1 FROM credit_entries c
+           WHERE c.tenant_id = s.tenant_id AND c.segment_id = s.id AND c.type IN (${CLOSING_SQL}))
+         AND (SELECT coalesce(sum(e.amount), 0) FROM credit_entries e
+              WHERE e.tenant_id = s.tenant_id AND e.segment_id = s.id) > 0
+       ORDER BY b.tenant_id, b.customer_id
+       LIMIT ?`,
+    );
+    this.getManualKey = db.prepare("SELECT * FROM credit_manual_keys WHERE tenant_id = ? AND key = ?");
+    this.putManualKey = w("INSERT INTO credit_manual_keys (tenant_id, key, request_hash, result, created_at) VALUES (?, ?, ?, ?, ?)");
   }
 
   /** A balance with its segments, or undefined. */
@@ -154,6 +188,27 @@ export class CreditStatements {
     return {
       tenantId: x.tenant_id as string,
       usageId: x.usage_id as string,
+      requestHash: x.request_hash as string,
+      result: x.result as string,
+      createdAt: x.created_at as bigint,
+    };
+  }
+
+  /** The sweeper's work list (Store.dueCreditClosings). */
+  due(now: bigint, limit: number): DueCustomer[] {
+    return (this.dueClosings.all(now, BigInt(limit)) as { tenant_id: string; customer_id: string }[]).map((x) => ({
+      tenantId: x.tenant_id,
+      customerId: x.customer_id,
+    }));
+  }
+
+  /** A stored manual-entry idempotency key, or undefined. */
+  manualKey(tenantId: string, key: string): CreditKeyRecord | undefined {
+    const x = this.getManualKey.get(tenantId, key) as Record<string, unknown> | undefined;
+    if (!x) return undefined;
+    return {
+      tenantId: x.tenant_id as string,
+      key: x.key as string,
       requestHash: x.request_hash as string,
       result: x.result as string,
       createdAt: x.created_at as bigint,

@@ -233,4 +233,30 @@ CREATE TABLE credit_usages (
 ) STRICT, WITHOUT ROWID;
 `,
   },
+  {
+    version: 4,
+    name: "credit closings and manual keys",
+    sql: `
+-- Closing entries are materialised: what was left of a segment when it ended
+-- (*_EXPIRATION, or POSTPAID_COMMIT_TRUEUP for a postpaid commit) or when its
+-- balance was archived (*_CANCELED). At most one per segment, whatever closed it.
+CREATE UNIQUE INDEX credit_entries_one_closing ON credit_entries (tenant_id, segment_id)
+  WHERE type IN ('PREPAID_COMMIT_EXPIRATION', 'POSTPAID_COMMIT_EXPIRATION', 'CREDIT_EXPIRATION',
+                 'POSTPAID_COMMIT_TRUEUP', 'PREPAID_COMMIT_CANCELED', 'CREDIT_CANCELED');
+-- The sweeper and verify sum one segment's entries.
+CREATE INDEX credit_entries_by_segment ON credit_entries (tenant_id, segment_id, sequence);
+-- The sweeper finds the segments that have ended.
+CREATE INDEX credit_segments_by_end ON credit_segments (ending_before);
+-- Idempotency keys of AddManualLedgerEntry: the key, the request's hash and
+-- the entry it wrote (encoded by the domain), kept forever like usage ids.
+CREATE TABLE credit_manual_keys (
+  tenant_id    TEXT NOT NULL,
+  key          TEXT NOT NULL,
+  request_hash TEXT NOT NULL,
+  result       TEXT NOT NULL,
+  created_at   INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, key)
+) STRICT, WITHOUT ROWID;
+`,
+  },
 ];

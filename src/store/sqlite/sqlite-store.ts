@@ -19,7 +19,7 @@ import type { EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domai
 import { MIGRATIONS } from "./migrations.js";
 import { SqliteStatements } from "./statements.js";
 import { CreditStatements } from "./credit-statements.js";
-import type { CreditBalance, CreditEntry } from "../../domain/credits/model.js";
+import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
 import * as rows from "./rows.js";
 
 /** Options for {@link SqliteStore.open}. */
@@ -260,6 +260,9 @@ export class SqliteStore implements Store {
   async listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]> {
     return this.cr.entries(tenantId, balanceId);
   }
+  async dueCreditClosings(now: bigint, limit: number): Promise<DueCustomer[]> {
+    return this.cr.due(now, limit);
+  }
 
   async verify(tenantId: string): Promise<VerifyReport> {
     const discrepancies: Discrepancy[] = [];
@@ -387,6 +390,12 @@ function makeWriteTx(s: SqliteStatements, c: CreditStatements): WriteTx {
     async putCreditUsage(r) {
       c.putUsage.run(r.tenantId, r.usageId, r.requestHash, r.result, r.createdAt);
     },
+    async getCreditManualKey(tenantId, key) {
+      return c.manualKey(tenantId, key);
+    },
+    async putCreditManualKey(r) {
+      c.putManualKey.run(r.tenantId, r.key, r.requestHash, r.result, r.createdAt);
+    },
     async getAccount(tenantId, id) {
       return rows.account(s.getAccount.get(tenantId, id));
     },
@@ -461,8 +470,9 @@ function makeWriteTx(s: SqliteStatements, c: CreditStatements): WriteTx {
     async revokeApiKey(id, revokedAt) {
       s.revokeApiKey.run(revokedAt, id);
     },
-    async setMeta(key, value) {
-      s.setMeta.run(key, value);
+    async initMeta(key, value) {
+      s.initMeta.run(key, value);
+      return (s.getMeta.get(key) as { value: string }).value;
     },
     async getMeta(key) {
       return (s.getMeta.get(key) as { value: string } | undefined)?.value;

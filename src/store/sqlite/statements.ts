@@ -34,7 +34,7 @@ export class SqliteStatements {
   readonly insertApiKey;
   readonly revokeApiKey;
   readonly getMeta;
-  readonly setMeta;
+  readonly initMeta;
   readonly entriesBefore;
   readonly entriesBeforeAsset;
   readonly entriesAfter;
@@ -108,7 +108,7 @@ export class SqliteStatements {
     );
     this.revokeApiKey = w("UPDATE api_keys SET revoked_at = ? WHERE id = ?");
     this.getMeta = db.prepare("SELECT value FROM meta WHERE key = ?");
-    this.setMeta = w("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    this.initMeta = w("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING");
     this.entriesBefore = db.prepare(
       `${ENTRY_VIEW} WHERE e.tenant_id = ? AND e.account_id = ? AND e.sequence < ? ORDER BY e.sequence DESC LIMIT ?`,
     );

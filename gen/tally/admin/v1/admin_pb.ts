@@ -267,7 +267,9 @@ export type Discrepancy = Message<"tally.admin.v1.Discrepancy"> & {
   asset: string;
 
   /**
-   * What differs: "posted", "pending_in", "pending_out", "balance_after", "asset_sum".
+   * What differs: "posted", "pending_in", "pending_out", "balance_after", "asset_sum" (the
+   * transfer journal), or "credit_segment_start", "credit_running", "credit_closing" (the
+   * ledger of a commit or credit segment; account_id is then the customer, asset the credit type).
    *
    * @generated from field: string field = 3;
    */

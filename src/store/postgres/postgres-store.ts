@@ -1,0 +1,716 @@
+import pg from "pg";
+import type { Asset } from "../../domain/asset.js";
+import { LedgerError } from "../../domain/errors.js";
+import type {
+  Account,
+  ApiKeyRecord,
+  BalanceRow,
+  CredentialRecord,
+  Discrepancy,
+  Entry,
+  EntryView,
+  Tenant,
+  Transfer,
+  VerifyReport,
+} from "../../domain/model.js";
+import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
+import type { EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
+import * as rows from "../sqlite/rows.js";
+import * as credit from "./credit-queries.js";
+import { PG_MIGRATIONS } from "./migrations.js";
+import { RETRYABLE_SQLSTATES, conflictError, errorCode, isConnectionBroken, storeError } from "./pg-errors.js";
+import type { FailurePhase } from "./pg-errors.js";
+import { Q, all, one, run } from "./pg-queries.js";
+import type { Db, Row } from "./pg-queries.js";
+
+/** How one transaction ended; `code` is set when re-running the write may succeed. */
+type Outcome<T> = { ok: true; value: T } | { ok: false; error: LedgerError; code?: string };
+
+/** Options for {@link PostgresStore.open}. */
+export interface PostgresStoreOptions {
+  /** Connection string; a `schema` query parameter is taken as the schema (see {@link pgUrlSchema}). */
+  readonly url: string;
+  /** The schema holding Tally's tables (created when missing); wins over the URL's. Default "public". */
+  readonly schema?: string | undefined;
+  /** Connections of this process (default 10). */
+  readonly poolSize?: number;
+  /** statement_timeout of every connection, in ms (default 10 000). */
+  readonly statementTimeoutMs?: number;
+  /** How long to wait for a connection, new or from the pool, in ms (default 5 000). */
+  readonly connectTimeoutMs?: number;
+  /** How often a write that lost a race (serialization failure, deadlock, duplicate key) is re-run (default 8). */
+  readonly maxRetries?: number;
+}
+
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * Splits a `schema` query parameter off a connection string, for the store and
+ * the balance feed (PostgreSQL itself does not know that parameter). A string
+ * that is not a URL is returned as it is.
+ */
+export function pgUrlSchema(url: string): { url: string; schema: string | undefined } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { url, schema: undefined };
+  }
+  if (!u.searchParams.has("schema")) return { url, schema: undefined };
+  const schema = u.searchParams.get("schema") ?? undefined;
+  u.searchParams.delete("schema");
+  return { url: u.toString(), schema: schema === "" ? undefined : schema };
+}
+
+/**
+ * int8 (bigint columns, count) and numeric (sums of bigint) as JS bigint, for
+ * this store's connections only: pg's global parsers stay untouched.
+ */
+const BIGINT_TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) => {
+    if ((oid === 20 || oid === 1700) && format !== "binary") return (v: string) => BigInt(v);
+    return pg.types.getTypeParser(oid, format as "text");
+  }) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+/**
+ * The shared store: PostgreSQL, for several replicas over one database.
+ *
+ * Writes run in READ COMMITTED transactions on pooled connections, each
+ * serialised per account by row locks taken in sorted id order
+ * (`lockAccounts`), so writers of disjoint accounts run in parallel and
+ * writers of the same accounts queue without deadlocking. A write that still
+ * loses a race (a deadlock, a serialization failure, or a concurrent insert of
+ * the same key) is rolled back and re-run from scratch; its function must
+ * therefore only touch the database through the transaction it is given.
+ * Reads are autocommit queries on the pool; verify and credit listings read
+ * one REPEATABLE READ snapshot.
+ */
+export class PostgresStore implements Store {
+  /** Re-runs of writes, by the SQLSTATE that caused them (40001, 40P01, 23505). */
+  readonly retries: Record<string, number> = {};
+  private readonly maxRetries: number;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private inFlight = 0;
+  private idle: (() => void) | undefined;
+
+  // Writes take a connection through this FIFO rather than waiting in the
+  // pool's queue, whose wait is bounded by the connect timeout: a burst on one
+  // hot account queues here (as it would in SQLite's write queue) instead of
+  // failing after a few seconds. One connection stays free for reads, so
+  // writers queued on a hot account's lock never starve them.
+  private writeSlots: number;
+  private readonly writeQueue: (() => void)[] = [];
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    /** The schema holding the tables. */
+    readonly schema: string,
+    maxRetries: number,
+    poolSize: number,
+  ) {
+    this.maxRetries = maxRetries;
+    this.writeSlots = Math.max(1, poolSize - 1);
+  }
+
+  private async takeWriteSlot(): Promise<void> {
+    if (this.writeSlots > 0) {
+      this.writeSlots--;
+      return;
+    }
+    await new Promise<void>((r) => this.writeQueue.push(r));
+  }
+
+  private giveWriteSlot(): void {
+    const next = this.writeQueue.shift();
+    if (next) next();
+    else this.writeSlots++;
+  }
+
+  /** Connects, creates the schema when missing and applies missing migrations. */
+  static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
+    const split = pgUrlSchema(opts.url);
+    const schema = opts.schema ?? split.schema ?? "public";
+    if (!SCHEMA_NAME.test(schema)) {
+      throw new Error(`invalid schema name ${JSON.stringify(schema)}: 1-63 characters of [a-z0-9_], not starting with a digit`);
+    }
+    const poolSize = opts.poolSize ?? 10;
+    const conn = withoutUrlOptions(split.url);
+    const pool = new pg.Pool({
+      connectionString: conn.url,
+      max: poolSize,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
+      statement_timeout: opts.statementTimeoutMs ?? 10_000,
+      // A process that stalls inside a write must not hold account locks forever.
+      idle_in_transaction_session_timeout: 60_000,
+      keepAlive: true,
+      application_name: "tally",
+      options: `${conn.options}-c search_path=${schema}`,
+      types: BIGINT_TYPES,
+    });
+    // Idle connections error when PostgreSQL restarts or kills them; the pool
+    // drops them and opens new ones. Without a handler the process would crash.
+    pool.on("error", () => {});
+    // A connection killed in the instant between two checkouts (pg-pool removes
+    // its listener before handing a client over, the next user adds one after)
+    // would otherwise emit an unhandled "error" and crash the process. The dead
+    // client is still discarded: pg marks it unusable and the next query fails.
+    pool.on("connect", (client) => client.on("error", () => {}));
+    const store = new PostgresStore(pool, schema, opts.maxRetries ?? 8, poolSize);
+    try {
+      await store.migrate();
+    } catch (e) {
+      await pool.end().catch(() => {});
+      throw e;
+    }
+    return store;
+  }
+
+  /** The durability settings in force, as PostgreSQL reports them. */
+  async settings(): Promise<{ fsync: string; synchronousCommit: string }> {
+    return this.read(async () => {
+      const f = await this.pool.query("SHOW fsync");
+      const s = await this.pool.query("SHOW synchronous_commit");
+      return { fsync: String(f.rows[0].fsync), synchronousCommit: String(s.rows[0].synchronous_commit) };
+    });
+  }
+
+  /** Errors stay as PostgreSQL raised them: this runs at start, for an operator to read. */
+  private async migrate(): Promise<void> {
+    const c = await this.pool.connect();
+    let broken: unknown;
+    c.on("error", (e: unknown) => (broken ??= e));
+    try {
+      await c.query("BEGIN");
+      // Replicas starting together take turns: the first migrates, the others then find nothing to do.
+      await c.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [`tally.migrate.${this.schema}`]);
+      // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the schema exists.
+      const exists = await c.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [this.schema]);
+      if (exists.rowCount === 0) await c.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
+      // The connection's search_path named the schema before it existed.
+      await c.query(`SET LOCAL search_path TO "${this.schema}"`);
+      await c.query("CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)");
+      const applied = new Set((await c.query("SELECT version FROM schema_migrations")).rows.map((r: Row) => Number(r.version as bigint)));
+      for (const m of PG_MIGRATIONS) {
+        if (applied.has(m.version)) continue;
+        await c.query(m.sql);
+        await c.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
+          BigInt(m.version),
+          m.name,
+          BigInt(Date.now()) * 1000n,
+        ]);
+      }
+      await c.query("COMMIT");
+    } catch (e) {
+      await c.query("ROLLBACK").catch(() => {});
+      broken ??= e;
+      throw e;
+    } finally {
+      c.release(broken === undefined ? undefined : asError(broken));
+    }
+  }
+
+  async write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    if (this.closed) throw new LedgerError("unavailable", "store_closed", "the store is closed");
+    this.inFlight++;
+    try {
+      return await this.runWrite(fn);
+    } finally {
+      this.inFlight--;
+      if (this.inFlight === 0) this.idle?.();
+    }
+  }
+
+  private async runWrite<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      await this.takeWriteSlot();
+      let outcome: Outcome<T>;
+      try {
+        outcome = await this.attempt(fn);
+      } finally {
+        this.giveWriteSlot();
+      }
+      if (outcome.ok) return outcome.value;
+      const code = outcome.code;
+      if (code === undefined) throw outcome.error;
+      if (attempt >= this.maxRetries) throw conflictError(code);
+      this.retries[code] = (this.retries[code] ?? 0) + 1;
+      // Jittered and growing (2..50 ms), so that the racers do not meet again.
+      const base = Math.min(50, 2 * 2 ** attempt);
+      await new Promise((r) => setTimeout(r, base / 2 + Math.random() * (base / 2)));
+    }
+  }
+
+  /** One transaction: the value, or an error (with the SQLSTATE when re-running may help). */
+  private async attempt<T>(fn: (tx: WriteTx) => Promise<T>): Promise<Outcome<T>> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      return { ok: false, error: storeError(e, "write") };
+    }
+    // A checked-out client emits "error" when its connection dies; unhandled, that would crash the process.
+    let broken: unknown;
+    const onError = (e: unknown) => (broken ??= e);
+    client.on("error", onError);
+    let phase: FailurePhase = "write";
+    try {
+      await client.query("BEGIN");
+      const value = await fn(makeWriteTx(client));
+      // A connection already dead never sent COMMIT: then nothing was written for sure.
+      if (broken === undefined) phase = "commit";
+      await client.query("COMMIT");
+      client.removeListener("error", onError);
+      client.release();
+      return { ok: true, value };
+    } catch (e) {
+      const dead = broken !== undefined || isConnectionBroken(e);
+      if (!dead) {
+        try {
+          await client.query("ROLLBACK");
+        } catch (rollbackError) {
+          broken ??= rollbackError;
+        }
+      }
+      client.removeListener("error", onError);
+      // A broken connection goes back with its error, so the pool discards it.
+      if (dead || broken !== undefined) client.release(asError(broken ?? e));
+      else client.release();
+      if (e instanceof LedgerError) return { ok: false, error: e };
+      const code = errorCode(e);
+      // An error answer to COMMIT means it rolled back; only a lost connection leaves the outcome unknown.
+      if (!dead && RETRYABLE_SQLSTATES.has(code)) return { ok: false, error: storeError(e, phase), code };
+      return { ok: false, error: storeError(broken !== undefined && !isConnectionBroken(e) ? broken : e, phase) };
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      // Writes already accepted finish (or fail) before the connections go.
+      if (this.inFlight > 0) await new Promise<void>((r) => (this.idle = r));
+      await this.pool.end();
+    })();
+    return this.closing;
+  }
+
+  /** Runs reads on a client of its own, inside one REPEATABLE READ snapshot. */
+  private snapshot<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+    return this.withClient("read", async (c) => {
+      await c.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      try {
+        const value = await fn(c);
+        await c.query("COMMIT");
+        return value;
+      } catch (e) {
+        if (!isConnectionBroken(e)) await c.query("ROLLBACK").catch(() => {});
+        throw e;
+      }
+    });
+  }
+
+  /** Checks a client out for `fn`, with errors mapped and a dead connection discarded. */
+  private async withClient<T>(phase: FailurePhase, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw storeError(e, phase);
+    }
+    let broken: unknown;
+    const onError = (e: unknown) => (broken ??= e);
+    client.on("error", onError);
+    try {
+      const value = await fn(client);
+      client.removeListener("error", onError);
+      client.release();
+      return value;
+    } catch (e) {
+      client.removeListener("error", onError);
+      client.release(broken !== undefined || isConnectionBroken(e) ? asError(broken ?? e) : undefined);
+      throw storeError(e, phase);
+    }
+  }
+
+  /** Autocommit reads on the pool, with errors mapped. */
+  private async read<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw storeError(e, "read");
+    }
+  }
+
+  // ---- reads (committed data only) -----------------------------------------
+
+  async getTenant(tenantId: string): Promise<Tenant | undefined> {
+    return this.read(async () => rows.tenant(await one(this.pool, Q.getTenant, [tenantId])));
+  }
+  async countTenants(): Promise<number> {
+    return this.read(async () => Number((await one(this.pool, Q.countTenants, []))!.n as bigint));
+  }
+  async listTenantIds(): Promise<string[]> {
+    return this.read(async () => (await all(this.pool, Q.listTenantIds, [])).map((x) => x.id as string));
+  }
+  async getAccount(tenantId: string, id: string): Promise<Account | undefined> {
+    return this.read(async () => rows.account(await one(this.pool, Q.getAccount, [tenantId, id])));
+  }
+  async listAccounts(tenantId: string, afterId: string, limit: number): Promise<Account[]> {
+    return this.read(async () => (await all(this.pool, Q.listAccounts, [tenantId, afterId, limit])).map((x) => rows.account(x)!));
+  }
+  async getAsset(tenantId: string, code: string): Promise<Asset | undefined> {
+    return this.read(async () => rows.asset(await one(this.pool, Q.getAsset, [tenantId, code])));
+  }
+  async listAssets(tenantId: string): Promise<Asset[]> {
+    return this.read(async () => (await all(this.pool, Q.listAssets, [tenantId])).map((x) => rows.asset(x)!));
+  }
+  async getBalance(tenantId: string, accountId: string, asset: string): Promise<BalanceRow | undefined> {
+    return this.read(async () => rows.balance(await one(this.pool, Q.getBalance, [tenantId, accountId, asset])));
+  }
+  async listBalances(tenantId: string, accountId: string): Promise<BalanceRow[]> {
+    return this.read(async () => (await all(this.pool, Q.listBalances, [tenantId, accountId])).map((x) => rows.balance(x)!));
+  }
+  async getTransfer(tenantId: string, id: string): Promise<Transfer | undefined> {
+    return this.read(async () => rows.transfer(await one(this.pool, Q.getTransfer, [tenantId, id])));
+  }
+  async listEntries(q: EntryPageQuery): Promise<EntryView[]> {
+    const before = q.beforeSequence ?? INT64_MAX;
+    return this.read(async () => {
+      const list =
+        q.asset === undefined
+          ? await all(this.pool, Q.entriesBefore, [q.tenantId, q.accountId, before, q.limit])
+          : await all(this.pool, Q.entriesBeforeAsset, [q.tenantId, q.accountId, q.asset, before, q.limit]);
+      return list.map(rows.entryView);
+    });
+  }
+  async entriesAfter(q: EntryTailQuery): Promise<EntryView[]> {
+    return this.read(async () => {
+      const list =
+        q.asset === undefined
+          ? await all(this.pool, Q.entriesAfter, [q.tenantId, q.accountId, q.afterSequence, q.limit])
+          : await all(this.pool, Q.entriesAfterAsset, [q.tenantId, q.accountId, q.asset, q.afterSequence, q.limit]);
+      return list.map(rows.entryView);
+    });
+  }
+  async lastEntryAtOrBefore(tenantId: string, accountId: string, asset: string, at: bigint): Promise<Entry | undefined> {
+    return this.read(async () => {
+      const row = await one(this.pool, Q.lastEntryAtOrBefore, [tenantId, accountId, asset, at]);
+      return row === undefined ? undefined : rows.entry(row);
+    });
+  }
+  async assetsAtOrBefore(tenantId: string, accountId: string, at: bigint): Promise<string[]> {
+    return this.read(async () => (await all(this.pool, Q.assetsAtOrBefore, [tenantId, accountId, at])).map((x) => x.asset as string));
+  }
+  async headSequence(): Promise<bigint> {
+    return this.read(async () => (await one(this.pool, Q.headSequence, []))!.head as bigint);
+  }
+  async watchPoint(tenantId: string, accountId: string): Promise<bigint> {
+    // A writer holding the account's lock has drawn its sequences but may not
+    // have committed: a head read now could lie beyond entries still to
+    // appear. FOR SHARE waits for that writer; any later writer of the
+    // account draws its sequences after this head.
+    return this.withClient("read", async (c) => {
+      await c.query("BEGIN");
+      try {
+        await one(c, Q.shareAccount, [tenantId, accountId]);
+        const head = (await one(c, Q.headSequence, []))!.head as bigint;
+        await c.query("COMMIT");
+        return head;
+      } catch (e) {
+        if (!isConnectionBroken(e)) await c.query("ROLLBACK").catch(() => {});
+        throw e;
+      }
+    });
+  }
+  async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    return this.read(async () => rows.apiKey(await one(this.pool, Q.getApiKey, [id])));
+  }
+  async getMeta(key: string): Promise<string | undefined> {
+    return this.read(async () => (await one(this.pool, Q.getMeta, [key]))?.value as string | undefined);
+  }
+  async getCredential(kind: string, id: string): Promise<CredentialRecord | undefined> {
+    return this.read(async () => rows.credential(await one(this.pool, Q.getCredential, [kind, id])));
+  }
+  async listCredentials(kind: string, tenantId?: string): Promise<CredentialRecord[]> {
+    return this.read(async () => {
+      const list =
+        tenantId === undefined
+          ? await all(this.pool, Q.listCredentials, [kind])
+          : await all(this.pool, Q.listCredentialsInTenant, [kind, tenantId]);
+      return list.map((x) => rows.credential(x)!);
+    });
+  }
+
+  async getCreditBalance(tenantId: string, id: string): Promise<CreditBalance | undefined> {
+    // Balance and segments in one snapshot, like listCreditBalances.
+    return this.snapshot((db) => credit.getCreditBalance(db, tenantId, id));
+  }
+  async listCreditBalances(tenantId: string, customerId: string, afterId: string, limit: number): Promise<CreditBalance[]> {
+    return this.snapshot((db) => credit.listCreditBalances(db, tenantId, customerId, afterId, limit));
+  }
+  async listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]> {
+    return this.read(() => credit.listCreditEntries(this.pool, tenantId, balanceId));
+  }
+  async dueCreditClosings(now: bigint, limit: number): Promise<DueCustomer[]> {
+    return this.read(() => credit.dueCreditClosings(this.pool, now, limit));
+  }
+
+  async verify(tenantId: string): Promise<VerifyReport> {
+    // One snapshot, so the journal and the balances agree with each other.
+    const r = await this.snapshot(async (db) => ({
+      sums: await all(db, Q.verifySums, [tenantId]),
+      balances: await all(db, Q.verifyBalances, [tenantId]),
+      running: await all(db, Q.verifyRunning, [tenantId]),
+    }));
+    const outside = (v: unknown) => (v as bigint) < INT64_MIN || (v as bigint) > INT64_MAX;
+    // PostgreSQL sums into numeric and never overflows; SQLite's SUM raises on
+    // an int64 overflow and its store reports that as one finding. Same here.
+    if (r.sums.some((x) => outside(x.posted) || outside(x.pin) || outside(x.pout)) || r.running.some((x) => outside(x.running))) {
+      return {
+        ok: false,
+        accountsChecked: 0n,
+        balancesChecked: 0n,
+        entriesChecked: 0n,
+        discrepancies: [{ accountId: "", asset: "", field: "asset_sum", stored: 0n, recomputed: 0n, sequence: 0n }],
+      };
+    }
+    const discrepancies: Discrepancy[] = [];
+    const sums = new Map<string, { posted: bigint; pin: bigint; pout: bigint }>();
+    let entries = 0n;
+    for (const x of r.sums) {
+      sums.set(`${x.account_id as string}\u0000${x.asset as string}`, { posted: x.posted as bigint, pin: x.pin as bigint, pout: x.pout as bigint });
+      entries += x.n as bigint;
+    }
+    const accounts = new Set<string>();
+    const assetTotals = new Map<string, bigint>();
+    let balancesChecked = 0n;
+    for (const row of r.balances) {
+      const b = rows.balance(row)!;
+      balancesChecked++;
+      accounts.add(b.accountId);
+      const key = `${b.accountId}\u0000${b.asset}`;
+      const s = sums.get(key) ?? { posted: 0n, pin: 0n, pout: 0n };
+      sums.delete(key);
+      const check = (field: Discrepancy["field"], stored: bigint, recomputed: bigint) => {
+        if (stored !== recomputed) discrepancies.push({ accountId: b.accountId, asset: b.asset, field, stored, recomputed, sequence: b.sequence });
+      };
+      check("posted", b.posted, s.posted);
+      check("pending_in", b.pendingIn, s.pin);
+      check("pending_out", b.pendingOut, s.pout);
+      assetTotals.set(b.asset, (assetTotals.get(b.asset) ?? 0n) + b.posted);
+    }
+    // Journal rows with no balance row at all.
+    for (const [key, s] of sums) {
+      const [accountId, asset] = key.split("\u0000") as [string, string];
+      discrepancies.push({ accountId, asset, field: "posted", stored: 0n, recomputed: s.posted, sequence: 0n });
+    }
+    for (const x of r.running) {
+      discrepancies.push({
+        accountId: x.account_id as string,
+        asset: x.asset as string,
+        field: "balance_after",
+        stored: x.posted_after as bigint,
+        recomputed: x.running as bigint,
+        sequence: x.sequence as bigint,
+      });
+    }
+    for (const [asset, total] of assetTotals) {
+      if (total !== 0n) discrepancies.push({ accountId: "", asset, field: "asset_sum", stored: total, recomputed: 0n, sequence: 0n });
+    }
+    return {
+      ok: discrepancies.length === 0,
+      accountsChecked: BigInt(accounts.size),
+      balancesChecked,
+      entriesChecked: entries,
+      discrepancies,
+    };
+  }
+}
+
+/**
+ * Takes an `options` query parameter off the URL, to be combined with the
+ * store's own: pg lets the URL's win over the config's, which would silently
+ * drop the search_path (and put the tables in another schema).
+ */
+function withoutUrlOptions(url: string): { url: string; options: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { url, options: "" };
+  }
+  const options = u.searchParams.get("options");
+  if (options === null) return { url, options: "" };
+  u.searchParams.delete("options");
+  return { url: u.toString(), options: `${options} ` };
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** The operations of one write, bound to its transaction's connection. */
+function makeWriteTx(c: pg.PoolClient): WriteTx {
+  // Accounts this transaction has locked, as read under the lock: nobody else
+  // can change them before it ends, so getAccount answers them without a
+  // round trip (setAccountLock forgets the one it changes).
+  const locked = new Map<string, Account>();
+  const key = (tenantId: string, id: string) => `${tenantId}\u0000${id}`;
+  return {
+    async getCreditBalance(tenantId, id) {
+      return credit.getCreditBalance(c, tenantId, id);
+    },
+    async getCreditBalanceByUniquenessKey(tenantId, key) {
+      return credit.getCreditBalanceByUniquenessKey(c, tenantId, key);
+    },
+    async creditSegmentExists(tenantId, id) {
+      return credit.creditSegmentExists(c, tenantId, id);
+    },
+    async insertCreditBalance(b) {
+      return credit.insertCreditBalance(c, b);
+    },
+    async archiveCreditBalance(tenantId, id, archivedAt) {
+      await credit.archiveCreditBalance(c, tenantId, id, archivedAt);
+    },
+    async activeCreditBalances(tenantId, customerId) {
+      return credit.activeCreditBalances(c, tenantId, customerId);
+    },
+    async listCreditEntries(tenantId, balanceId) {
+      return credit.listCreditEntries(c, tenantId, balanceId);
+    },
+    async appendCreditEntries(list) {
+      return credit.appendCreditEntries(c, list);
+    },
+    async getCreditUsage(tenantId, usageId) {
+      return credit.getCreditUsage(c, tenantId, usageId);
+    },
+    async putCreditUsage(r) {
+      await credit.putCreditUsage(c, r);
+    },
+    async getCreditManualKey(tenantId, key) {
+      return credit.getCreditManualKey(c, tenantId, key);
+    },
+    async putCreditManualKey(r) {
+      await credit.putCreditManualKey(c, r);
+    },
+    async getAccount(tenantId, id) {
+      return locked.get(key(tenantId, id)) ?? rows.account(await one(c, Q.getAccount, [tenantId, id]));
+    },
+    async lockAccounts(tenantId, ids) {
+      if (ids.length === 0) return;
+      for (const row of await all(c, Q.lockAccounts, [tenantId, [...ids]])) {
+        const a = rows.account(row)!;
+        locked.set(key(a.tenantId, a.id), a);
+      }
+    },
+    async insertAccount(a) {
+      await run(c, Q.insertAccount, [a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.lockedAt, a.createdAt]);
+    },
+    async setAccountLock(tenantId, id, lockedAt) {
+      locked.delete(key(tenantId, id));
+      await run(c, Q.setAccountLock, [lockedAt, tenantId, id]);
+    },
+    async getAsset(tenantId, code) {
+      return rows.asset(await one(c, Q.getAsset, [tenantId, code]));
+    },
+    async insertAsset(tenantId, asset, createdAt) {
+      await run(c, Q.insertAsset, [tenantId, asset.code, BigInt(asset.scale), createdAt]);
+    },
+    async getBalance(tenantId, accountId, asset) {
+      return rows.balance(await one(c, Q.getBalance, [tenantId, accountId, asset]));
+    },
+    async putBalance(b) {
+      await run(c, Q.putBalance, [b.tenantId, b.accountId, b.asset, b.posted, b.pendingIn, b.pendingOut, b.sequence, b.updatedAt]);
+    },
+    async appendEntries(list) {
+      // One row at a time: each INSERT draws its sequence after the previous
+      // one's, so sequences follow the given order (a multi-row INSERT does not promise that).
+      const out: Entry[] = [];
+      for (const e of list) {
+        const row = await one(c, Q.insertEntry, [
+          e.tenantId,
+          e.transferId,
+          e.accountId,
+          e.counterpartyId,
+          e.asset,
+          e.direction,
+          e.status,
+          e.amount,
+          e.pendingChange,
+          e.postedAfter,
+          e.pendingInAfter,
+          e.pendingOutAfter,
+          e.createdAt,
+        ]);
+        out.push({ ...e, sequence: row!.sequence as bigint });
+      }
+      return out;
+    },
+    async getTransfer(tenantId, id) {
+      return rows.transfer(await one(c, Q.getTransfer, [tenantId, id]));
+    },
+    async insertTransfer(t) {
+      await run(c, Q.insertTransfer, rows.transferParams(t));
+    },
+    async updateTransfer(t) {
+      await run(c, Q.updateTransfer, [t.status, t.postedAmount, t.updatedAt, t.sequence, t.debitBalanceAfter, t.creditBalanceAfter, t.tenantId, t.id]);
+    },
+    async getIdempotency(tenantId, key) {
+      return rows.idempotency(await one(c, Q.getIdempotency, [tenantId, key]));
+    },
+    async putIdempotency(r) {
+      await run(c, Q.putIdempotency, [r.tenantId, r.key, r.requestHash, r.transferId, r.result, r.createdAt]);
+    },
+    async insertTenant(t) {
+      await run(c, Q.insertTenant, [t.id, t.name, t.createdAt]);
+    },
+    async getTenant(tenantId) {
+      return rows.tenant(await one(c, Q.getTenant, [tenantId]));
+    },
+    async insertApiKey(k) {
+      await run(c, Q.insertApiKey, [k.id, k.tenantId, k.scope, k.accountId, k.operator ? 1n : 0n, k.label, Buffer.from(k.secretHash), k.createdAt, k.revokedAt]);
+    },
+    async getApiKey(id) {
+      return rows.apiKey(await one(c, Q.getApiKey, [id]));
+    },
+    async revokeApiKey(id, revokedAt) {
+      await run(c, Q.revokeApiKey, [revokedAt, id]);
+    },
+    async initMeta(key, value) {
+      // A concurrent insert of the same key waits for that writer, then does nothing.
+      await run(c, Q.initMeta, [key, value]);
+      return (await one(c, Q.getMeta, [key]))!.value as string;
+    },
+    async getMeta(key) {
+      return (await one(c, Q.getMeta, [key]))?.value as string | undefined;
+    },
+    async insertCredential(r) {
+      await run(c, Q.insertCredential, [
+        r.kind,
+        r.id,
+        r.tenantId,
+        r.accountId,
+        r.orgId,
+        r.secretHash === null ? null : Buffer.from(r.secretHash),
+        r.verifyKey === null ? null : Buffer.from(r.verifyKey),
+        JSON.stringify(r.scopes),
+        r.label,
+        r.createdAt,
+        r.revokedAt,
+      ]);
+    },
+    async getCredential(kind, id) {
+      return rows.credential(await one(c, Q.getCredential, [kind, id]));
+    },
+    async revokeCredential(kind, id, revokedAt) {
+      await run(c, Q.revokeCredential, [revokedAt, kind, id]);
+    },
+    async claimNonce(scope, nonce, expiresAt, now) {
+      await run(c, Q.purgeNonces, [now]);
+      return (await run(c, Q.claimNonce, [scope, nonce, expiresAt])) === 1;
+    },
+  };
+}
