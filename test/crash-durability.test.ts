@@ -1,6 +1,7 @@
 // T3-lite (SIGKILL at random moments, restart, retry with idempotency keys) and
 // T4 check 1 (the durability settings in force), against `tally serve` running
-// as a child process on a real SQLite file.
+// as a child process on a real SQLite file or, in the "postgres" project, on a
+// PostgreSQL schema (the service is killed; PostgreSQL keeps running).
 //
 // Clients follow the reliable-submission rule: an op's key and body are fixed
 // before it is first sent, and an unknown outcome (connection refused or cut,
@@ -28,6 +29,8 @@ import {
   sleep,
 } from "./support/durability.js";
 import { bearer, tempDir } from "./support/server.js";
+import { freshPgUrl, testStore } from "./support/postgres.js";
+import { queryPg } from "./support/pg-probe.js";
 import type { ChildServer } from "./support/server.js";
 
 const CLIENTS = 16;
@@ -55,6 +58,10 @@ interface Ack {
   readonly transfer: Transfer;
 }
 
+/** Transfers without exactly their debit and credit entry (every transfer here is posted at once). */
+const PARTIAL_TRANSFERS_SQL =
+  "SELECT * FROM (SELECT t.id, (SELECT COUNT(*) FROM entries e WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.id) AS n FROM transfers t) x WHERE n <> 2";
+
 const fleet = new ServerFleet();
 const tmp = tempDir("tally-crash-");
 afterAll(async () => {
@@ -75,13 +82,22 @@ describe("SIGKILL during load, restart, retry with the same key", () => {
   it(`loses no acknowledged transfer and duplicates none over ${KILLS} kills`, async () => {
     const random = seededRandom(SEED);
     const dbPath = join(tmp.dir, "crash.db");
+    const pgUrl = testStore() === "postgres" ? freshPgUrl("crash") : undefined;
+    // The same flags for every start: on PostgreSQL the --db file is unused.
+    const storeArgs = pgUrl === undefined ? [] : ["--database", pgUrl];
 
     // ---- first start: T4 check 1 reads the durability settings it logs.
-    const first = await fleet.spawn(dbPath, ["--log-level", "info"]);
+    const first = await fleet.spawn(dbPath, ["--log-level", "info", ...storeArgs]);
     const opened = logLine(first.server.output(), "store opened");
     expect(opened, first.server.output()).toBeDefined();
-    expect(opened!.journal_mode).toBe("wal");
-    expect(opened!.synchronous).toBe(2); // FULL: every commit is fsynced before it is acknowledged
+    if (pgUrl === undefined) {
+      expect(opened!.journal_mode).toBe("wal");
+      expect(opened!.synchronous).toBe(2); // FULL: every commit is fsynced before it is acknowledged
+    } else {
+      // PostgreSQL acknowledges a commit only after its WAL is flushed.
+      expect(opened!.fsync).toBe("on");
+      expect(opened!.synchronous_commit).toBe("on");
+    }
     const adminKey = first.server.adminKey;
     expect(adminKey).toMatch(/^tly_/);
 
@@ -156,10 +172,16 @@ describe("SIGKILL during load, restart, retry with the same key", () => {
       killed++;
       // Load was really running when the kill came (else the test proves nothing).
       expect(ackedBefore).toBeGreaterThan(0);
-      const next = await fleet.spawn(dbPath);
+      const next = await fleet.spawn(dbPath, storeArgs);
       startMs.push(next.startMs);
       // A read-only connection beside the restarted server: the file it recovered is sound.
-      integrity.push(integrityCheck(dbPath));
+      // On PostgreSQL (which was not killed) the check is that no transfer is partial:
+      // every one has exactly its debit and credit entry.
+      integrity.push(
+        pgUrl === undefined
+          ? integrityCheck(dbPath)
+          : await queryPg<{ n: bigint }>(pgUrl, PARTIAL_TRANSFERS_SQL.replace("SELECT *", "SELECT count(*) AS n")).then(([r]) => (r!.n === 0n ? "ok" : `${r!.n} partial transfers`)),
+      );
       current = { server: next.server, epoch: current.epoch + 1 };
     }
     // Some load on the last server too, then no new ops: pending unknown outcomes are retried to a definite answer.
@@ -220,22 +242,19 @@ describe("SIGKILL during load, restart, retry with the same key", () => {
     // ---- a clean stop, then the file itself.
     expect(await current.server.stop("SIGTERM")).toBe(0);
 
-    const perKey = queryDb<{ idempotency_key: string; n: bigint }>(
-      dbPath,
+    const query = <T>(sql: string): Promise<T[]> => (pgUrl === undefined ? Promise.resolve(queryDb<T>(dbPath, sql)) : queryPg<T>(pgUrl, sql));
+    const perKey = await query<{ idempotency_key: string; n: bigint }>(
       "SELECT idempotency_key, COUNT(*) AS n FROM transfers WHERE idempotency_key LIKE 'crash-%' GROUP BY idempotency_key",
     );
     expect(perKey.filter((r) => r.n > 1n)).toEqual([]); // postings per key <= 1
     expect(perKey).toHaveLength(acks.length); // and nothing unacknowledged was written
     // No partial transfer: each has exactly its debit and credit entry.
-    const partial = queryDb<{ id: string; n: bigint }>(
-      dbPath,
-      "SELECT t.id, (SELECT COUNT(*) FROM entries e WHERE e.tenant_id = t.tenant_id AND e.transfer_id = t.id) AS n FROM transfers t WHERE n <> 2",
-    );
+    const partial = await query<{ id: string; n: bigint }>(PARTIAL_TRANSFERS_SQL);
     expect(partial).toEqual([]);
 
-    const verify = await runTallyCli(["verify", "--db", dbPath]);
+    const verify = await runTallyCli(["verify", ...(pgUrl === undefined ? ["--db", dbPath] : ["--database", pgUrl])]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     expect(verify.stdout).toContain('"ok":true');
-    expect(integrityCheck(dbPath)).toBe("ok");
+    if (pgUrl === undefined) expect(integrityCheck(dbPath)).toBe("ok");
   });
 });

@@ -25,4 +25,5 @@ export const STORE_TESTS: readonly string[] = [
   "test/dialect-frontier.test.ts",
   "test/dialect-metronome.test.ts",
   "test/dialects-agree.test.ts",
+  "test/crash-durability.test.ts",
 ];
