@@ -51,6 +51,10 @@ export const Q = {
   listAccounts: sql("list_accounts", "SELECT * FROM accounts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
   // The caller passes sorted ids; ORDER BY makes the lock order deterministic anyway.
   lockAccounts: sql("lock_accounts", "SELECT * FROM accounts WHERE tenant_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE"),
+  // Read in a statement of its own, after the locks: a READ COMMITTED statement
+  // reads from the snapshot it started with, which (for the statement that
+  // waited for the locks) predates the previous holder's commit.
+  balancesOfAccounts: sql("balances_of_accounts", "SELECT * FROM balances WHERE tenant_id = $1 AND account_id = ANY($2::text[])"),
   shareAccount: sql("share_account", "SELECT 1 FROM accounts WHERE tenant_id = $1 AND id = $2 FOR SHARE"),
   insertAccount: sql(
     "insert_account",

@@ -91,6 +91,9 @@ const BIGINT_TYPES: pg.CustomTypesConfig = {
 export class PostgresStore implements Store {
   /** Re-runs of writes, by the SQLSTATE that caused them (40001, 40P01, 23505). */
   readonly retries: Record<string, number> = {};
+  // Assets never change once committed (code and scale are fixed at creation),
+  // so every replica may keep the ones it has seen committed.
+  private readonly assets = new Map<string, Asset>();
   private readonly maxRetries: number;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -259,7 +262,7 @@ export class PostgresStore implements Store {
     let phase: FailurePhase = "write";
     try {
       await client.query("BEGIN");
-      const value = await fn(makeWriteTx(client));
+      const value = await fn(makeWriteTx(client, this.assets));
       // A connection already dead never sent COMMIT: then nothing was written for sure.
       if (broken === undefined) phase = "commit";
       await client.query("COMMIT");
@@ -362,7 +365,12 @@ export class PostgresStore implements Store {
     return this.read(async () => (await all(this.pool, Q.listAccounts, [tenantId, afterId, limit])).map((x) => rows.account(x)!));
   }
   async getAsset(tenantId: string, code: string): Promise<Asset | undefined> {
-    return this.read(async () => rows.asset(await one(this.pool, Q.getAsset, [tenantId, code])));
+    const k = `${tenantId}\u0000${code}`;
+    const known = this.assets.get(k);
+    if (known) return known;
+    const found = await this.read(async () => rows.asset(await one(this.pool, Q.getAsset, [tenantId, code])));
+    if (found) rememberAsset(this.assets, k, found);
+    return found;
   }
   async listAssets(tenantId: string): Promise<Asset[]> {
     return this.read(async () => (await all(this.pool, Q.listAssets, [tenantId])).map((x) => rows.asset(x)!));
@@ -552,12 +560,25 @@ function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
+/** Most assets a process remembers: clients can create assets, memory must stay bounded. */
+const MAX_CACHED_ASSETS = 10_000;
+
+function rememberAsset(cache: Map<string, Asset>, k: string, a: Asset): void {
+  if (cache.size >= MAX_CACHED_ASSETS) cache.clear();
+  cache.set(k, a);
+}
+
 /** The operations of one write, bound to its transaction's connection. */
-function makeWriteTx(c: pg.PoolClient): WriteTx {
+function makeWriteTx(c: pg.PoolClient, assets: Map<string, Asset>): WriteTx {
+  // Assets this transaction created: not committed yet, so not for the shared cache.
+  const created = new Set<string>();
   // Accounts this transaction has locked, as read under the lock: nobody else
   // can change them before it ends, so getAccount answers them without a
   // round trip (setAccountLock forgets the one it changes).
   const locked = new Map<string, Account>();
+  // Balances of the locked accounts, by asset (absent: no row yet). Only a
+  // writer holding the account's lock changes them, so they stay exact.
+  const balances = new Map<string, Map<string, BalanceRow>>();
   const key = (tenantId: string, id: string) => `${tenantId}\u0000${id}`;
   return {
     async getCreditBalance(tenantId, id) {
@@ -601,9 +622,19 @@ function makeWriteTx(c: pg.PoolClient): WriteTx {
     },
     async lockAccounts(tenantId, ids) {
       if (ids.length === 0) return;
+      const held: string[] = [];
       for (const row of await all(c, Q.lockAccounts, [tenantId, [...ids]])) {
         const a = rows.account(row)!;
-        locked.set(key(a.tenantId, a.id), a);
+        const k = key(a.tenantId, a.id);
+        locked.set(k, a);
+        balances.set(k, new Map());
+        held.push(a.id);
+      }
+      if (held.length === 0) return;
+      // One query for every balance of the locked accounts instead of one per getBalance.
+      for (const row of await all(c, Q.balancesOfAccounts, [tenantId, held])) {
+        const b = rows.balance(row)!;
+        balances.get(key(b.tenantId, b.accountId))!.set(b.asset, b);
       }
     },
     async insertAccount(a) {
@@ -614,16 +645,25 @@ function makeWriteTx(c: pg.PoolClient): WriteTx {
       await run(c, Q.setAccountLock, [lockedAt, tenantId, id]);
     },
     async getAsset(tenantId, code) {
-      return rows.asset(await one(c, Q.getAsset, [tenantId, code]));
+      const k = key(tenantId, code);
+      const known = assets.get(k);
+      if (known) return known;
+      const found = rows.asset(await one(c, Q.getAsset, [tenantId, code]));
+      if (found && !created.has(k)) rememberAsset(assets, k, found);
+      return found;
     },
     async insertAsset(tenantId, asset, createdAt) {
+      created.add(key(tenantId, asset.code));
       await run(c, Q.insertAsset, [tenantId, asset.code, BigInt(asset.scale), createdAt]);
     },
     async getBalance(tenantId, accountId, asset) {
+      const held = balances.get(key(tenantId, accountId));
+      if (held) return held.get(asset);
       return rows.balance(await one(c, Q.getBalance, [tenantId, accountId, asset]));
     },
     async putBalance(b) {
       await run(c, Q.putBalance, [b.tenantId, b.accountId, b.asset, b.posted, b.pendingIn, b.pendingOut, b.sequence, b.updatedAt]);
+      balances.get(key(b.tenantId, b.accountId))?.set(b.asset, b);
     },
     async appendEntries(list) {
       // One row at a time: each INSERT draws its sequence after the previous
