@@ -17,7 +17,7 @@ import Database from "better-sqlite3";
 import { parseArgs } from "node:util";
 import { newId } from "../src/domain/ids.js";
 import type { Transfer } from "../src/domain/model.js";
-import { transferParams } from "../src/store/sqlite/rows.js";
+import { transferParams } from "../src/store/rows.js";
 import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
 import { encodeTransfer } from "../src/domain/transfer-codec.js";
 

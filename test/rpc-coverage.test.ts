@@ -1,5 +1,5 @@
 /**
- * Every RPC of LedgerService and AdminService, called successfully over every
+ * Every RPC of LedgerService, AdminService and CreditService, called successfully over every
  * protocol a client can speak (Connect JSON, Connect binary, gRPC, gRPC-Web),
  * with its result checked. The method list comes from the service descriptors,
  * so an RPC added to the proto without a case here fails this file.
@@ -12,6 +12,7 @@ import { equals } from "@bufbuild/protobuf";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AdminService, KeyScope } from "../gen/tally/admin/v1/admin_pb.js";
 import {
@@ -22,6 +23,9 @@ import {
   TransferStatus,
 } from "../gen/tally/ledger/v1/ledger_pb.js";
 import type { WatchBalanceResponse } from "../gen/tally/ledger/v1/ledger_pb.js";
+import { CreditService } from "../gen/tally/credits/v1/credits_pb.js";
+import type { Balance as CreditBalanceMsg } from "../gen/tally/credits/v1/credits_pb.js";
+import { timestampFromMicros } from "../src/services/convert.js";
 import { PROTOCOLS, bearer, clientFor, startTestServer } from "./support/server.js";
 import type { Protocol, TestServer } from "./support/server.js";
 import { allTransactions, expectRefused, uniq } from "./support/ledger-kit.js";
@@ -32,6 +36,7 @@ interface Ctx {
   readonly protocol: Protocol;
   readonly ledger: LedgerClient;
   readonly admin: AdminClient;
+  readonly credits: Client<typeof CreditService>;
   /** A fresh id prefix, unique per (protocol, case, run). */
   readonly p: string;
   /** Builds clients with another key, over the same protocol as the case. */
@@ -399,9 +404,105 @@ const adminCases: Record<keyof typeof AdminService.method, Case> = {
   },
 };
 
+/** A segment covering now (the server's real clock) for long enough. */
+const LIVE = { startingAt: timestampFromMicros(us("2020-01-01T00:00:00Z")), endingBefore: timestampFromMicros(us("2100-01-01T00:00:00Z")) };
+function us(iso: string): bigint {
+  return BigInt(Date.parse(iso)) * 1000n;
+}
+
+/** A customer (an account) and a credit of `amount` on it, live now. */
+async function liveCredit(ctx: Ctx, amount: bigint): Promise<{ cust: string; credit: CreditBalanceMsg }> {
+  const cust = await funded(ctx, "cust", 0n);
+  const { credit } = await ctx.credits.createCredit({
+    balance: { customerId: cust, name: "promo", priority: 1n, product: { id: "p", name: "P" }, scheduleItems: [{ amount, ...LIVE }] },
+  });
+  return { cust, credit: credit! };
+}
+
+// 2^53 + 1: int64s that a float would not carry, on every protocol.
+const BIG = 2n ** 53n + 1n;
+
+const creditCases: Record<keyof typeof CreditService.method, Case> = {
+  async createCommit(ctx) {
+    const cust = await funded(ctx, "cust", 0n);
+    const { commit } = await ctx.credits.createCommit({
+      type: "PREPAID",
+      balance: { customerId: cust, name: "c", priority: 7n, product: { id: "p", name: "P" }, scheduleItems: [{ amount: BIG, ...LIVE }], customFields: { k: "v" } },
+    });
+    expect([commit?.type, commit?.customerId, commit?.priority, commit?.product?.name, commit?.customFields]).toEqual(["PREPAID", cust, 7n, "P", { k: "v" }]);
+    expect(commit?.accessSchedule?.scheduleItems.map((s) => s.amount)).toEqual([BIG]);
+    expect(commit?.accessSchedule?.creditType?.name).toBe("USD (cents)");
+  },
+
+  async createCredit(ctx) {
+    const { cust, credit } = await liveCredit(ctx, BIG);
+    expect([credit.type, credit.customerId, credit.id]).toEqual(["CREDIT", cust, expect.stringMatching(/^cred_/)]);
+    expect(credit.accessSchedule?.scheduleItems[0]?.amount).toBe(BIG);
+  },
+
+  async archiveBalance(ctx) {
+    const { cust, credit } = await liveCredit(ctx, 10n);
+    const { balance } = await ctx.credits.archiveBalance({ id: credit.id });
+    expect(balance?.archivedAt?.seconds).toBeGreaterThan(0n);
+    expect((await ctx.credits.listBalances({ customerId: cust })).balances).toEqual([]);
+  },
+
+  async addManualLedgerEntry(ctx) {
+    const { credit } = await liveCredit(ctx, 10n);
+    const { entry } = await ctx.credits.addManualLedgerEntry({ id: credit.id, segmentId: credit.accessSchedule!.scheduleItems[0]!.id, amount: -BIG, reason: "correction" });
+    expect([entry?.type, entry?.amount, entry?.reason]).toEqual(["CREDIT_MANUAL", -BIG, "correction"]);
+  },
+
+  async recordUsage(ctx) {
+    const { cust, credit } = await liveCredit(ctx, BIG);
+    // With a timestamp: a usage without one is dated when it arrives, so a retry would differ.
+    const usage = { usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: BIG + 5n, timestamp: timestampFromMicros(us("2030-01-01T00:00:00Z")) };
+    const r = await ctx.credits.recordUsage(usage);
+    expect([r.draws.map((d) => [d.balanceId, d.amount]), r.uncovered, r.replayed]).toEqual([[[credit.id, BIG]], 5n, false]);
+    const again = await ctx.credits.recordUsage(usage);
+    expect(again.replayed).toBe(true);
+  },
+
+  async listBalances(ctx) {
+    const { cust, credit } = await liveCredit(ctx, BIG);
+    const { balances, nextPageToken } = await ctx.credits.listBalances({ customerId: cust, includeBalance: true, includeLedgers: true });
+    expect(nextPageToken).toBe("");
+    expect(balances.map((b) => [b.id, b.balance])).toEqual([[credit.id, BIG]]);
+    expect(balances[0]!.ledger.map((e) => [e.type, e.amount])).toEqual([["CREDIT_SEGMENT_START", BIG]]);
+  },
+
+  async getNetBalance(ctx) {
+    const { cust } = await liveCredit(ctx, BIG);
+    await ctx.credits.createCommit({ type: "PREPAID", balance: { customerId: cust, product: { id: "p", name: "P" }, scheduleItems: [{ amount: 2n, ...LIVE }] } });
+    expect(await ctx.credits.getNetBalance({ customerId: cust })).toMatchObject({ balance: BIG + 2n, creditTypeId: "USD" });
+    expect((await ctx.credits.getNetBalance({ customerId: cust, filters: [{ balanceTypes: ["CREDIT"] }] })).balance).toBe(BIG);
+  },
+
+  async rolloverBalance(ctx) {
+    const { cust, credit } = await liveCredit(ctx, BIG);
+    await ctx.credits.recordUsage({ usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: 1n });
+    const r = await ctx.credits.rolloverBalance({ id: credit.id, endingBefore: LIVE.endingBefore, idempotencyKey: `${ctx.p}-k` });
+    expect([r.amount, r.replayed, r.rolloverEntries.map((e) => [e.type, e.amount])]).toEqual([BIG - 1n, false, [["CREDIT_ROLLOVER", -(BIG - 1n)]]]);
+    expect([r.balance?.type, r.balance?.customerId, r.balance?.accessSchedule?.scheduleItems[0]?.amount]).toEqual(["CREDIT", cust, BIG - 1n]);
+    const again = await ctx.credits.rolloverBalance({ id: credit.id, endingBefore: LIVE.endingBefore, idempotencyKey: `${ctx.p}-k` });
+    expect([again.replayed, again.balance?.id]).toEqual([true, r.balance?.id]);
+  },
+
+  async creditBackUsage(ctx) {
+    const { cust, credit } = await liveCredit(ctx, BIG);
+    await ctx.credits.recordUsage({ usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: BIG, invoiceId: "inv" });
+    const r = await ctx.credits.creditBackUsage({ usageId: `${ctx.p}-u`, customerId: cust, amount: BIG - 1n, idempotencyKey: `${ctx.p}-k` });
+    expect([r.credits.map((c) => [c.balanceId, c.amount]), r.uncredited, r.replayed]).toEqual([[[credit.id, BIG - 1n]], 1n, false]);
+    const { balances } = await ctx.credits.listBalances({ customerId: cust, includeBalance: true, includeLedgers: true });
+    expect(balances[0]!.balance).toBe(BIG - 1n);
+    expect(balances[0]!.ledger.at(-1)).toMatchObject({ type: "CREDIT_CREDITED", amount: BIG - 1n, invoiceId: "inv" });
+  },
+};
+
 const SERVICES: readonly { service: DescService; cases: Record<string, Case> }[] = [
   { service: LedgerService, cases: ledgerCases },
   { service: AdminService, cases: adminCases },
+  { service: CreditService, cases: creditCases },
 ];
 
 let server: TestServer;
@@ -417,6 +518,7 @@ function ctxFor(protocol: Protocol, name: string, ledger?: LedgerClient): Ctx {
     protocol,
     ledger: ledger ?? clientFor(LedgerService, server.url, protocol, server.adminKey),
     admin: clientFor(AdminService, server.url, protocol, server.adminKey),
+    credits: clientFor(CreditService, server.url, protocol, server.adminKey),
     p: uniq(`${protocol}-${name}`),
     ledgerWith: (key) => clientFor(LedgerService, server.url, protocol, key),
   };
@@ -528,7 +630,7 @@ describe.each([
         interceptors: [bearer(server.adminKey)],
       });
       const ctx = ctxFor("connect-json", `get-${method.localName}`, createClient(LedgerService, transport));
-      const withAdmin: Ctx = { ...ctx, admin: createClient(AdminService, transport) };
+      const withAdmin: Ctx = { ...ctx, admin: createClient(AdminService, transport), credits: createClient(CreditService, transport) };
       const cases = SERVICES.find((s) => s.service.typeName === method.parent.typeName)!.cases;
       await cases[method.localName]!(withAdmin);
     } finally {

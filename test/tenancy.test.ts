@@ -5,6 +5,8 @@ import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService, KeyScope } from "../gen/tally/admin/v1/admin_pb.js";
 import { LedgerService, TransferStatus } from "../gen/tally/ledger/v1/ledger_pb.js";
+import { CreditService } from "../gen/tally/credits/v1/credits_pb.js";
+import { timestampFromMicros } from "../src/services/convert.js";
 import { failureOf, firstMessage, safeJson, shapeOf } from "./support/rpc-expect.js";
 import type { RpcFailure } from "./support/rpc-expect.js";
 import { seededRandom } from "./support/seeded-random.js";
@@ -21,7 +23,9 @@ import type { Protocol, TestServer } from "./support/server.js";
 type Ledger = Client<typeof LedgerService>;
 type Admin = Client<typeof AdminService>;
 
-const SERVICES: readonly DescService[] = [LedgerService, AdminService];
+type Credits = Client<typeof CreditService>;
+
+const SERVICES: readonly DescService[] = [LedgerService, AdminService, CreditService];
 const B_TENANT = "tenant-b";
 const rnd = seededRandom();
 
@@ -38,12 +42,27 @@ const b = {
   laToken: "",
   pendingForPost: {} as Record<string, string>,
   pendingForVoid: {} as Record<string, string>,
+  /** B's credit on its customer b-cust, and a usage B drew from it. */
+  creditId: "",
+  segmentId: "",
+  usageId: "b-usage",
+};
+/** A segment live now (the server's real clock) for long enough. */
+const LIVE = {
+  startingAt: timestampFromMicros(BigInt(Date.parse("2020-01-01T00:00:00Z")) * 1000n),
+  endingBefore: timestampFromMicros(BigInt(Date.parse("2100-01-01T00:00:00Z")) * 1000n),
 };
 /** A's own pending transfer, for the account-key write probes. */
 let aPending = "";
 
 const ledgerAs = (key: string | undefined, p: Protocol = "connect-binary"): Ledger => clientFor(LedgerService, server.url, p, key);
 const adminAs = (key: string | undefined, p: Protocol = "connect-binary"): Admin => clientFor(AdminService, server.url, p, key);
+const creditsAs = (key: string | undefined, p: Protocol = "connect-binary"): Credits => clientFor(CreditService, server.url, p, key);
+/** A credit of A's on A's account a-1, live now. */
+async function aCredit(p: Protocol): Promise<string> {
+  const { credit } = await creditsAs(server.adminKey, p).createCredit({ balance: { customerId: "a-1", product: { id: "p", name: "P" }, scheduleItems: [{ amount: 10n, ...LIVE }] } });
+  return credit!.id;
+}
 
 const ALNUM = "0123456789abcdefghjkmnpqrstvwxyz";
 /** A random id of the same shape as a real one, that nothing in the database has. */
@@ -83,6 +102,8 @@ async function snapshotOfB() {
     const t = (await c.getTransfer({ id })).transfer!;
     out[`transfer ${id}`] = [t.status, t.postedAmount, t.sequence];
   }
+  const credits = await creditsAs(bKey).listBalances({ customerId: "b-cust", includeLedgers: true, includeBalance: true, includeArchived: true, includeContractBalances: true });
+  out["credits b-cust"] = credits.balances.map((x) => [x.id, x.archivedAt, x.balance, x.ledger.map((e) => [e.type, e.amount, e.timestamp])]);
   const v = await adminAs(bKey).verify({});
   out["verify"] = [v.ok, v.accountsChecked, v.balancesChecked, v.entriesChecked];
   return out;
@@ -122,6 +143,19 @@ beforeAll(async () => {
     await bc.postTransfer({ idempotencyKey: `b-idem-${p}`, debitAccountId: "@world", creditAccountId: "b-2", asset: "USD", amount: 3n });
     b.pendingForPost[p] = (await bc.postTransfer({ idempotencyKey: `b-pp-${p}`, debitAccountId: "b-1", creditAccountId: "b-2", asset: "USD", amount: 9n, pending: true })).transfer!.id;
     b.pendingForVoid[p] = (await bc.postTransfer({ idempotencyKey: `b-pv-${p}`, debitAccountId: "b-1", creditAccountId: "b-2", asset: "USD", amount: 8n, pending: true })).transfer!.id;
+  }
+  // B's commits and credits: a credit, a usage drawn from it, and per protocol a
+  // credit-back and a rollover under keys that A then uses as its own.
+  await bc.createAccount({ id: "b-cust" });
+  const bcr = creditsAs(bKey);
+  const { credit } = await bcr.createCredit({ balance: { customerId: "b-cust", product: { id: "p", name: "P" }, scheduleItems: [{ amount: 1000n, ...LIVE }] } });
+  b.creditId = credit!.id;
+  b.segmentId = credit!.accessSchedule!.scheduleItems[0]!.id;
+  await bcr.recordUsage({ usageId: b.usageId, customerId: "b-cust", productId: "p", amount: 100n, timestamp: LIVE.startingAt });
+  for (const p of PROTOCOLS) {
+    await bcr.creditBackUsage({ usageId: b.usageId, customerId: "b-cust", amount: 1n, idempotencyKey: `b-cb-${p}` });
+    const { credit: rolled } = await bcr.createCredit({ balance: { customerId: "b-cust", product: { id: "p", name: "P" }, scheduleItems: [{ amount: 5n, ...LIVE }] } });
+    await bcr.rolloverBalance({ id: rolled!.id, endingBefore: LIVE.endingBefore, idempotencyKey: `b-ro-${p}` });
   }
   const readKey = await adminAs(bKey).createApiKey({ scope: KeyScope.ACCOUNT_READ, accountId: "b-1", label: "b reader" });
   b.readKeyId = readKey.key!.id;
@@ -333,6 +367,64 @@ const cases: Record<string, Case> = {
     expect(await balance()).toBe(200);
   },
 
+  "tally.credits.v1.CreditService.CreateCommit": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    const input = (customerId: string) => ({ customerId, product: { id: "p", name: "P" }, scheduleItems: [{ amount: 1n, ...LIVE }] });
+    await expectLikeNonexistent((id) => a.createCommit({ type: "PREPAID", balance: input(id) }), "b-cust", nonexistent("cust-"));
+  },
+
+  "tally.credits.v1.CreditService.CreateCredit": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    const input = (customerId: string) => ({ customerId, product: { id: "p", name: "P" }, scheduleItems: [{ amount: 1n, ...LIVE }] });
+    await expectLikeNonexistent((id) => a.createCredit({ balance: input(id) }), "b-cust", nonexistent("cust-"));
+  },
+
+  "tally.credits.v1.CreditService.ArchiveBalance": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    await expectLikeNonexistent((id) => a.archiveBalance({ id }), b.creditId, nonexistent("cred_"));
+  },
+
+  "tally.credits.v1.CreditService.AddManualLedgerEntry": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    await expectLikeNonexistent((id) => a.addManualLedgerEntry({ id, segmentId: b.segmentId, amount: 5n, reason: "x" }), b.creditId, nonexistent("cred_"));
+  },
+
+  "tally.credits.v1.CreditService.RecordUsage": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    await expectLikeNonexistent((id) => a.recordUsage({ usageId: nonexistent("u-"), customerId: id, productId: "p", amount: 1n }), "b-cust", nonexistent("cust-"));
+  },
+
+  "tally.credits.v1.CreditService.ListBalances": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    await expectLikeNonexistent((id) => a.listBalances({ customerId: id }), "b-cust", nonexistent("cust-"));
+    // B's balance id under A's own customer: an empty listing, as for an id nobody has.
+    expect((await a.listBalances({ customerId: "a-1", id: b.creditId })).balances).toEqual([]);
+    expect((await a.listBalances({ customerId: "a-1", id: nonexistent("cred_") })).balances).toEqual([]);
+  },
+
+  "tally.credits.v1.CreditService.GetNetBalance": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    await expectLikeNonexistent((id) => a.getNetBalance({ customerId: id }), "b-cust", nonexistent("cust-"));
+  },
+
+  "tally.credits.v1.CreditService.RolloverBalance": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    await expectLikeNonexistent((id) => a.rolloverBalance({ id, endingBefore: LIVE.endingBefore, idempotencyKey: nonexistent("k-") }), b.creditId, nonexistent("cred_"));
+    // Keys are per tenant: B's key is a fresh key for A, on A's own balance.
+    const mine = await aCredit(p);
+    const r = await a.rolloverBalance({ id: mine, endingBefore: LIVE.endingBefore, idempotencyKey: `b-ro-${p}` });
+    expect([r.replayed, r.amount, r.balance?.customerId]).toEqual([false, 10n, "a-1"]);
+  },
+
+  "tally.credits.v1.CreditService.CreditBackUsage": async (p) => {
+    const a = creditsAs(server.adminKey, p);
+    const req = (customerId: string, usageId: string, idempotencyKey = nonexistent("k-")) => ({ usageId, customerId, amount: 1n, idempotencyKey });
+    await expectLikeNonexistent((id) => a.creditBackUsage(req(id, b.usageId)), "b-cust", nonexistent("cust-"));
+    // B's usage id with A's own customer: like a usage that does not exist, even under B's own key.
+    await expectLikeNonexistent((id) => a.creditBackUsage(req("a-1", id)), b.usageId, nonexistent("u-"));
+    await expectLikeNonexistent((id) => a.creditBackUsage(req("a-1", id, `b-cb-${p}`)), b.usageId, nonexistent("u-"));
+  },
+
   "tally.admin.v1.AdminService.Verify": async (p) => {
     const admin = adminAs(server.adminKey, p);
     const before = await admin.verify({});
@@ -476,6 +568,13 @@ describe.each(PROTOCOLS)("account-scoped read keys, over %s", (p) => {
       RevokeCredential: { kind: "3plguys_api_key", id: nonexistent("", 20) },
       GetTransfer: { id: aPending },
       Verify: {},
+      CreateCommit: { type: "PREPAID", balance: { customerId: "a-1", product: { id: "p", name: "P" }, scheduleItems: [{ amount: 1n, ...LIVE }] } },
+      CreateCredit: { balance: { customerId: "a-1", product: { id: "p", name: "P" }, scheduleItems: [{ amount: 1n, ...LIVE }] } },
+      ArchiveBalance: { id: b.creditId },
+      AddManualLedgerEntry: { id: b.creditId, segmentId: b.segmentId, amount: 1n, reason: "x" },
+      RecordUsage: { usageId: nonexistent("u-"), customerId: "a-1", productId: "p", amount: 1n },
+      RolloverBalance: { id: b.creditId, endingBefore: LIVE.endingBefore, idempotencyKey: nonexistent("k-") },
+      CreditBackUsage: { usageId: b.usageId, customerId: "a-1", amount: 1n, idempotencyKey: nonexistent("k-") },
     };
     const admin = ledgerAs(server.adminKey);
     const balanceBefore = (await admin.getBalance({ accountId: "a-1", asset: "USD" })).balance;

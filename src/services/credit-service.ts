@@ -3,8 +3,13 @@ import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { BalanceSchema, CreditService, LedgerEntrySchema } from "../../gen/tally/credits/v1/credits_pb.js";
-import type { Balance as BalanceMsg, BalanceInput as BalanceInputMsg, LedgerEntry as LedgerEntryMsg } from "../../gen/tally/credits/v1/credits_pb.js";
-import type { BalanceInput, BalanceView, Credits } from "../domain/credits/credits.js";
+import type {
+  Balance as BalanceMsg,
+  BalanceInput as BalanceInputMsg,
+  LedgerEntry as LedgerEntryMsg,
+  ScheduleItemInput as ScheduleItemInputMsg,
+} from "../../gen/tally/credits/v1/credits_pb.js";
+import type { BalanceInput, BalanceView, Credits, SegmentInput } from "../domain/credits/credits.js";
 import type { CreditBalance, CreditEntry } from "../domain/credits/model.js";
 import { invalidArgument } from "../domain/errors.js";
 import { validatePageSize } from "../domain/validate.js";
@@ -90,6 +95,36 @@ export function registerCreditService(router: ConnectRouter, deps: CreditService
       return { draws: r.draws.map((d) => ({ ...d })), uncovered: r.uncovered, replayed: r.replayed };
     },
 
+    async rolloverBalance(req, ctx) {
+      const tenantId = admin(ctx);
+      const r = await credits.rollover(tenantId, {
+        balanceId: req.id,
+        customerId: req.customerId,
+        at: micros(req.at, "at"),
+        endingBefore: micros(req.endingBefore, "ending_before"),
+        segments: segmentInputs(req.scheduleItems),
+        idempotencyKey: req.idempotencyKey,
+      });
+      return {
+        balance: await toProto(credits, tenantId, { balance: r.balance }),
+        rolloverEntries: r.entries.map(entryToProto),
+        amount: r.amount,
+        replayed: r.replayed,
+      };
+    },
+
+    async creditBackUsage(req, ctx) {
+      const tenantId = admin(ctx);
+      const r = await credits.creditBackUsage(tenantId, {
+        usageId: req.usageId,
+        customerId: req.customerId,
+        amount: req.amount,
+        invoiceId: req.invoiceId,
+        idempotencyKey: req.idempotencyKey,
+      });
+      return { credits: r.credits.map((c) => ({ ...c })), uncredited: r.uncredited, replayed: r.replayed };
+    },
+
     async listBalances(req, ctx) {
       const tenantId = reader(ctx, req.customerId);
       const size = validatePageSize(req.pageSize, DEFAULT_PAGE, MAX_PAGE);
@@ -167,12 +202,7 @@ function balanceInput(m: BalanceInputMsg | undefined): BalanceInput {
     productId: m.product?.id ?? "",
     productName: m.product?.name ?? "",
     creditTypeId: m.creditTypeId,
-    segments: m.scheduleItems.map((s, i) => ({
-      id: s.id,
-      amount: s.amount,
-      startingAt: micros(s.startingAt, `schedule_items[${i}].starting_at`),
-      endingBefore: micros(s.endingBefore, `schedule_items[${i}].ending_before`),
-    })),
+    segments: segmentInputs(m.scheduleItems),
     applicableProductIds: m.applicableProductIds,
     applicableProductTags: m.applicableProductTags,
     customFields: m.customFields,
@@ -180,6 +210,14 @@ function balanceInput(m: BalanceInputMsg | undefined): BalanceInput {
   };
 }
 
+function segmentInputs(items: readonly ScheduleItemInputMsg[]): SegmentInput[] {
+  return items.map((s, i) => ({
+    id: s.id,
+    amount: s.amount,
+    startingAt: micros(s.startingAt, `schedule_items[${i}].starting_at`),
+    endingBefore: micros(s.endingBefore, `schedule_items[${i}].ending_before`),
+  }));
+}
 
 async function toProto(credits: Credits, tenantId: string, v: BalanceView): Promise<BalanceMsg> {
   const b: CreditBalance = v.balance;

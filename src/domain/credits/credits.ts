@@ -6,7 +6,7 @@ import type { Clock } from "../ledger.js";
 import { checkedAdd, isInt64, requirePositiveAmount } from "../money.js";
 import type { Store, WriteTx } from "../store.js";
 import { validateIdempotencyKey, validateMetadata } from "../validate.js";
-import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, NewCreditEntry, Segment, UsageResult } from "./model.js";
+import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, NewCreditEntry, Segment, UsageResult } from "./model.js";
 import { balanceAt, bySegment, dueClosings, entryTypeFor, isActive, isClosing, ledgerAt, planDrawDown, remaining } from "./rules.js";
 
 /** The credit type when a client names none: Metronome's "USD (cents)", held as the asset USD. */
@@ -73,6 +73,47 @@ export interface UsageRequest {
   readonly timestamp: bigint | undefined;
   /** Default: the usage id. */
   readonly invoiceId: string;
+}
+
+/** A rollover as a client asks for it (see Credits.rollover). */
+export interface RolloverInput {
+  readonly balanceId: string;
+  /** When non-empty, must be the balance's customer. */
+  readonly customerId: string;
+  /** Default: now; never in the future. */
+  readonly at: bigint | undefined;
+  /** One segment [at, endingBefore) holding everything rolled over... */
+  readonly endingBefore: bigint | undefined;
+  /** ...or these segments, totalling exactly what is left (exactly one of the two). */
+  readonly segments: readonly SegmentInput[];
+  /** Required. */
+  readonly idempotencyKey: string;
+}
+
+/** What a rollover did: the new balance, the source's *_ROLLOVER entries and their total. */
+export interface RolloverResult {
+  readonly balance: CreditBalance;
+  readonly entries: readonly CreditEntry[];
+  readonly amount: bigint;
+  readonly replayed: boolean;
+}
+
+/** A credit-back as a client asks for it (see Credits.creditBackUsage). */
+export interface CreditBackInput {
+  readonly usageId: string;
+  readonly customerId: string;
+  readonly amount: bigint;
+  /** Empty: not checked. */
+  readonly invoiceId: string;
+  /** Required. */
+  readonly idempotencyKey: string;
+}
+
+/** What a credit-back returned to each segment, and what of the usage is still not credited back. */
+export interface CreditBackResult {
+  readonly credits: readonly Draw[];
+  readonly uncredited: bigint;
+  readonly replayed: boolean;
 }
 
 /** The filters of a balance listing (Metronome's customerBalances/list). */
@@ -170,16 +211,8 @@ export class Credits {
           uniqueness_key: uniquenessKey,
         });
       }
-      for (const s of segments) {
-        if (await tx.creditSegmentExists(tenantId, s.id)) {
-          throw new LedgerError("already_exists", "segment_exists", `schedule item "${s.id}" already exists`);
-        }
-      }
       await ensureAsset(tx, tenantId, asset, now);
-      const balance = await tx.insertCreditBalance(draft);
-      await tx.appendCreditEntries(
-        segments.map((s) => entry(balance, s.id, "start", s.amount, s.startingAt, now, {})),
-      );
+      const balance = await insertBalance(tx, draft);
       // After the insert, so that a schedule created with segments already
       // ended closes them at once, with the customer's other due segments.
       await closeDue(tx, tenantId, customerId, now);
@@ -286,9 +319,13 @@ export class Credits {
       if (b.archivedAt !== null) throw failedPrecondition("balance_archived", `balance "${b.id}" is archived`);
       if (segment.endingBefore <= now) throw failedPrecondition("segment_ended", `schedule item "${segment.id}" has ended`);
       await closeDue(tx, tenantId, b.customerId, now);
+      const mine = (await tx.listCreditEntries(tenantId, b.id)).filter((e) => e.segmentId === segment.id);
+      // Closed without having ended or been archived: rolled over. What was
+      // left moved to another balance, so nothing may be added here any more.
+      if (mine.some(isClosing)) throw failedPrecondition("segment_closed", `schedule item "${segment.id}" was rolled over`);
       // The segment's running sum must stay an int64 whatever the order of entries.
       let sum = input.amount;
-      for (const e of await tx.listCreditEntries(tenantId, b.id)) if (e.segmentId === segment.id) sum = checkedAdd(sum, e.amount, "segment balance");
+      for (const e of mine) sum = checkedAdd(sum, e.amount, "segment balance");
       const [written] = await tx.appendCreditEntries([entry(b, segment.id, "manual", input.amount, timestamp, now, { reason })]);
       if (key !== null) await tx.putCreditManualKey({ tenantId, key, requestHash: hash, result: encodeEntry(written!), createdAt: now });
       return written!;
@@ -343,6 +380,212 @@ export class Credits {
       );
       await tx.putCreditUsage({ tenantId, usageId, requestHash: hash, result: encodeUsage(result), createdAt: now });
       return { ...result, replayed: false };
+    });
+  }
+
+  /**
+   * Rolls what is left of a commit or credit over into a new balance of the
+   * same kind, customer, contract, product, priority, credit type, applicable
+   * products and custom fields. Every segment active at `at` that still holds
+   * something gets a *_ROLLOVER entry of minus what it holds, dated `at`,
+   * which closes it (it needs no expiration, is not drawn from, not rolled
+   * again and takes no manual entry or credit-back); the new balance's
+   * segments open with the amount rolled over. One write: all or nothing.
+   *
+   * Refused with nothing written: `at` in the future; an archived balance;
+   * nothing left (failed_precondition / nothing_to_roll_over); a source segment
+   * with an entry other than a manual one dated after `at` (what was left at
+   * `at` would not be what it holds); a schedule that starts before `at` or
+   * whose amounts do not total what is left. Idempotent by the required key.
+   */
+  async rollover(tenantId: string, input: RolloverInput): Promise<RolloverResult> {
+    const now = this.clock();
+    const key = validateIdempotencyKey(input.idempotencyKey, "idempotency_key");
+    const at = input.at ?? now;
+    if (at > now) throw invalidArgument("invalid_at", "at must not be in the future: what is left later is not known yet");
+    const oneSegment = input.endingBefore !== undefined;
+    if (oneSegment === (input.segments.length > 0)) {
+      throw invalidArgument("invalid_schedule", "give either ending_before or schedule_items for the new balance, not both nor neither");
+    }
+    if (oneSegment && input.endingBefore! <= at) throw invalidArgument("invalid_schedule", "ending_before must be after at");
+    // Validated before the write (generated ids are not part of the request).
+    const items = oneSegment ? [] : validateSegments(input.segments);
+    for (const [i, s] of items.entries()) {
+      if (s.startingAt < at) throw invalidArgument("invalid_schedule", `schedule_items[${i}].starting_at is before at: the amount would count twice`);
+    }
+    // A retry without `at` is the same request even though the clock moved.
+    const hash = requestHash([
+      input.balanceId,
+      input.customerId,
+      input.at === undefined ? null : String(input.at),
+      input.endingBefore === undefined ? null : String(input.endingBefore),
+      input.segments.map((s) => [s.id, String(s.amount), String(s.startingAt), String(s.endingBefore)]),
+    ]);
+    const stored = `${ROLLOVER_KEYS}${key}`;
+    const replay = async (tx: WriteTx): Promise<RolloverResult | undefined> => {
+      const prior = await keyed(tx, tenantId, stored, key, hash);
+      if (prior === undefined) return undefined;
+      const x = JSON.parse(prior) as { b: string; e: string[]; a: string };
+      const balance = await tx.getCreditBalance(tenantId, x.b);
+      if (!balance) throw new Error(`rollover ${key}: balance ${x.b} is missing`);
+      return { balance, entries: x.e.map(decodeEntry), amount: BigInt(x.a), replayed: true };
+    };
+    return this.store.write(async (tx) => {
+      const early = await replay(tx);
+      if (early) return early;
+      const b = await lockedBalance(tx, tenantId, input.balanceId);
+      if (input.customerId !== "" && b.customerId !== input.customerId) throw notFound("balance", input.balanceId);
+      const again = await replay(tx);
+      if (again) return again;
+      if (b.archivedAt !== null) throw failedPrecondition("balance_archived", `balance "${b.id}" is archived`);
+      // Segments that ended are closed first: they expired, they do not roll over.
+      await closeDue(tx, tenantId, b.customerId, now);
+      const seg = bySegment(await tx.listCreditEntries(tenantId, b.id));
+      const rolls: NewCreditEntry[] = [];
+      let left = 0n;
+      for (const s of b.segments) {
+        if (!isActive(s, at)) continue;
+        const mine = seg.get(s.id) ?? [];
+        if (mine.some(isClosing)) continue;
+        const late = mine.find((e) => e.timestamp > at && !e.type.endsWith("_MANUAL"));
+        if (late) {
+          throw failedPrecondition("entries_after_rollover", `schedule item "${s.id}" has a ${late.type} entry dated after at: roll over at a later instant`);
+        }
+        const held = remaining(mine);
+        if (held === 0n) continue;
+        rolls.push(entry(b, s.id, "rollover", -held, at, now, {}));
+        left = checkedAdd(left, held, "rollover amount");
+      }
+      if (left === 0n) throw failedPrecondition("nothing_to_roll_over", `balance "${b.id}" has nothing left at that instant`);
+      const segments: Segment[] = oneSegment ? [{ id: newId("seg"), amount: left, startingAt: at, endingBefore: input.endingBefore! }] : items;
+      const total = segments.reduce((x, s) => x + s.amount, 0n);
+      if (total !== left) {
+        throw failedPrecondition("rollover_amount_mismatch", `schedule_items total ${total} but ${left} is left to roll over`, { left: String(left) });
+      }
+      const { ordinal: _ordinal, ...source } = b;
+      const balance = await insertBalance(tx, {
+        ...source,
+        id: newId(b.kind === "CREDIT" ? "cred" : "cmt"),
+        uniquenessKey: null,
+        segments,
+        archivedAt: null,
+        createdAt: now,
+      });
+      const entries = await tx.appendCreditEntries(rolls);
+      // A new schedule with segments already ended closes them at once, as on create.
+      await closeDue(tx, tenantId, b.customerId, now);
+      const result = JSON.stringify({ b: balance.id, e: entries.map(encodeEntry), a: String(left) });
+      await tx.putCreditManualKey({ tenantId, key: stored, requestHash: hash, result, createdAt: now });
+      return { balance, entries, amount: left, replayed: false };
+    });
+  }
+
+  /**
+   * Credits back part or all of a usage's automated invoice deductions (an
+   * invoice was voided): *_CREDITED entries of +amount, dated now, with the
+   * deductions' invoice id, on the segments the usage drew from, the last
+   * drawn first (so crediting back X of a usage of A leaves the segments as a
+   * usage of A - X would have). Never more than was deducted, over all
+   * credit-backs of the usage. A segment that has ended, was closed (expired,
+   * canceled, rolled over) or whose balance is archived takes nothing back, nor
+   * does a postpaid commit (Metronome has no POSTPAID_COMMIT_CREDITED): what
+   * was drawn from those is lost, and asking for it is failed_precondition.
+   * Idempotent by the required key.
+   */
+  async creditBackUsage(tenantId: string, input: CreditBackInput): Promise<CreditBackResult> {
+    const now = this.clock();
+    const key = validateIdempotencyKey(input.idempotencyKey, "idempotency_key");
+    const usageId = validateIdempotencyKey(input.usageId, "usage_id");
+    const customerId = validateAccountId(input.customerId, "customer_id");
+    const amount = requirePositiveAmount(input.amount, "amount");
+    const invoiceId = input.invoiceId === "" ? null : text(input.invoiceId, "invoice_id");
+    const hash = requestHash([usageId, customerId, String(amount), invoiceId]);
+    const stored = `${CREDIT_BACK_KEYS}${key}`;
+    return this.store.write(async (tx) => {
+      // The lock first, as in recordUsage: credit-backs of one usage serialise on it.
+      await tx.lockAccounts(tenantId, [customerId]);
+      const prior = await keyed(tx, tenantId, stored, key, hash);
+      if (prior !== undefined) {
+        const x = JSON.parse(prior) as { d: [string, string, string][]; u: string };
+        return { credits: x.d.map(([balanceId, segmentId, a]) => ({ balanceId, segmentId, amount: BigInt(a) })), uncredited: BigInt(x.u), replayed: true };
+      }
+      if (!(await tx.getAccount(tenantId, customerId))) throw notFound("customer", customerId);
+      const usage = await tx.getCreditUsage(tenantId, usageId);
+      if (!usage) throw notFound("usage", usageId);
+      const draws = decodeUsage(usage.result).draws;
+      const balances = new Map<string, CreditBalance>();
+      for (const d of draws) {
+        if (balances.has(d.balanceId)) continue;
+        const b = await tx.getCreditBalance(tenantId, d.balanceId);
+        if (!b) throw new Error(`usage ${usageId}: balance ${d.balanceId} is missing`);
+        balances.set(b.id, b);
+      }
+      // The usage of another customer looks like one that does not exist.
+      if ([...balances.values()].some((b) => b.customerId !== customerId)) throw notFound("usage", usageId);
+      await closeDue(tx, tenantId, customerId, now);
+      const entries = new Map<string, CreditEntry[]>();
+      for (const id of balances.keys()) entries.set(id, await tx.listCreditEntries(tenantId, id));
+      const ofUsage = [...entries.values()].flat().filter((e) => e.usageId === usageId);
+      const deductionInvoice = ofUsage.find((e) => e.type.endsWith("_AUTOMATED_INVOICE_DEDUCTION"))?.invoiceId ?? null;
+      if (invoiceId !== null && invoiceId !== deductionInvoice) {
+        throw invalidArgument("invoice_id_mismatch", `usage "${usageId}" was not deducted on invoice "${invoiceId}"`);
+      }
+      // What each draw can still take back, the last drawn first.
+      let deducted = 0n;
+      let credited = 0n;
+      const slots: { balance: CreditBalance; segmentId: string; open: bigint; why: string | null }[] = [];
+      for (const d of [...draws].reverse()) {
+        const b = balances.get(d.balanceId)!;
+        const mine = entries.get(b.id)!.filter((e) => e.segmentId === d.segmentId);
+        const back = mine.filter((e) => e.usageId === usageId && e.type.endsWith("_CREDITED")).reduce((x, e) => x + e.amount, 0n);
+        deducted += d.amount;
+        credited += back;
+        const segment = b.segments.find((s) => s.id === d.segmentId)!;
+        const why =
+          b.kind === "POSTPAID"
+            ? "is a postpaid commit's (Metronome has no POSTPAID_COMMIT_CREDITED)"
+            : b.archivedAt !== null
+              ? "belongs to an archived balance"
+              : segment.endingBefore <= now
+                ? "has ended"
+                : mine.some(isClosing)
+                  ? "was closed"
+                  : null;
+        slots.push({ balance: b, segmentId: d.segmentId, open: d.amount - back, why });
+      }
+      const uncredited = deducted - credited;
+      if (amount > uncredited) {
+        throw failedPrecondition(
+          "credit_back_exceeds_deduction",
+          `usage "${usageId}" had ${deducted} deducted from balances and ${credited} credited back: at most ${uncredited} can be credited back, not ${amount}`,
+          { deducted: String(deducted), credited: String(credited) },
+        );
+      }
+      const creditable = slots.filter((s) => s.why === null).reduce((x, s) => x + s.open, 0n);
+      if (amount > creditable) {
+        const lost = slots.filter((s) => s.why !== null && s.open > 0n).map((s) => `${s.open} on schedule item "${s.segmentId}", which ${s.why}`);
+        throw failedPrecondition(
+          "segment_closed",
+          `usage "${usageId}": ${lost.join("; ")}. That amount is lost and cannot be credited back; at most ${creditable} can be`,
+          { creditable: String(creditable) },
+        );
+      }
+      let need = amount;
+      const credits: Draw[] = [];
+      for (const s of slots) {
+        if (need === 0n) break;
+        if (s.why !== null || s.open === 0n) continue;
+        const take = s.open < need ? s.open : need;
+        credits.push({ balanceId: s.balance.id, segmentId: s.segmentId, amount: take });
+        need -= take;
+      }
+      await tx.appendCreditEntries(
+        credits.map((c) => entry(balances.get(c.balanceId)!, c.segmentId, "credited", c.amount, now, now, { invoiceId: deductionInvoice ?? usageId, usageId })),
+      );
+      const left = uncredited - amount;
+      const result = JSON.stringify({ d: credits.map((c) => [c.balanceId, c.segmentId, String(c.amount)]), u: String(left) });
+      await tx.putCreditManualKey({ tenantId, key: stored, requestHash: hash, result, createdAt: now });
+      return { credits, uncredited: left, replayed: false };
     });
   }
 
@@ -448,6 +691,49 @@ async function lockedBalance(tx: WriteTx, tenantId: string, id: string): Promise
 }
 
 /**
+ * Inserts a balance and its segments' opening entries, refusing a segment id
+ * already taken in the tenant. The caller holds the customer's lock.
+ */
+async function insertBalance(tx: WriteTx, draft: Omit<CreditBalance, "ordinal">): Promise<CreditBalance> {
+  for (const s of draft.segments) {
+    if (await tx.creditSegmentExists(draft.tenantId, s.id)) {
+      throw new LedgerError("already_exists", "segment_exists", `schedule item "${s.id}" already exists`);
+    }
+  }
+  const balance = await tx.insertCreditBalance(draft);
+  await tx.appendCreditEntries(draft.segments.map((s) => entry(balance, s.id, "start", s.amount, s.startingAt, draft.createdAt, {})));
+  return balance;
+}
+
+/**
+ * Rollovers' and credit-backs' idempotency keys live in the manual entries'
+ * key table, each under its own prefix. Client keys have no spaces
+ * (validateIdempotencyKey), so a prefix ending in a space can never collide
+ * with a manual entry's key or with the other operation's.
+ */
+const ROLLOVER_KEYS = "rollover ";
+const CREDIT_BACK_KEYS = "credit-back ";
+
+/**
+ * The stored result under a key when the request is the same; undefined when
+ * the key is new; already_exists / idempotency_key_reused for another request.
+ */
+async function keyed(tx: WriteTx, tenantId: string, stored: string, key: string, hash: string): Promise<string | undefined> {
+  const prior = await tx.getCreditManualKey(tenantId, stored);
+  if (!prior) return undefined;
+  if (prior.requestHash !== hash) {
+    throw new LedgerError("already_exists", "idempotency_key_reused", `idempotency_key "${key}" was already used for a different request`, {
+      idempotency_key: key,
+    });
+  }
+  return prior.result;
+}
+
+function requestHash(parts: unknown): string {
+  return createHash("sha256").update(JSON.stringify(parts)).digest("base64url");
+}
+
+/**
  * Stores the closing entries of the customer's unarchived balances that are
  * due at `now` (rules.ts, dueClosings). The caller holds the customer's lock.
  * Returns how many were written.
@@ -465,7 +751,7 @@ async function closeDue(tx: WriteTx, tenantId: string, customerId: string, now: 
 function entry(
   b: CreditBalance | Omit<CreditBalance, "ordinal">,
   segmentId: string,
-  action: "start" | "deduction" | "manual" | "cancel",
+  action: "start" | "deduction" | "manual" | "cancel" | "rollover" | "credited",
   amount: bigint,
   timestamp: bigint,
   now: bigint,

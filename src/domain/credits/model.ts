@@ -120,9 +120,13 @@ export interface UsageRecord {
 
 /**
  * The entry types that close a segment: what was left when it ended
- * (expiration, or the true-up of a postpaid commit) or when its balance was
- * archived (canceled). A segment has at most one (the store enforces it with
- * a unique index); the migration's index lists exactly these.
+ * (expiration, or the true-up of a postpaid commit), when its balance was
+ * archived (canceled) or when it was rolled over into a new balance
+ * (*_ROLLOVER). A segment has at most one. The stores' sweeper queries use
+ * this set; migration 4's unique index lists the first six only (it predates
+ * rollovers), so for a *_ROLLOVER the domain alone (under the customer's lock:
+ * a rolled-over segment holds nothing and is skipped by every closing path)
+ * keeps it to one until a migration adds them to the index.
  */
 export const CLOSING_TYPES: ReadonlySet<CreditEntryType> = new Set<CreditEntryType>([
   "PREPAID_COMMIT_EXPIRATION",
@@ -131,9 +135,16 @@ export const CLOSING_TYPES: ReadonlySet<CreditEntryType> = new Set<CreditEntryTy
   "POSTPAID_COMMIT_TRUEUP",
   "PREPAID_COMMIT_CANCELED",
   "CREDIT_CANCELED",
+  "PREPAID_COMMIT_ROLLOVER",
+  "POSTPAID_COMMIT_ROLLOVER",
+  "CREDIT_ROLLOVER",
 ]);
 
-/** A stored idempotency key of a manual ledger entry, kept for replays. */
+/**
+ * A stored idempotency key, kept for replays: of a manual ledger entry, a
+ * rollover or a credit-back (the latter two under their own key namespace, see
+ * credits.ts).
+ */
 export interface CreditKeyRecord {
   readonly tenantId: string;
   readonly key: string;

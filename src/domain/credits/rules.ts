@@ -8,7 +8,7 @@ import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, Ne
  */
 
 /** What happened to a segment, before it is named for the balance's kind. */
-export type EntryAction = "start" | "deduction" | "closing" | "manual" | "cancel";
+export type EntryAction = "start" | "deduction" | "closing" | "manual" | "cancel" | "rollover" | "credited";
 
 const PREFIX: Record<BalanceKind, string> = { PREPAID: "PREPAID_COMMIT", POSTPAID: "POSTPAID_COMMIT", CREDIT: "CREDIT" };
 
@@ -23,6 +23,10 @@ const PREFIX: Record<BalanceKind, string> = { PREPAID: "PREPAID_COMMIT", POSTPAI
  *   commitment early, so what is left is trued up at the archive instant
  *   (POSTPAID_COMMIT_TRUEUP). A manual entry would not do: manual entries count
  *   even before their date, which would rewrite the balance's past.
+ * - rollover (what was left moved to a new balance): *_ROLLOVER, for every kind.
+ * - credited (a deduction returned): *_CREDITED. Metronome has no
+ *   POSTPAID_COMMIT_CREDITED, so a postpaid commit's deductions are never
+ *   credited back (Credits.creditBackUsage refuses them); asking is a bug.
  */
 export function entryTypeFor(kind: BalanceKind, action: EntryAction): CreditEntryType {
   switch (action) {
@@ -36,6 +40,11 @@ export function entryTypeFor(kind: BalanceKind, action: EntryAction): CreditEntr
       return (kind === "POSTPAID" ? "POSTPAID_COMMIT_TRUEUP" : `${PREFIX[kind]}_CANCELED`) as CreditEntryType;
     case "manual":
       return `${PREFIX[kind]}_MANUAL` as CreditEntryType;
+    case "rollover":
+      return `${PREFIX[kind]}_ROLLOVER` as CreditEntryType;
+    case "credited":
+      if (kind === "POSTPAID") throw new Error("POSTPAID_COMMIT_CREDITED does not exist");
+      return `${PREFIX[kind]}_CREDITED` as CreditEntryType;
   }
 }
 
@@ -48,7 +57,7 @@ function isManual(e: CreditEntry): boolean {
   return e.type.endsWith("_MANUAL");
 }
 
-/** Whether an entry closes its segment (expiration, true-up, cancellation). */
+/** Whether an entry closes its segment (expiration, true-up, cancellation, rollover). */
 export function isClosing(e: { readonly type: CreditEntryType }): boolean {
   return CLOSING_TYPES.has(e.type);
 }

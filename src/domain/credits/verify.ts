@@ -12,10 +12,14 @@ import { entryTypeFor, isClosing } from "./rules.js";
  *   POSTPAID_COMMIT_INITIAL_BALANCE), equal to the segment's amount;
  * - `credit_running`: the running sum never goes below zero right after an
  *   automated deduction (draw-down takes at most what is left; only manual
- *   entries may push a segment below zero, and reads clamp those);
- * - `credit_closing`: a closing entry (expiration, true-up, cancellation) of
- *   the type the balance's kind calls for, equal to minus what was left (the
- *   running sum before it, at least zero), and at most one per segment.
+ *   entries may push a segment below zero, and reads clamp those); and a
+ *   *_CREDITED entry is positive, names its usage, and what has been credited
+ *   back of that usage on the segment never exceeds what the usage deducted
+ *   there (`stored` is the credited total, `recomputed` the deducted one);
+ * - `credit_closing`: a closing entry (expiration, true-up, cancellation,
+ *   rollover) of a type the balance's kind calls for, equal to minus what was
+ *   left (the running sum before it, at least zero), at most one per segment,
+ *   and nothing written on the segment after it.
  *
  * Findings are {@link Discrepancy} rows: `accountId` is the customer, `asset`
  * the credit type, `sequence` the entry concerned (0 when an entry is missing).
@@ -53,7 +57,9 @@ export function checkBalance(b: CreditBalance, entries: readonly CreditEntry[]):
   const found = (field: Discrepancy["field"], stored: bigint, recomputed: bigint, sequence: bigint) =>
     out.push({ accountId: b.customerId, asset: b.asset, field, stored, recomputed, sequence });
   const start = entryTypeFor(b.kind, "start");
-  const closingTypes = new Set([entryTypeFor(b.kind, "closing"), entryTypeFor(b.kind, "cancel")]);
+  const closingTypes = new Set([entryTypeFor(b.kind, "closing"), entryTypeFor(b.kind, "cancel"), entryTypeFor(b.kind, "rollover")]);
+  // Metronome has no POSTPAID_COMMIT_CREDITED: on a postpaid commit any *_CREDITED is wrong.
+  const credited = b.kind === "POSTPAID" ? null : entryTypeFor(b.kind, "credited");
   for (const s of b.segments) {
     const mine = entries.filter((e) => e.segmentId === s.id);
     const starts = mine.filter((e) => e.type === start);
@@ -63,14 +69,30 @@ export function checkBalance(b: CreditBalance, entries: readonly CreditEntry[]):
     }
     let running = 0n;
     let closed = false;
+    // Per usage: what it deducted on this segment, and what was credited back.
+    const deducted = new Map<string, bigint>();
+    const back = new Map<string, bigint>();
     for (const e of mine) {
       if (isClosing(e)) {
         const left = running > 0n ? running : 0n;
         if (closed || !closingTypes.has(e.type) || e.amount !== -left) found("credit_closing", e.amount, closed ? 0n : -left, e.sequence);
         closed = true;
+      } else if (closed) {
+        // A closed segment settled what was left; anything written later contradicts it.
+        found("credit_closing", e.amount, 0n, e.sequence);
       }
       running += e.amount;
-      if (e.type.endsWith("_AUTOMATED_INVOICE_DEDUCTION") && running < 0n) found("credit_running", running, 0n, e.sequence);
+      if (e.type.endsWith("_AUTOMATED_INVOICE_DEDUCTION")) {
+        if (running < 0n) found("credit_running", running, 0n, e.sequence);
+        if (e.usageId !== null) deducted.set(e.usageId, (deducted.get(e.usageId) ?? 0n) - e.amount);
+      }
+      if (e.type.endsWith("_CREDITED")) {
+        const usage = e.usageId ?? "";
+        const total = (back.get(usage) ?? 0n) + e.amount;
+        back.set(usage, total);
+        const limit = deducted.get(usage) ?? 0n;
+        if (e.type !== credited || e.amount <= 0n || e.usageId === null || total > limit) found("credit_running", total, limit, e.sequence);
+      }
     }
   }
   return out;

@@ -1,9 +1,7 @@
 import { CLOSING_TYPES } from "../../domain/credits/model.js";
 import type {
-  BalanceKind,
   CreditBalance,
   CreditEntry,
-  CreditEntryType,
   CreditKeyRecord,
   DueCustomer,
   NewCreditEntry,
@@ -11,6 +9,7 @@ import type {
   UsageRecord,
 } from "../../domain/credits/model.js";
 import type { Db, Row, Sql } from "./pg-queries.js";
+import { creditBalance, creditBalanceParams, creditEntry, creditEntryParams, creditKeyRecord, segment, usageRecord } from "../credit-rows.js";
 import { all, one, run } from "./pg-queries.js";
 
 /** The closing types as an SQL list; the same list as migration 4's unique index. */
@@ -85,34 +84,10 @@ async function withSegments(db: Db, tenantId: string, list: Row[]): Promise<Cred
   const byBalance = new Map<string, Segment[]>();
   for (const s of await all(db, C.segmentsOf, [tenantId, ids])) {
     const segs = byBalance.get(s.balance_id as string) ?? [];
-    segs.push({ id: s.id as string, amount: s.amount as bigint, startingAt: s.starting_at as bigint, endingBefore: s.ending_before as bigint });
+    segs.push(segment(s));
     byBalance.set(s.balance_id as string, segs);
   }
-  return list.map((x) => toBalance(x, byBalance.get(x.id as string) ?? []));
-}
-
-function toBalance(x: Row, segments: Segment[]): CreditBalance {
-  return {
-    tenantId: x.tenant_id as string,
-    id: x.id as string,
-    kind: x.kind as BalanceKind,
-    customerId: x.customer_id as string,
-    contractId: (x.contract_id as string | null) ?? null,
-    name: x.name as string,
-    description: x.description as string,
-    priority: x.priority as bigint,
-    productId: x.product_id as string,
-    productName: x.product_name as string,
-    asset: x.asset as string,
-    applicableProductIds: JSON.parse(x.applicable_product_ids as string) as string[],
-    applicableProductTags: JSON.parse(x.applicable_product_tags as string) as string[],
-    customFields: JSON.parse(x.custom_fields as string) as Record<string, string>,
-    uniquenessKey: (x.uniqueness_key as string | null) ?? null,
-    segments,
-    archivedAt: (x.archived_at as bigint | null) ?? null,
-    createdAt: x.created_at as bigint,
-    ordinal: x.ordinal as bigint,
-  };
+  return list.map((x) => creditBalance(x, byBalance.get(x.id as string) ?? []));
 }
 
 async function single(db: Db, row: Row | undefined): Promise<CreditBalance | undefined> {
@@ -147,19 +122,7 @@ export async function creditSegmentExists(db: Db, tenantId: string, id: string):
 
 /** The stored entries of a balance, in write order. */
 export async function listCreditEntries(db: Db, tenantId: string, balanceId: string): Promise<CreditEntry[]> {
-  return (await all(db, C.entriesOf, [tenantId, balanceId])).map((x) => ({
-    sequence: x.sequence as bigint,
-    tenantId: x.tenant_id as string,
-    balanceId: x.balance_id as string,
-    segmentId: x.segment_id as string,
-    type: x.type as CreditEntryType,
-    amount: x.amount as bigint,
-    timestamp: x.timestamp as bigint,
-    invoiceId: (x.invoice_id as string | null) ?? null,
-    reason: (x.reason as string | null) ?? null,
-    usageId: (x.usage_id as string | null) ?? null,
-    createdAt: x.created_at as bigint,
-  }));
+  return (await all(db, C.entriesOf, [tenantId, balanceId])).map(creditEntry);
 }
 
 /**
@@ -170,26 +133,7 @@ export async function listCreditEntries(db: Db, tenantId: string, balanceId: str
  */
 export async function insertCreditBalance(db: Db, b: Omit<CreditBalance, "ordinal">): Promise<CreditBalance> {
   const ordinal = (await one(db, C.nextOrdinal, [b.tenantId]))!.n as bigint;
-  await run(db, C.insertBalance, [
-    b.tenantId,
-    b.id,
-    ordinal,
-    b.kind,
-    b.customerId,
-    b.contractId,
-    b.name,
-    b.description,
-    b.priority,
-    b.productId,
-    b.productName,
-    b.asset,
-    JSON.stringify(b.applicableProductIds),
-    JSON.stringify(b.applicableProductTags),
-    JSON.stringify(b.customFields),
-    b.uniquenessKey,
-    b.archivedAt,
-    b.createdAt,
-  ]);
+  await run(db, C.insertBalance, creditBalanceParams(b, ordinal));
   for (const [i, s] of b.segments.entries()) {
     await run(db, C.insertSegment, [b.tenantId, s.id, b.id, BigInt(i), s.amount, s.startingAt, s.endingBefore]);
   }
@@ -205,18 +149,7 @@ export async function archiveCreditBalance(db: Db, tenantId: string, id: string,
 export async function appendCreditEntries(db: Db, list: readonly NewCreditEntry[]): Promise<CreditEntry[]> {
   const out: CreditEntry[] = [];
   for (const e of list) {
-    const row = await one(db, C.insertEntry, [
-      e.tenantId,
-      e.balanceId,
-      e.segmentId,
-      e.type,
-      e.amount,
-      e.timestamp,
-      e.invoiceId,
-      e.reason,
-      e.usageId,
-      e.createdAt,
-    ]);
+    const row = await one(db, C.insertEntry, creditEntryParams(e));
     out.push({ ...e, sequence: row!.sequence as bigint });
   }
   return out;
@@ -224,15 +157,7 @@ export async function appendCreditEntries(db: Db, list: readonly NewCreditEntry[
 
 /** A stored usage outcome, or undefined. */
 export async function getCreditUsage(db: Db, tenantId: string, usageId: string): Promise<UsageRecord | undefined> {
-  const x = await one(db, C.getUsage, [tenantId, usageId]);
-  if (!x) return undefined;
-  return {
-    tenantId: x.tenant_id as string,
-    usageId: x.usage_id as string,
-    requestHash: x.request_hash as string,
-    result: x.result as string,
-    createdAt: x.created_at as bigint,
-  };
+  return usageRecord(await one(db, C.getUsage, [tenantId, usageId]));
 }
 
 /** Records a usage outcome. */
@@ -247,15 +172,7 @@ export async function dueCreditClosings(db: Db, now: bigint, limit: number): Pro
 
 /** A stored manual-entry idempotency key, or undefined. */
 export async function getCreditManualKey(db: Db, tenantId: string, key: string): Promise<CreditKeyRecord | undefined> {
-  const x = await one(db, C.getManualKey, [tenantId, key]);
-  if (!x) return undefined;
-  return {
-    tenantId: x.tenant_id as string,
-    key: x.key as string,
-    requestHash: x.request_hash as string,
-    result: x.result as string,
-    createdAt: x.created_at as bigint,
-  };
+  return creditKeyRecord(await one(db, C.getManualKey, [tenantId, key]));
 }
 
 /** Records a manual entry's idempotency key. */

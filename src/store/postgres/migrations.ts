@@ -282,4 +282,17 @@ CREATE TABLE credit_manual_keys (
 );
 `,
   },
+  {
+    version: 5,
+    name: "rollover closes a segment",
+    sql: `
+-- A rollover (*_ROLLOVER) closes a segment like an expiration or a
+-- cancellation: still at most one closing entry per segment, whatever closed it.
+DROP INDEX credit_entries_one_closing;
+CREATE UNIQUE INDEX credit_entries_one_closing ON credit_entries (tenant_id, segment_id)
+  WHERE type IN ('PREPAID_COMMIT_EXPIRATION', 'POSTPAID_COMMIT_EXPIRATION', 'CREDIT_EXPIRATION',
+                 'POSTPAID_COMMIT_TRUEUP', 'PREPAID_COMMIT_CANCELED', 'CREDIT_CANCELED',
+                 'PREPAID_COMMIT_ROLLOVER', 'POSTPAID_COMMIT_ROLLOVER', 'CREDIT_ROLLOVER');
+`,
+  },
 ];

@@ -15,7 +15,7 @@ import type {
 } from "../../domain/model.js";
 import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
 import type { EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
-import * as rows from "../sqlite/rows.js";
+import * as rows from "../rows.js";
 import * as credit from "./credit-queries.js";
 import { PG_MIGRATIONS } from "./migrations.js";
 import { RETRYABLE_SQLSTATES, conflictError, errorCode, isConnectionBroken, storeError } from "./pg-errors.js";

@@ -1,14 +1,12 @@
 import type Database from "better-sqlite3";
+import { creditBalance, creditBalanceParams, creditEntry, creditEntryParams, creditKeyRecord, segment, usageRecord } from "../credit-rows.js";
 import { CLOSING_TYPES } from "../../domain/credits/model.js";
 import type {
-  BalanceKind,
   CreditBalance,
   CreditEntry,
-  CreditEntryType,
   CreditKeyRecord,
   DueCustomer,
   NewCreditEntry,
-  Segment,
   UsageRecord,
 } from "../../domain/credits/model.js";
 
@@ -85,77 +83,18 @@ export class CreditStatements {
   balance(row: unknown): CreditBalance | undefined {
     if (row === undefined) return undefined;
     const x = row as Record<string, unknown>;
-    const segments = (this.segmentsOf.all(x.tenant_id, x.id) as Record<string, unknown>[]).map(
-      (s): Segment => ({
-        id: s.id as string,
-        amount: s.amount as bigint,
-        startingAt: s.starting_at as bigint,
-        endingBefore: s.ending_before as bigint,
-      }),
-    );
-    return {
-      tenantId: x.tenant_id as string,
-      id: x.id as string,
-      kind: x.kind as BalanceKind,
-      customerId: x.customer_id as string,
-      contractId: (x.contract_id as string | null) ?? null,
-      name: x.name as string,
-      description: x.description as string,
-      priority: x.priority as bigint,
-      productId: x.product_id as string,
-      productName: x.product_name as string,
-      asset: x.asset as string,
-      applicableProductIds: JSON.parse(x.applicable_product_ids as string) as string[],
-      applicableProductTags: JSON.parse(x.applicable_product_tags as string) as string[],
-      customFields: JSON.parse(x.custom_fields as string) as Record<string, string>,
-      uniquenessKey: (x.uniqueness_key as string | null) ?? null,
-      segments,
-      archivedAt: (x.archived_at as bigint | null) ?? null,
-      createdAt: x.created_at as bigint,
-      ordinal: x.ordinal as bigint,
-    };
+    return creditBalance(x, (this.segmentsOf.all(x.tenant_id, x.id) as Record<string, unknown>[]).map(segment));
   }
 
   /** The stored entries of a balance, in write order. */
   entries(tenantId: string, balanceId: string): CreditEntry[] {
-    return (this.entriesOf.all(tenantId, balanceId) as Record<string, unknown>[]).map((x) => ({
-      sequence: x.sequence as bigint,
-      tenantId: x.tenant_id as string,
-      balanceId: x.balance_id as string,
-      segmentId: x.segment_id as string,
-      type: x.type as CreditEntryType,
-      amount: x.amount as bigint,
-      timestamp: x.timestamp as bigint,
-      invoiceId: (x.invoice_id as string | null) ?? null,
-      reason: (x.reason as string | null) ?? null,
-      usageId: (x.usage_id as string | null) ?? null,
-      createdAt: x.created_at as bigint,
-    }));
+    return (this.entriesOf.all(tenantId, balanceId) as Record<string, unknown>[]).map(creditEntry);
   }
 
   /** Inserts a balance and its segments; returns it with its ordinal. */
   insert(b: Omit<CreditBalance, "ordinal">): CreditBalance {
     const ordinal = (this.nextOrdinal.get(b.tenantId) as { n: bigint }).n;
-    this.insertBalance.run(
-      b.tenantId,
-      b.id,
-      ordinal,
-      b.kind,
-      b.customerId,
-      b.contractId,
-      b.name,
-      b.description,
-      b.priority,
-      b.productId,
-      b.productName,
-      b.asset,
-      JSON.stringify(b.applicableProductIds),
-      JSON.stringify(b.applicableProductTags),
-      JSON.stringify(b.customFields),
-      b.uniquenessKey,
-      b.archivedAt,
-      b.createdAt,
-    );
+    this.insertBalance.run(...creditBalanceParams(b, ordinal));
     b.segments.forEach((s, i) => {
       this.insertSegment.run(b.tenantId, s.id, b.id, BigInt(i), s.amount, s.startingAt, s.endingBefore);
     });
@@ -165,33 +104,14 @@ export class CreditStatements {
   /** Appends entries, assigning increasing sequences in order. */
   append(list: readonly NewCreditEntry[]): CreditEntry[] {
     return list.map((e) => {
-      const info = this.insertEntry.run(
-        e.tenantId,
-        e.balanceId,
-        e.segmentId,
-        e.type,
-        e.amount,
-        e.timestamp,
-        e.invoiceId,
-        e.reason,
-        e.usageId,
-        e.createdAt,
-      );
+      const info = this.insertEntry.run(...creditEntryParams(e));
       return { ...e, sequence: BigInt(info.lastInsertRowid) };
     });
   }
 
   /** A stored usage outcome, or undefined. */
   usage(tenantId: string, usageId: string): UsageRecord | undefined {
-    const x = this.getUsage.get(tenantId, usageId) as Record<string, unknown> | undefined;
-    if (!x) return undefined;
-    return {
-      tenantId: x.tenant_id as string,
-      usageId: x.usage_id as string,
-      requestHash: x.request_hash as string,
-      result: x.result as string,
-      createdAt: x.created_at as bigint,
-    };
+    return usageRecord(this.getUsage.get(tenantId, usageId) as Record<string, unknown> | undefined);
   }
 
   /** The sweeper's work list (Store.dueCreditClosings). */
@@ -204,14 +124,6 @@ export class CreditStatements {
 
   /** A stored manual-entry idempotency key, or undefined. */
   manualKey(tenantId: string, key: string): CreditKeyRecord | undefined {
-    const x = this.getManualKey.get(tenantId, key) as Record<string, unknown> | undefined;
-    if (!x) return undefined;
-    return {
-      tenantId: x.tenant_id as string,
-      key: x.key as string,
-      requestHash: x.request_hash as string,
-      result: x.result as string,
-      createdAt: x.created_at as bigint,
-    };
+    return creditKeyRecord(this.getManualKey.get(tenantId, key) as Record<string, unknown> | undefined);
   }
 }

@@ -20,7 +20,7 @@ import { MIGRATIONS } from "./migrations.js";
 import { SqliteStatements } from "./statements.js";
 import { CreditStatements } from "./credit-statements.js";
 import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
-import * as rows from "./rows.js";
+import * as rows from "../rows.js";
 
 /** Options for {@link SqliteStore.open}. */
 export interface SqliteStoreOptions {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tally/credits/v1/credits.proto.
  */
 export const file_tally_credits_v1_credits: GenFile = /*@__PURE__*/
-  fileDesc("Ch50YWxseS9jcmVkaXRzL3YxL2NyZWRpdHMucHJvdG8SEHRhbGx5LmNyZWRpdHMudjEiIwoHUHJvZHVjdBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJIjUKCkNyZWRpdFR5cGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRINCgVzY2FsZRgDIAEoBSKOAQoMU2NoZWR1bGVJdGVtEgoKAmlkGAEgASgJEg4KBmFtb3VudBgCIAEoAxIvCgtzdGFydGluZ19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNZW5kaW5nX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiewoOQWNjZXNzU2NoZWR1bGUSMQoLY3JlZGl0X3R5cGUYASABKAsyHC50YWxseS5jcmVkaXRzLnYxLkNyZWRpdFR5cGUSNgoOc2NoZWR1bGVfaXRlbXMYAiADKAsyHi50YWxseS5jcmVkaXRzLnYxLlNjaGVkdWxlSXRlbSKTAQoRU2NoZWR1bGVJdGVtSW5wdXQSCgoCaWQYASABKAkSDgoGYW1vdW50GAIgASgDEi8KC3N0YXJ0aW5nX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1lbmRpbmdfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKSAQoLTGVkZ2VyRW50cnkSDAoEdHlwZRgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFtb3VudBgDIAEoAxISCgpzZWdtZW50X2lkGAQgASgJEhIKCmludm9pY2VfaWQYBSABKAkSDgoGcmVhc29uGAYgASgJIhkKC0NvbnRyYWN0UmVmEgoKAmlkGAEgASgJIokFCgdCYWxhbmNlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSEwoLY3VzdG9tZXJfaWQYAyABKAkSDAoEbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRIQCghwcmlvcml0eRgGIAEoAxIqCgdwcm9kdWN0GAcgASgLMhkudGFsbHkuY3JlZGl0cy52MS5Qcm9kdWN0EjkKD2FjY2Vzc19zY2hlZHVsZRgIIAEoCzIgLnRhbGx5LmNyZWRpdHMudjEuQWNjZXNzU2NoZWR1bGUSHgoWYXBwbGljYWJsZV9wcm9kdWN0X2lkcxgJIAMoCRIfChdhcHBsaWNhYmxlX3Byb2R1Y3RfdGFncxgKIAMoCRIvCghjb250cmFjdBgLIAEoCzIdLnRhbGx5LmNyZWRpdHMudjEuQ29udHJhY3RSZWYSQgoNY3VzdG9tX2ZpZWxkcxgMIAMoCzIrLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZS5DdXN0b21GaWVsZHNFbnRyeRIvCgthcmNoaXZlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdW5pcXVlbmVzc19rZXkYDyABKAkSFAoHYmFsYW5jZRgQIAEoA0gAiAEBEi0KBmxlZGdlchgRIAMoCzIdLnRhbGx5LmNyZWRpdHMudjEuTGVkZ2VyRW50cnkaMwoRQ3VzdG9tRmllbGRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfYmFsYW5jZSLFAwoMQmFsYW5jZUlucHV0EhMKC2N1c3RvbWVyX2lkGAEgASgJEhMKC2NvbnRyYWN0X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIcHJpb3JpdHkYBSABKAMSKgoHcHJvZHVjdBgGIAEoCzIZLnRhbGx5LmNyZWRpdHMudjEuUHJvZHVjdBIWCg5jcmVkaXRfdHlwZV9pZBgHIAEoCRI7Cg5zY2hlZHVsZV9pdGVtcxgIIAMoCzIjLnRhbGx5LmNyZWRpdHMudjEuU2NoZWR1bGVJdGVtSW5wdXQSHgoWYXBwbGljYWJsZV9wcm9kdWN0X2lkcxgJIAMoCRIfChdhcHBsaWNhYmxlX3Byb2R1Y3RfdGFncxgKIAMoCRJHCg1jdXN0b21fZmllbGRzGAsgAygLMjAudGFsbHkuY3JlZGl0cy52MS5CYWxhbmNlSW5wdXQuQ3VzdG9tRmllbGRzRW50cnkSFgoOdW5pcXVlbmVzc19rZXkYDCABKAkaMwoRQ3VzdG9tRmllbGRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJUChNDcmVhdGVDb21taXRSZXF1ZXN0EgwKBHR5cGUYASABKAkSLwoHYmFsYW5jZRgCIAEoCzIeLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZUlucHV0IkEKFENyZWF0ZUNvbW1pdFJlc3BvbnNlEikKBmNvbW1pdBgBIAEoCzIZLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZSJGChNDcmVhdGVDcmVkaXRSZXF1ZXN0Ei8KB2JhbGFuY2UYASABKAsyHi50YWxseS5jcmVkaXRzLnYxLkJhbGFuY2VJbnB1dCJBChRDcmVhdGVDcmVkaXRSZXNwb25zZRIpCgZjcmVkaXQYASABKAsyGS50YWxseS5jcmVkaXRzLnYxLkJhbGFuY2UiIwoVQXJjaGl2ZUJhbGFuY2VSZXF1ZXN0EgoKAmlkGAEgASgJIkQKFkFyY2hpdmVCYWxhbmNlUmVzcG9uc2USKgoHYmFsYW5jZRgBIAEoCzIZLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZSK6AQobQWRkTWFudWFsTGVkZ2VyRW50cnlSZXF1ZXN0EgoKAmlkGAEgASgJEhMKC2N1c3RvbWVyX2lkGAIgASgJEhIKCnNlZ21lbnRfaWQYAyABKAkSDgoGYW1vdW50GAQgASgDEg4KBnJlYXNvbhgFIAEoCRItCgl0aW1lc3RhbXAYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCSJMChxBZGRNYW51YWxMZWRnZXJFbnRyeVJlc3BvbnNlEiwKBWVudHJ5GAEgASgLMh0udGFsbHkuY3JlZGl0cy52MS5MZWRnZXJFbnRyeSLlAQoSUmVjb3JkVXNhZ2VSZXF1ZXN0EhAKCHVzYWdlX2lkGAEgASgJEhMKC2N1c3RvbWVyX2lkGAIgASgJEhIKCnByb2R1Y3RfaWQYAyABKAkSFAoMcHJvZHVjdF90YWdzGAQgAygJEhMKC2NvbnRyYWN0X2lkGAUgASgJEhYKDmNyZWRpdF90eXBlX2lkGAYgASgJEg4KBmFtb3VudBgHIAEoAxItCgl0aW1lc3RhbXAYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmludm9pY2VfaWQYCSABKAkiPgoERHJhdxISCgpiYWxhbmNlX2lkGAEgASgJEhIKCnNlZ21lbnRfaWQYAiABKAkSDgoGYW1vdW50GAMgASgDImEKE1JlY29yZFVzYWdlUmVzcG9uc2USJQoFZHJhd3MYASADKAsyFi50YWxseS5jcmVkaXRzLnYxLkRyYXcSEQoJdW5jb3ZlcmVkGAIgASgDEhAKCHJlcGxheWVkGAMgASgIIrUDChNMaXN0QmFsYW5jZXNSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEgoKAmlkGAIgASgJEjEKDWNvdmVyaW5nX2RhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3N0YXJ0aW5nX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0ChBlZmZlY3RpdmVfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhChlpbmNsdWRlX2NvbnRyYWN0X2JhbGFuY2VzGAYgASgIEhgKEGluY2x1ZGVfYXJjaGl2ZWQYByABKAgSFwoPaW5jbHVkZV9sZWRnZXJzGAggASgIEhcKD2luY2x1ZGVfYmFsYW5jZRgJIAEoCBIdChVleGNsdWRlX3plcm9fYmFsYW5jZXMYCiABKAgSEQoJcGFnZV9zaXplGAsgASgFEhIKCnBhZ2VfdG9rZW4YDCABKAkSLgoKYmFsYW5jZV9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiXAoUTGlzdEJhbGFuY2VzUmVzcG9uc2USKwoIYmFsYW5jZXMYASADKAsyGS50YWxseS5jcmVkaXRzLnYxLkJhbGFuY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrgBChBOZXRCYWxhbmNlRmlsdGVyEhUKDWJhbGFuY2VfdHlwZXMYASADKAkSSwoNY3VzdG9tX2ZpZWxkcxgCIAMoCzI0LnRhbGx5LmNyZWRpdHMudjEuTmV0QmFsYW5jZUZpbHRlci5DdXN0b21GaWVsZHNFbnRyeRILCgNpZHMYAyADKAkaMwoRQ3VzdG9tRmllbGRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKoAQoUR2V0TmV0QmFsYW5jZVJlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkSFgoOY3JlZGl0X3R5cGVfaWQYAiABKAkSMwoHZmlsdGVycxgDIAMoCzIiLnRhbGx5LmNyZWRpdHMudjEuTmV0QmFsYW5jZUZpbHRlchIuCgpiYWxhbmNlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChVHZXROZXRCYWxhbmNlUmVzcG9uc2USDwoHYmFsYW5jZRgBIAEoAxIWCg5jcmVkaXRfdHlwZV9pZBgCIAEoCTLQBQoNQ3JlZGl0U2VydmljZRJdCgxDcmVhdGVDb21taXQSJS50YWxseS5jcmVkaXRzLnYxLkNyZWF0ZUNvbW1pdFJlcXVlc3QaJi50YWxseS5jcmVkaXRzLnYxLkNyZWF0ZUNvbW1pdFJlc3BvbnNlEl0KDENyZWF0ZUNyZWRpdBIlLnRhbGx5LmNyZWRpdHMudjEuQ3JlYXRlQ3JlZGl0UmVxdWVzdBomLnRhbGx5LmNyZWRpdHMudjEuQ3JlYXRlQ3JlZGl0UmVzcG9uc2USYwoOQXJjaGl2ZUJhbGFuY2USJy50YWxseS5jcmVkaXRzLnYxLkFyY2hpdmVCYWxhbmNlUmVxdWVzdBooLnRhbGx5LmNyZWRpdHMudjEuQXJjaGl2ZUJhbGFuY2VSZXNwb25zZRJ1ChRBZGRNYW51YWxMZWRnZXJFbnRyeRItLnRhbGx5LmNyZWRpdHMudjEuQWRkTWFudWFsTGVkZ2VyRW50cnlSZXF1ZXN0Gi4udGFsbHkuY3JlZGl0cy52MS5BZGRNYW51YWxMZWRnZXJFbnRyeVJlc3BvbnNlEloKC1JlY29yZFVzYWdlEiQudGFsbHkuY3JlZGl0cy52MS5SZWNvcmRVc2FnZVJlcXVlc3QaJS50YWxseS5jcmVkaXRzLnYxLlJlY29yZFVzYWdlUmVzcG9uc2USYgoMTGlzdEJhbGFuY2VzEiUudGFsbHkuY3JlZGl0cy52MS5MaXN0QmFsYW5jZXNSZXF1ZXN0GiYudGFsbHkuY3JlZGl0cy52MS5MaXN0QmFsYW5jZXNSZXNwb25zZSIDkAIBEmUKDUdldE5ldEJhbGFuY2USJi50YWxseS5jcmVkaXRzLnYxLkdldE5ldEJhbGFuY2VSZXF1ZXN0GicudGFsbHkuY3JlZGl0cy52MS5HZXROZXRCYWxhbmNlUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch50YWxseS9jcmVkaXRzL3YxL2NyZWRpdHMucHJvdG8SEHRhbGx5LmNyZWRpdHMudjEiIwoHUHJvZHVjdBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJIjUKCkNyZWRpdFR5cGUSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRINCgVzY2FsZRgDIAEoBSKOAQoMU2NoZWR1bGVJdGVtEgoKAmlkGAEgASgJEg4KBmFtb3VudBgCIAEoAxIvCgtzdGFydGluZ19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNZW5kaW5nX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiewoOQWNjZXNzU2NoZWR1bGUSMQoLY3JlZGl0X3R5cGUYASABKAsyHC50YWxseS5jcmVkaXRzLnYxLkNyZWRpdFR5cGUSNgoOc2NoZWR1bGVfaXRlbXMYAiADKAsyHi50YWxseS5jcmVkaXRzLnYxLlNjaGVkdWxlSXRlbSKTAQoRU2NoZWR1bGVJdGVtSW5wdXQSCgoCaWQYASABKAkSDgoGYW1vdW50GAIgASgDEi8KC3N0YXJ0aW5nX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1lbmRpbmdfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKSAQoLTGVkZ2VyRW50cnkSDAoEdHlwZRgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmFtb3VudBgDIAEoAxISCgpzZWdtZW50X2lkGAQgASgJEhIKCmludm9pY2VfaWQYBSABKAkSDgoGcmVhc29uGAYgASgJIhkKC0NvbnRyYWN0UmVmEgoKAmlkGAEgASgJIokFCgdCYWxhbmNlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSEwoLY3VzdG9tZXJfaWQYAyABKAkSDAoEbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRIQCghwcmlvcml0eRgGIAEoAxIqCgdwcm9kdWN0GAcgASgLMhkudGFsbHkuY3JlZGl0cy52MS5Qcm9kdWN0EjkKD2FjY2Vzc19zY2hlZHVsZRgIIAEoCzIgLnRhbGx5LmNyZWRpdHMudjEuQWNjZXNzU2NoZWR1bGUSHgoWYXBwbGljYWJsZV9wcm9kdWN0X2lkcxgJIAMoCRIfChdhcHBsaWNhYmxlX3Byb2R1Y3RfdGFncxgKIAMoCRIvCghjb250cmFjdBgLIAEoCzIdLnRhbGx5LmNyZWRpdHMudjEuQ29udHJhY3RSZWYSQgoNY3VzdG9tX2ZpZWxkcxgMIAMoCzIrLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZS5DdXN0b21GaWVsZHNFbnRyeRIvCgthcmNoaXZlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdW5pcXVlbmVzc19rZXkYDyABKAkSFAoHYmFsYW5jZRgQIAEoA0gAiAEBEi0KBmxlZGdlchgRIAMoCzIdLnRhbGx5LmNyZWRpdHMudjEuTGVkZ2VyRW50cnkaMwoRQ3VzdG9tRmllbGRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfYmFsYW5jZSLFAwoMQmFsYW5jZUlucHV0EhMKC2N1c3RvbWVyX2lkGAEgASgJEhMKC2NvbnRyYWN0X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSEAoIcHJpb3JpdHkYBSABKAMSKgoHcHJvZHVjdBgGIAEoCzIZLnRhbGx5LmNyZWRpdHMudjEuUHJvZHVjdBIWCg5jcmVkaXRfdHlwZV9pZBgHIAEoCRI7Cg5zY2hlZHVsZV9pdGVtcxgIIAMoCzIjLnRhbGx5LmNyZWRpdHMudjEuU2NoZWR1bGVJdGVtSW5wdXQSHgoWYXBwbGljYWJsZV9wcm9kdWN0X2lkcxgJIAMoCRIfChdhcHBsaWNhYmxlX3Byb2R1Y3RfdGFncxgKIAMoCRJHCg1jdXN0b21fZmllbGRzGAsgAygLMjAudGFsbHkuY3JlZGl0cy52MS5CYWxhbmNlSW5wdXQuQ3VzdG9tRmllbGRzRW50cnkSFgoOdW5pcXVlbmVzc19rZXkYDCABKAkaMwoRQ3VzdG9tRmllbGRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJUChNDcmVhdGVDb21taXRSZXF1ZXN0EgwKBHR5cGUYASABKAkSLwoHYmFsYW5jZRgCIAEoCzIeLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZUlucHV0IkEKFENyZWF0ZUNvbW1pdFJlc3BvbnNlEikKBmNvbW1pdBgBIAEoCzIZLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZSJGChNDcmVhdGVDcmVkaXRSZXF1ZXN0Ei8KB2JhbGFuY2UYASABKAsyHi50YWxseS5jcmVkaXRzLnYxLkJhbGFuY2VJbnB1dCJBChRDcmVhdGVDcmVkaXRSZXNwb25zZRIpCgZjcmVkaXQYASABKAsyGS50YWxseS5jcmVkaXRzLnYxLkJhbGFuY2UiIwoVQXJjaGl2ZUJhbGFuY2VSZXF1ZXN0EgoKAmlkGAEgASgJIkQKFkFyY2hpdmVCYWxhbmNlUmVzcG9uc2USKgoHYmFsYW5jZRgBIAEoCzIZLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZSK6AQobQWRkTWFudWFsTGVkZ2VyRW50cnlSZXF1ZXN0EgoKAmlkGAEgASgJEhMKC2N1c3RvbWVyX2lkGAIgASgJEhIKCnNlZ21lbnRfaWQYAyABKAkSDgoGYW1vdW50GAQgASgDEg4KBnJlYXNvbhgFIAEoCRItCgl0aW1lc3RhbXAYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCSJMChxBZGRNYW51YWxMZWRnZXJFbnRyeVJlc3BvbnNlEiwKBWVudHJ5GAEgASgLMh0udGFsbHkuY3JlZGl0cy52MS5MZWRnZXJFbnRyeSLlAQoSUmVjb3JkVXNhZ2VSZXF1ZXN0EhAKCHVzYWdlX2lkGAEgASgJEhMKC2N1c3RvbWVyX2lkGAIgASgJEhIKCnByb2R1Y3RfaWQYAyABKAkSFAoMcHJvZHVjdF90YWdzGAQgAygJEhMKC2NvbnRyYWN0X2lkGAUgASgJEhYKDmNyZWRpdF90eXBlX2lkGAYgASgJEg4KBmFtb3VudBgHIAEoAxItCgl0aW1lc3RhbXAYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmludm9pY2VfaWQYCSABKAkiPgoERHJhdxISCgpiYWxhbmNlX2lkGAEgASgJEhIKCnNlZ21lbnRfaWQYAiABKAkSDgoGYW1vdW50GAMgASgDImEKE1JlY29yZFVzYWdlUmVzcG9uc2USJQoFZHJhd3MYASADKAsyFi50YWxseS5jcmVkaXRzLnYxLkRyYXcSEQoJdW5jb3ZlcmVkGAIgASgDEhAKCHJlcGxheWVkGAMgASgIIuoBChZSb2xsb3ZlckJhbGFuY2VSZXF1ZXN0EgoKAmlkGAEgASgJEhMKC2N1c3RvbWVyX2lkGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1lbmRpbmdfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI7Cg5zY2hlZHVsZV9pdGVtcxgFIAMoCzIjLnRhbGx5LmNyZWRpdHMudjEuU2NoZWR1bGVJdGVtSW5wdXQSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJIqABChdSb2xsb3ZlckJhbGFuY2VSZXNwb25zZRIqCgdiYWxhbmNlGAEgASgLMhkudGFsbHkuY3JlZGl0cy52MS5CYWxhbmNlEjcKEHJvbGxvdmVyX2VudHJpZXMYAiADKAsyHS50YWxseS5jcmVkaXRzLnYxLkxlZGdlckVudHJ5Eg4KBmFtb3VudBgDIAEoAxIQCghyZXBsYXllZBgEIAEoCCJ8ChZDcmVkaXRCYWNrVXNhZ2VSZXF1ZXN0EhAKCHVzYWdlX2lkGAEgASgJEhMKC2N1c3RvbWVyX2lkGAIgASgJEg4KBmFtb3VudBgDIAEoAxISCgppbnZvaWNlX2lkGAQgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgFIAEoCSJoChdDcmVkaXRCYWNrVXNhZ2VSZXNwb25zZRInCgdjcmVkaXRzGAEgAygLMhYudGFsbHkuY3JlZGl0cy52MS5EcmF3EhIKCnVuY3JlZGl0ZWQYAiABKAMSEAoIcmVwbGF5ZWQYAyABKAgitQMKE0xpc3RCYWxhbmNlc1JlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkSCgoCaWQYAiABKAkSMQoNY292ZXJpbmdfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLc3RhcnRpbmdfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjQKEGVmZmVjdGl2ZV9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKGWluY2x1ZGVfY29udHJhY3RfYmFsYW5jZXMYBiABKAgSGAoQaW5jbHVkZV9hcmNoaXZlZBgHIAEoCBIXCg9pbmNsdWRlX2xlZGdlcnMYCCABKAgSFwoPaW5jbHVkZV9iYWxhbmNlGAkgASgIEh0KFWV4Y2x1ZGVfemVyb19iYWxhbmNlcxgKIAEoCBIRCglwYWdlX3NpemUYCyABKAUSEgoKcGFnZV90b2tlbhgMIAEoCRIuCgpiYWxhbmNlX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJcChRMaXN0QmFsYW5jZXNSZXNwb25zZRIrCghiYWxhbmNlcxgBIAMoCzIZLnRhbGx5LmNyZWRpdHMudjEuQmFsYW5jZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiuAEKEE5ldEJhbGFuY2VGaWx0ZXISFQoNYmFsYW5jZV90eXBlcxgBIAMoCRJLCg1jdXN0b21fZmllbGRzGAIgAygLMjQudGFsbHkuY3JlZGl0cy52MS5OZXRCYWxhbmNlRmlsdGVyLkN1c3RvbUZpZWxkc0VudHJ5EgsKA2lkcxgDIAMoCRozChFDdXN0b21GaWVsZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqgBChRHZXROZXRCYWxhbmNlUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRIWCg5jcmVkaXRfdHlwZV9pZBgCIAEoCRIzCgdmaWx0ZXJzGAMgAygLMiIudGFsbHkuY3JlZGl0cy52MS5OZXRCYWxhbmNlRmlsdGVyEi4KCmJhbGFuY2VfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkAKFUdldE5ldEJhbGFuY2VSZXNwb25zZRIPCgdiYWxhbmNlGAEgASgDEhYKDmNyZWRpdF90eXBlX2lkGAIgASgJMqAHCg1DcmVkaXRTZXJ2aWNlEl0KDENyZWF0ZUNvbW1pdBIlLnRhbGx5LmNyZWRpdHMudjEuQ3JlYXRlQ29tbWl0UmVxdWVzdBomLnRhbGx5LmNyZWRpdHMudjEuQ3JlYXRlQ29tbWl0UmVzcG9uc2USXQoMQ3JlYXRlQ3JlZGl0EiUudGFsbHkuY3JlZGl0cy52MS5DcmVhdGVDcmVkaXRSZXF1ZXN0GiYudGFsbHkuY3JlZGl0cy52MS5DcmVhdGVDcmVkaXRSZXNwb25zZRJjCg5BcmNoaXZlQmFsYW5jZRInLnRhbGx5LmNyZWRpdHMudjEuQXJjaGl2ZUJhbGFuY2VSZXF1ZXN0GigudGFsbHkuY3JlZGl0cy52MS5BcmNoaXZlQmFsYW5jZVJlc3BvbnNlEnUKFEFkZE1hbnVhbExlZGdlckVudHJ5Ei0udGFsbHkuY3JlZGl0cy52MS5BZGRNYW51YWxMZWRnZXJFbnRyeVJlcXVlc3QaLi50YWxseS5jcmVkaXRzLnYxLkFkZE1hbnVhbExlZGdlckVudHJ5UmVzcG9uc2USWgoLUmVjb3JkVXNhZ2USJC50YWxseS5jcmVkaXRzLnYxLlJlY29yZFVzYWdlUmVxdWVzdBolLnRhbGx5LmNyZWRpdHMudjEuUmVjb3JkVXNhZ2VSZXNwb25zZRJmCg9Sb2xsb3ZlckJhbGFuY2USKC50YWxseS5jcmVkaXRzLnYxLlJvbGxvdmVyQmFsYW5jZVJlcXVlc3QaKS50YWxseS5jcmVkaXRzLnYxLlJvbGxvdmVyQmFsYW5jZVJlc3BvbnNlEmYKD0NyZWRpdEJhY2tVc2FnZRIoLnRhbGx5LmNyZWRpdHMudjEuQ3JlZGl0QmFja1VzYWdlUmVxdWVzdBopLnRhbGx5LmNyZWRpdHMudjEuQ3JlZGl0QmFja1VzYWdlUmVzcG9uc2USYgoMTGlzdEJhbGFuY2VzEiUudGFsbHkuY3JlZGl0cy52MS5MaXN0QmFsYW5jZXNSZXF1ZXN0GiYudGFsbHkuY3JlZGl0cy52MS5MaXN0QmFsYW5jZXNSZXNwb25zZSIDkAIBEmUKDUdldE5ldEJhbGFuY2USJi50YWxseS5jcmVkaXRzLnYxLkdldE5ldEJhbGFuY2VSZXF1ZXN0GicudGFsbHkuY3JlZGl0cy52MS5HZXROZXRCYWxhbmNlUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Product names what a balance is for.
@@ -198,7 +198,7 @@ export type LedgerEntry = Message<"tally.credits.v1.LedgerEntry"> & {
   segmentId: string;
 
   /**
-   * Set on *_AUTOMATED_INVOICE_DEDUCTION entries.
+   * Set on *_AUTOMATED_INVOICE_DEDUCTION and *_CREDITED entries.
    *
    * @generated from field: string invoice_id = 5;
    */
@@ -738,6 +738,181 @@ export const RecordUsageResponseSchema: GenMessage<RecordUsageResponse> = /*@__P
   messageDesc(file_tally_credits_v1_credits, 19);
 
 /**
+ * @generated from message tally.credits.v1.RolloverBalanceRequest
+ */
+export type RolloverBalanceRequest = Message<"tally.credits.v1.RolloverBalanceRequest"> & {
+  /**
+   * The commit or credit rolled over.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Optional; when set, must be the balance's customer.
+   *
+   * @generated from field: string customer_id = 2;
+   */
+  customerId: string;
+
+  /**
+   * The instant of the rollover; default now, never in the future. What is
+   * left of the segments active then is rolled over, and they are closed then.
+   *
+   * @generated from field: google.protobuf.Timestamp at = 3;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * The new balance's access schedule: either ending_before (one segment from
+   * `at` to it, holding everything rolled over) or schedule_items (every one
+   * starting at or after `at`, their amounts totalling exactly what is left).
+   *
+   * @generated from field: google.protobuf.Timestamp ending_before = 4;
+   */
+  endingBefore?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated tally.credits.v1.ScheduleItemInput schedule_items = 5;
+   */
+  scheduleItems: ScheduleItemInput[];
+
+  /**
+   * Required, tenant-scoped, kept forever. The same key with the same request
+   * returns the first result and writes nothing; with a different request it
+   * is ALREADY_EXISTS (idempotency_key_reused) and writes nothing.
+   *
+   * @generated from field: string idempotency_key = 6;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message tally.credits.v1.RolloverBalanceRequest.
+ * Use `create(RolloverBalanceRequestSchema)` to create a new message.
+ */
+export const RolloverBalanceRequestSchema: GenMessage<RolloverBalanceRequest> = /*@__PURE__*/
+  messageDesc(file_tally_credits_v1_credits, 20);
+
+/**
+ * @generated from message tally.credits.v1.RolloverBalanceResponse
+ */
+export type RolloverBalanceResponse = Message<"tally.credits.v1.RolloverBalanceResponse"> & {
+  /**
+   * The new commit or credit (same type as the source).
+   *
+   * @generated from field: tally.credits.v1.Balance balance = 1;
+   */
+  balance?: Balance | undefined;
+
+  /**
+   * The *_ROLLOVER entries written on the source's segments.
+   *
+   * @generated from field: repeated tally.credits.v1.LedgerEntry rollover_entries = 2;
+   */
+  rolloverEntries: LedgerEntry[];
+
+  /**
+   * What was rolled over: minus the sum of rollover_entries.
+   *
+   * @generated from field: int64 amount = 3;
+   */
+  amount: bigint;
+
+  /**
+   * @generated from field: bool replayed = 4;
+   */
+  replayed: boolean;
+};
+
+/**
+ * Describes the message tally.credits.v1.RolloverBalanceResponse.
+ * Use `create(RolloverBalanceResponseSchema)` to create a new message.
+ */
+export const RolloverBalanceResponseSchema: GenMessage<RolloverBalanceResponse> = /*@__PURE__*/
+  messageDesc(file_tally_credits_v1_credits, 21);
+
+/**
+ * @generated from message tally.credits.v1.CreditBackUsageRequest
+ */
+export type CreditBackUsageRequest = Message<"tally.credits.v1.CreditBackUsageRequest"> & {
+  /**
+   * The usage_id given to RecordUsage.
+   *
+   * @generated from field: string usage_id = 1;
+   */
+  usageId: string;
+
+  /**
+   * The usage's customer.
+   *
+   * @generated from field: string customer_id = 2;
+   */
+  customerId: string;
+
+  /**
+   * What to credit back; positive, at most what the usage drew from balances
+   * less what earlier credit-backs of it returned.
+   *
+   * @generated from field: int64 amount = 3;
+   */
+  amount: bigint;
+
+  /**
+   * Optional; when set, must be the invoice_id of the usage's deductions.
+   *
+   * @generated from field: string invoice_id = 4;
+   */
+  invoiceId: string;
+
+  /**
+   * Required, tenant-scoped, kept forever; as in RolloverBalanceRequest.
+   *
+   * @generated from field: string idempotency_key = 5;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message tally.credits.v1.CreditBackUsageRequest.
+ * Use `create(CreditBackUsageRequestSchema)` to create a new message.
+ */
+export const CreditBackUsageRequestSchema: GenMessage<CreditBackUsageRequest> = /*@__PURE__*/
+  messageDesc(file_tally_credits_v1_credits, 22);
+
+/**
+ * @generated from message tally.credits.v1.CreditBackUsageResponse
+ */
+export type CreditBackUsageResponse = Message<"tally.credits.v1.CreditBackUsageResponse"> & {
+  /**
+   * What each segment got back (a *_CREDITED entry each), in the order written.
+   *
+   * @generated from field: repeated tally.credits.v1.Draw credits = 1;
+   */
+  credits: Draw[];
+
+  /**
+   * What of the usage's deductions is not credited back after this call (part
+   * of it may be on segments that have closed since: that part is lost).
+   *
+   * @generated from field: int64 uncredited = 2;
+   */
+  uncredited: bigint;
+
+  /**
+   * @generated from field: bool replayed = 3;
+   */
+  replayed: boolean;
+};
+
+/**
+ * Describes the message tally.credits.v1.CreditBackUsageResponse.
+ * Use `create(CreditBackUsageResponseSchema)` to create a new message.
+ */
+export const CreditBackUsageResponseSchema: GenMessage<CreditBackUsageResponse> = /*@__PURE__*/
+  messageDesc(file_tally_credits_v1_credits, 23);
+
+/**
  * @generated from message tally.credits.v1.ListBalancesRequest
  */
 export type ListBalancesRequest = Message<"tally.credits.v1.ListBalancesRequest"> & {
@@ -826,7 +1001,7 @@ export type ListBalancesRequest = Message<"tally.credits.v1.ListBalancesRequest"
  * Use `create(ListBalancesRequestSchema)` to create a new message.
  */
 export const ListBalancesRequestSchema: GenMessage<ListBalancesRequest> = /*@__PURE__*/
-  messageDesc(file_tally_credits_v1_credits, 20);
+  messageDesc(file_tally_credits_v1_credits, 24);
 
 /**
  * @generated from message tally.credits.v1.ListBalancesResponse
@@ -850,7 +1025,7 @@ export type ListBalancesResponse = Message<"tally.credits.v1.ListBalancesRespons
  * Use `create(ListBalancesResponseSchema)` to create a new message.
  */
 export const ListBalancesResponseSchema: GenMessage<ListBalancesResponse> = /*@__PURE__*/
-  messageDesc(file_tally_credits_v1_credits, 21);
+  messageDesc(file_tally_credits_v1_credits, 25);
 
 /**
  * NetBalanceFilter conditions are AND'd; filters are OR'd.
@@ -881,7 +1056,7 @@ export type NetBalanceFilter = Message<"tally.credits.v1.NetBalanceFilter"> & {
  * Use `create(NetBalanceFilterSchema)` to create a new message.
  */
 export const NetBalanceFilterSchema: GenMessage<NetBalanceFilter> = /*@__PURE__*/
-  messageDesc(file_tally_credits_v1_credits, 22);
+  messageDesc(file_tally_credits_v1_credits, 26);
 
 /**
  * @generated from message tally.credits.v1.GetNetBalanceRequest
@@ -917,7 +1092,7 @@ export type GetNetBalanceRequest = Message<"tally.credits.v1.GetNetBalanceReques
  * Use `create(GetNetBalanceRequestSchema)` to create a new message.
  */
 export const GetNetBalanceRequestSchema: GenMessage<GetNetBalanceRequest> = /*@__PURE__*/
-  messageDesc(file_tally_credits_v1_credits, 23);
+  messageDesc(file_tally_credits_v1_credits, 27);
 
 /**
  * @generated from message tally.credits.v1.GetNetBalanceResponse
@@ -939,7 +1114,7 @@ export type GetNetBalanceResponse = Message<"tally.credits.v1.GetNetBalanceRespo
  * Use `create(GetNetBalanceResponseSchema)` to create a new message.
  */
 export const GetNetBalanceResponseSchema: GenMessage<GetNetBalanceResponse> = /*@__PURE__*/
-  messageDesc(file_tally_credits_v1_credits, 24);
+  messageDesc(file_tally_credits_v1_credits, 28);
 
 /**
  * CreditService manages commits (prepaid and postpaid) and credits: balances
@@ -1006,6 +1181,32 @@ export const CreditService: GenService<{
     methodKind: "unary";
     input: typeof RecordUsageRequestSchema;
     output: typeof RecordUsageResponseSchema;
+  },
+  /**
+   * RolloverBalance moves what is left of a commit or credit (its segments
+   * active at `at`) into a new balance of the same kind, customer, product,
+   * priority and credit type: a *_ROLLOVER entry closes each source segment and
+   * the new balance starts with the amount rolled over. Idempotent by
+   * idempotency_key. Admin keys only.
+   *
+   * @generated from rpc tally.credits.v1.CreditService.RolloverBalance
+   */
+  rolloverBalance: {
+    methodKind: "unary";
+    input: typeof RolloverBalanceRequestSchema;
+    output: typeof RolloverBalanceResponseSchema;
+  },
+  /**
+   * CreditBackUsage returns part or all of a usage's automated invoice
+   * deductions (an invoice was voided, say) to the segments they came from,
+   * as *_CREDITED entries. Idempotent by idempotency_key. Admin keys only.
+   *
+   * @generated from rpc tally.credits.v1.CreditService.CreditBackUsage
+   */
+  creditBackUsage: {
+    methodKind: "unary";
+    input: typeof CreditBackUsageRequestSchema;
+    output: typeof CreditBackUsageResponseSchema;
   },
   /**
    * ListBalances pages through a customer's commits and credits.

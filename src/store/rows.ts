@@ -1,4 +1,4 @@
-import type { Asset } from "../../domain/asset.js";
+import type { Asset } from "../domain/asset.js";
 import type {
   Account,
   ApiKeyRecord,
@@ -9,9 +9,9 @@ import type {
   IdempotencyRecord,
   Tenant,
   Transfer,
-} from "../../domain/model.js";
+} from "../domain/model.js";
 
-/** Row mappers: SQLite rows (int64 columns as bigint) to domain records. */
+/** Row mappers shared by the SQL stores: rows (int64 columns read as bigint) to domain records. */
 
 type Row = Record<string, unknown>;
 
