@@ -17,7 +17,8 @@ export default defineConfig(async () => {
           extends: true as const,
           test: {
             name: "postgres",
-            include: [...STORE_TESTS, "test/postgres-*.test.ts"],
+            // TALLY_TEST_DISRUPTIVE=1 (npm run test:pg-restart) runs only the tests that restart PostgreSQL itself.
+            include: process.env.TALLY_TEST_DISRUPTIVE ? ["test/disruptive/*.test.ts"] : [...STORE_TESTS, "test/postgres-*.test.ts"],
             // Every write is a network round trip per statement plus an fsync, and
             // PostgreSQL shares the two cores with the tests: the load tests run longer.
             testTimeout: 180_000,
@@ -41,7 +42,7 @@ export default defineConfig(async () => {
       // Two cores: more workers only add contention to the fsync-bound tests.
       maxWorkers: 2,
       projects: [
-        { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/postgres-*.test.ts", "test/support/**"] } },
+        { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/postgres-*.test.ts", "test/support/**", "test/disruptive/**"] } },
         pgProject,
       ],
     },
