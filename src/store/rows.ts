@@ -7,6 +7,7 @@ import type {
   Entry,
   EntryView,
   IdempotencyRecord,
+  NewEntry,
   Tenant,
   Transfer,
 } from "../domain/model.js";
@@ -177,4 +178,45 @@ export function credential(r: unknown): CredentialRecord | undefined {
     createdAt: big(x.created_at),
     revokedAt: nullableBig(x.revoked_at),
   };
+}
+
+/** The entries column values of a new journal entry, in the INSERT's column order. */
+export function entryParams(e: NewEntry): unknown[] {
+  return [
+    e.tenantId,
+    e.transferId,
+    e.accountId,
+    e.counterpartyId,
+    e.asset,
+    e.direction,
+    e.status,
+    e.amount,
+    e.pendingChange,
+    e.postedAfter,
+    e.pendingInAfter,
+    e.pendingOutAfter,
+    e.createdAt,
+  ];
+}
+
+/** The accounts column values of an account, in the INSERT's column order. */
+export function accountParams(a: Account): unknown[] {
+  return [a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.lockedAt, a.createdAt];
+}
+
+/** The credentials column values of a credential, in the INSERT's column order. */
+export function credentialParams(c: CredentialRecord): unknown[] {
+  return [
+    c.kind,
+    c.id,
+    c.tenantId,
+    c.accountId,
+    c.orgId,
+    c.secretHash === null ? null : Buffer.from(c.secretHash),
+    c.verifyKey === null ? null : Buffer.from(c.verifyKey),
+    JSON.stringify(c.scopes),
+    c.label,
+    c.createdAt,
+    c.revokedAt,
+  ];
 }

@@ -638,7 +638,7 @@ function makeWriteTx(c: pg.PoolClient, assets: Map<string, Asset>): WriteTx {
       }
     },
     async insertAccount(a) {
-      await run(c, Q.insertAccount, [a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.lockedAt, a.createdAt]);
+      await run(c, Q.insertAccount, rows.accountParams(a));
     },
     async setAccountLock(tenantId, id, lockedAt) {
       locked.delete(key(tenantId, id));
@@ -670,21 +670,7 @@ function makeWriteTx(c: pg.PoolClient, assets: Map<string, Asset>): WriteTx {
       // one's, so sequences follow the given order (a multi-row INSERT does not promise that).
       const out: Entry[] = [];
       for (const e of list) {
-        const row = await one(c, Q.insertEntry, [
-          e.tenantId,
-          e.transferId,
-          e.accountId,
-          e.counterpartyId,
-          e.asset,
-          e.direction,
-          e.status,
-          e.amount,
-          e.pendingChange,
-          e.postedAfter,
-          e.pendingInAfter,
-          e.pendingOutAfter,
-          e.createdAt,
-        ]);
+        const row = await one(c, Q.insertEntry, rows.entryParams(e));
         out.push({ ...e, sequence: row!.sequence as bigint });
       }
       return out;
@@ -728,19 +714,7 @@ function makeWriteTx(c: pg.PoolClient, assets: Map<string, Asset>): WriteTx {
       return (await one(c, Q.getMeta, [key]))?.value as string | undefined;
     },
     async insertCredential(r) {
-      await run(c, Q.insertCredential, [
-        r.kind,
-        r.id,
-        r.tenantId,
-        r.accountId,
-        r.orgId,
-        r.secretHash === null ? null : Buffer.from(r.secretHash),
-        r.verifyKey === null ? null : Buffer.from(r.verifyKey),
-        JSON.stringify(r.scopes),
-        r.label,
-        r.createdAt,
-        r.revokedAt,
-      ]);
+      await run(c, Q.insertCredential, rows.credentialParams(r));
     },
     async getCredential(kind, id) {
       return rows.credential(await one(c, Q.getCredential, [kind, id]));

@@ -403,7 +403,7 @@ function makeWriteTx(s: SqliteStatements, c: CreditStatements): WriteTx {
       // One writer at a time holds the database lock: nothing more to take.
     },
     async insertAccount(a) {
-      s.insertAccount.run(a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.lockedAt, a.createdAt);
+      s.insertAccount.run(...rows.accountParams(a));
     },
     async setAccountLock(tenantId, id, lockedAt) {
       s.setAccountLock.run(lockedAt, tenantId, id);
@@ -422,21 +422,7 @@ function makeWriteTx(s: SqliteStatements, c: CreditStatements): WriteTx {
     },
     async appendEntries(list: readonly NewEntry[]) {
       return list.map((e) => {
-        const info = s.insertEntry.run(
-          e.tenantId,
-          e.transferId,
-          e.accountId,
-          e.counterpartyId,
-          e.asset,
-          e.direction,
-          e.status,
-          e.amount,
-          e.pendingChange,
-          e.postedAfter,
-          e.pendingInAfter,
-          e.pendingOutAfter,
-          e.createdAt,
-        );
+        const info = s.insertEntry.run(...rows.entryParams(e));
         return { ...e, sequence: BigInt(info.lastInsertRowid) };
       });
     },
@@ -478,19 +464,7 @@ function makeWriteTx(s: SqliteStatements, c: CreditStatements): WriteTx {
       return (s.getMeta.get(key) as { value: string } | undefined)?.value;
     },
     async insertCredential(c) {
-      s.insertCredential.run(
-        c.kind,
-        c.id,
-        c.tenantId,
-        c.accountId,
-        c.orgId,
-        c.secretHash === null ? null : Buffer.from(c.secretHash),
-        c.verifyKey === null ? null : Buffer.from(c.verifyKey),
-        JSON.stringify(c.scopes),
-        c.label,
-        c.createdAt,
-        c.revokedAt,
-      );
+      s.insertCredential.run(...rows.credentialParams(c));
     },
     async getCredential(kind, id) {
       return rows.credential(s.getCredential.get(kind, id));
