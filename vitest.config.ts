@@ -11,6 +11,7 @@ import { pgUnavailableReason } from "./test/support/pg-probe.js";
 export default defineConfig(async () => {
   const reason = await pgUnavailableReason();
   if (reason !== undefined && process.env.CI) throw new Error(`CI needs PostgreSQL: ${reason}`);
+  if (reason !== undefined && process.env.VITEST_WORKER_ID === undefined) console.warn(`PostgreSQL tests are skipped: ${reason}`);
   const pgProject =
     reason === undefined
       ? {
@@ -31,7 +32,7 @@ export default defineConfig(async () => {
           test: {
             name: "postgres",
             include: ["test/support/postgres-unavailable.test.ts"],
-            env: { TALLY_TEST_PG_SKIP_REASON: reason, TALLY_TEST_PG_SKIPPED: STORE_TESTS.join(",") },
+            env: { TALLY_TEST_PG_SKIP_REASON: reason, TALLY_TEST_PG_SKIPPED: [...STORE_TESTS, "test/postgres-*.test.ts"].join(",") },
           },
         };
   return {
