@@ -38,6 +38,8 @@ export class PgBalanceFeed implements BalanceFeed {
   private readonly notifier: pg.Pool;
   private listener: pg.Client | undefined;
   private closed = false;
+  private readonly outbox = new Map<string, Set<string>>();
+  private flushScheduled = false;
   private reconnectDelay = 100;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly safetyTimer: NodeJS.Timeout | undefined;
@@ -70,13 +72,30 @@ export class PgBalanceFeed implements BalanceFeed {
     const accounts = [...new Set(accountIds)];
     // Local watchers need no round trip through the database.
     this.local.publish(tenantId, accounts);
-    let payload = JSON.stringify([tenantId, accounts]);
-    // Too many accounts for one payload: every remote watcher re-reads instead.
-    if (Buffer.byteLength(payload) > MAX_PAYLOAD) payload = "*";
-    this.notifier.query("SELECT pg_notify($1, $2)", [this.channel, payload]).catch((e: unknown) => {
-      // The commit stands; remote watchers catch up on their next wake (safety net).
-      this.opts.onEvent?.("notify_failed", e instanceof Error ? e.message : String(e));
-    });
+    // Commits that end in the same event-loop turn share one NOTIFY per tenant:
+    // under load that is one small transaction for many writes, not one each.
+    let set = this.outbox.get(tenantId);
+    if (!set) this.outbox.set(tenantId, (set = new Set()));
+    for (const a of accounts) set.add(a);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = [...this.outbox];
+    this.outbox.clear();
+    for (const [tenantId, accounts] of batch) {
+      let payload = JSON.stringify([tenantId, [...accounts]]);
+      // Too many accounts for one payload: every remote watcher re-reads instead.
+      if (Buffer.byteLength(payload) > MAX_PAYLOAD) payload = "*";
+      this.notifier.query("SELECT pg_notify($1, $2)", [this.channel, payload]).catch((e: unknown) => {
+        // The commit stands; remote watchers catch up on their next wake (safety net).
+        this.opts.onEvent?.("notify_failed", e instanceof Error ? e.message : String(e));
+      });
+    }
   }
 
   subscribe(tenantId: string, accountId: string): FeedSubscription {
