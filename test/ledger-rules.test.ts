@@ -480,6 +480,21 @@ describe("assets", () => {
   });
 });
 
+describe("text", () => {
+  // PostgreSQL text cannot hold NUL and SQLite can: both stores must refuse it the same way, and write nothing.
+  it("refuses NUL characters in notes, metadata keys and values, and writes nothing", async () => {
+    const a = await open("nul");
+    const before = await snapshot(["@world", a]);
+    await expectRefused(move("@world", a, 1n, { note: "a\u0000b" }), Code.InvalidArgument, "invalid_text");
+    await expectRefused(move("@world", a, 1n, { metadata: { k: "v\u0000" } }), Code.InvalidArgument, "invalid_text");
+    await expectRefused(move("@world", a, 1n, { metadata: { "k\u0000": "v" } }), Code.InvalidArgument, "invalid_text");
+    await expectRefused(L.createAccount({ id: `${a}-2`, metadata: { x: "\u0000" } }), Code.InvalidArgument, "invalid_text");
+    expect(await snapshot(["@world", a])).toEqual(before);
+    // Other control characters are ordinary text and round-trip.
+    expect((await move("@world", a, 1n, { note: "tab\there" })).note).toBe("tab\there");
+  });
+});
+
 describe("int64", () => {
   it("refuses a credit that would overflow int64 and writes nothing", async () => {
     const asset = `OVF${Math.random().toString(36).slice(2, 6).toUpperCase()}`;

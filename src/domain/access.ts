@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { LedgerError, invalidArgument, notFound } from "./errors.js";
 import { newId, validateAccountId, validateTenantId } from "./ids.js";
+import { validateText } from "./validate.js";
 import { Ledger } from "./ledger.js";
 import type { Clock } from "./ledger.js";
 import type { ApiKeyRecord, KeyScope, Tenant } from "./model.js";
@@ -46,6 +47,7 @@ export class Access {
   async createTenant(input: { id: string; name: string; operator?: boolean }): Promise<{ tenant: Tenant; admin: IssuedKey }> {
     const id = input.id === "" ? newId("tn") : validateTenantId(input.id);
     if (input.name.length > 200) throw invalidArgument("invalid_name", "name must be at most 200 characters");
+    validateText(input.name, "name");
     const now = this.clock();
     const tenant: Tenant = { id, name: input.name || id, createdAt: now };
     const admin = this.mint({ tenantId: id, scope: "tenant_admin", accountId: null, operator: input.operator ?? false, label: "admin" }, now);
@@ -61,6 +63,7 @@ export class Access {
   /** Issues a key in a tenant. Account keys must name an existing account. */
   async createKey(tenantId: string, input: { scope: KeyScope; accountId: string; label: string }): Promise<IssuedKey> {
     if (input.label.length > 200) throw invalidArgument("invalid_label", "label must be at most 200 characters");
+    validateText(input.label, "label");
     const accountId = input.scope === "account_read" ? validateAccountId(input.accountId) : null;
     if (input.scope === "tenant_admin" && input.accountId !== "") {
       throw invalidArgument("invalid_scope", "account_id is only allowed with an account-scoped key");

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { LedgerError, invalidArgument, notFound } from "./errors.js";
 import { validateAccountId } from "./ids.js";
+import { validateText } from "./validate.js";
 import type { Clock } from "./ledger.js";
 import type { CredentialRecord } from "./model.js";
 import type { Store } from "./store.js";
@@ -60,6 +61,7 @@ export class Credentials {
     const orgId = input.orgId ? validateAccountId(input.orgId, "org_id") : null;
     const label = input.label ?? "";
     if (label.length > 200) throw invalidArgument("invalid_label", "label must be at most 200 characters");
+    validateText(label, "label");
     const secret = input.withSecret ? randomBytes(20).toString("hex") : undefined;
     const id = input.id ?? randomBytes(10).toString("hex");
     const record: CredentialRecord = {

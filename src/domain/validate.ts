@@ -11,6 +11,15 @@ export const LIMITS = {
   batchSize: 1000,
 } as const;
 
+/**
+ * Refuses text holding a NUL character: PostgreSQL text cannot store one and
+ * SQLite can, and the two stores must accept exactly the same input.
+ */
+export function validateText(v: string, field: string): string {
+  if (v.includes("\u0000")) throw invalidArgument("invalid_text", `${field} must not contain NUL characters`, { field });
+  return v;
+}
+
 /** Refuses metadata that is too large or has empty keys. */
 export function validateMetadata(metadata: Readonly<Record<string, string>>, field = "metadata"): Record<string, string> {
   const keys = Object.keys(metadata);
@@ -21,7 +30,8 @@ export function validateMetadata(metadata: Readonly<Record<string, string>>, fie
     if (k.length === 0 || k.length > LIMITS.metadataKeyLength) {
       throw invalidArgument("invalid_metadata", `${field} keys must be 1-${LIMITS.metadataKeyLength} characters`);
     }
-    const v = metadata[k] ?? "";
+    validateText(k, `${field} keys`);
+    const v = validateText(metadata[k] ?? "", `${field}["${k}"]`);
     if (v.length > LIMITS.metadataValueLength) {
       throw invalidArgument("invalid_metadata", `${field}["${k}"] is longer than ${LIMITS.metadataValueLength} characters`);
     }
@@ -55,7 +65,7 @@ export function validateNote(note: string): string {
   if (note.length > LIMITS.noteLength) {
     throw invalidArgument("invalid_note", `note must be at most ${LIMITS.noteLength} characters`);
   }
-  return note;
+  return validateText(note, "note");
 }
 
 /** Page sizes: 0 means the default; anything outside 1..max is refused. */

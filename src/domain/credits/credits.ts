@@ -5,7 +5,7 @@ import { newId, validateAccountId } from "../ids.js";
 import type { Clock } from "../ledger.js";
 import { checkedAdd, isInt64, requirePositiveAmount } from "../money.js";
 import type { Store, WriteTx } from "../store.js";
-import { validateIdempotencyKey, validateMetadata } from "../validate.js";
+import { validateIdempotencyKey, validateMetadata, validateText } from "../validate.js";
 import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, NewCreditEntry, Segment, UsageResult } from "./model.js";
 import { balanceAt, bySegment, dueClosings, entryTypeFor, isActive, isClosing, ledgerAt, planDrawDown, remaining } from "./rules.js";
 
@@ -807,7 +807,7 @@ function validateSegments(input: readonly SegmentInput[]): Segment[] {
 
 function text(v: string, field: string): string {
   if (v.length > TEXT_MAX) throw invalidArgument("invalid_argument", `${field} must be at most ${TEXT_MAX} characters`, { field });
-  return v;
+  return validateText(v, field);
 }
 
 function list(v: readonly string[], field: string): string[] {
