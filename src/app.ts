@@ -210,15 +210,20 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   }
 
   const sweepMs = options.expirySweepMs ?? 60_000;
-  let sweeping: Promise<unknown> = Promise.resolve();
+  // The sweep in progress, if any: a tick that finds one running is skipped.
+  // Every replica may sweep: the customer lock and the one-closing-per-segment
+  // index make concurrent sweeps write nothing twice.
+  let sweeping: Promise<void> | undefined;
   const sweeper =
     sweepMs > 0
       ? setInterval(() => {
-          // One sweep at a time; every replica may sweep: the customer lock and the
-          // one-closing-per-segment index make concurrent sweeps write nothing twice.
-          sweeping = sweeping.then(() =>
-            credits.materialiseExpirations().catch((e: unknown) => log.error("expiry sweep failed", { error: String(e) })),
-          );
+          sweeping ??= credits
+            .materialiseExpirations()
+            .then(
+              () => undefined,
+              (e: unknown) => log.error("expiry sweep failed", { error: String(e) }),
+            )
+            .finally(() => (sweeping = undefined));
         }, sweepMs)
       : undefined;
   sweeper?.unref();

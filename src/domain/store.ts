@@ -38,13 +38,11 @@ export interface StoreReader {
   lastEntryAtOrBefore(tenantId: string, accountId: string, asset: string, atSequence: bigint): Promise<Entry | undefined>;
   /** Assets an account had entries in up to atSequence. */
   assetsAtOrBefore(tenantId: string, accountId: string, atSequence: bigint): Promise<string[]>;
-  /** The highest sequence the journal has committed (0n when empty). */
-  headSequence(): Promise<bigint>;
   /**
    * A sequence S at which a watcher of this account can start: every entry of
    * the account with sequence <= S is committed (and visible), and every entry
    * of it committed later gets a sequence > S. With one writer (SQLite) that is
-   * the head; with concurrent writers (PostgreSQL) a head read while another
+   * the journal's head; with concurrent writers (PostgreSQL) a head read while another
    * transaction holds the account's lock could skip that transaction's entries.
    */
   watchPoint(tenantId: string, accountId: string): Promise<bigint>;

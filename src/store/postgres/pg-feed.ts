@@ -44,8 +44,6 @@ export class PgBalanceFeed implements BalanceFeed {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly safetyTimer: NodeJS.Timeout | undefined;
   private readonly ready: Promise<void>;
-  /** Times the listening connection was (re)established. */
-  connects = 0;
 
   constructor(private readonly opts: PgBalanceFeedOptions) {
     // Channel names are identifiers: at most 63 bytes.
@@ -147,7 +145,6 @@ export class PgBalanceFeed implements BalanceFeed {
     }
     this.listener = client;
     this.reconnectDelay = 100;
-    this.connects++;
     this.opts.onEvent?.("listening");
     // Whatever was committed while nobody listened: every watcher re-reads.
     this.local.wakeAll();

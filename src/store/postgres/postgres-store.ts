@@ -412,6 +412,7 @@ export class PostgresStore implements Store {
   async assetsAtOrBefore(tenantId: string, accountId: string, at: bigint): Promise<string[]> {
     return this.read(async () => (await all(this.pool, Q.assetsAtOrBefore, [tenantId, accountId, at])).map((x) => x.asset as string));
   }
+  /** The highest sequence the journal has committed (0n when empty); gaps are possible. */
   async headSequence(): Promise<bigint> {
     return this.read(async () => (await one(this.pool, Q.headSequence, []))!.head as bigint);
   }

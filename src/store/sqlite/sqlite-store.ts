@@ -229,6 +229,7 @@ export class SqliteStore implements Store {
   async assetsAtOrBefore(tenantId: string, accountId: string, at: bigint): Promise<string[]> {
     return (this.r.assetsAtOrBefore.all(tenantId, accountId, at) as { asset: string }[]).map((x) => x.asset);
   }
+  /** The highest sequence the journal has committed (0n when empty). */
   async headSequence(): Promise<bigint> {
     return (this.r.headSequence.get() as { head: bigint }).head;
   }
