@@ -1,5 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
+import type { SecureVersion } from "node:tls";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Access } from "./domain/access.js";
 import { LedgerError } from "./domain/errors.js";
@@ -20,8 +21,8 @@ import { PgBalanceFeed } from "./store/postgres/pg-feed.js";
 import { authInterceptor } from "./transport/auth-interceptor.js";
 import type { Logger } from "./transport/log.js";
 import { jsonLogger, logInterceptor } from "./transport/log.js";
-import type { Listening } from "./transport/server.js";
-import { listen } from "./transport/server.js";
+import type { AbuseOptions, Listening } from "./transport/server.js";
+import { definedOnly, listen } from "./transport/server.js";
 import { createRpcHandler } from "./transport/rpc-handler.js";
 import type { RpcHandler } from "./transport/rpc-handler.js";
 import { createRestHandler } from "./transport/rest/rest-handler.js";
@@ -51,8 +52,26 @@ export interface TallyOptions {
   readonly tlsKeyFile?: string | undefined;
   /** Largest request message accepted, in bytes (1 MiB). */
   readonly maxMessageBytes?: number;
-  /** Time a client has to send its headers, in ms (10 s). */
+  /** Time a connection has to set itself up and each request to send its headers, in ms (10 s). */
   readonly headersTimeoutMs?: number;
+  /** Time a client has to send a whole request, in ms (60 s). */
+  readonly requestTimeoutMs?: number;
+  /** Idle HTTP/1.1 keep-alive connections close after this long, in ms (5 s). */
+  readonly keepAliveTimeoutMs?: number;
+  /** HTTP/2 connections with no open stream close after this long, in ms (30 s). */
+  readonly idleTimeoutMs?: number;
+  /** HTTP/2 connections with open streams are pinged this often; unanswered, they are cut, in ms (30 s; 0: off). */
+  readonly pingIntervalMs?: number;
+  /** Open connections in all (default: the open-file limit less 64, at most 10,000). */
+  readonly maxConnections?: number;
+  /** Open connections per client address, IPv6 by /64 (256; 0: no limit, e.g. behind a proxy). */
+  readonly maxConnectionsPerAddress?: number;
+  /** Rapid-reset defence thresholds (see AbuseOptions). */
+  readonly abuse?: AbuseOptions;
+  /** Oldest TLS version accepted ("TLSv1.2"). */
+  readonly tlsMinVersion?: SecureVersion;
+  /** OpenSSL cipher list (forward-secret AEAD suites only by default). */
+  readonly tlsCiphers?: string;
   /** Open WatchBalance streams allowed per tenant (100). */
   readonly streamsPerTenant?: number;
   /** Longest deadline a client may ask for, in ms (5 min). */
@@ -173,6 +192,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     routes,
     logger: log,
     readMaxBytes,
+    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
     maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
     shutdownSignal: shutdown.signal,
     interceptors: [
@@ -189,11 +209,17 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     streamers: new Map(dialects.flatMap((d) => [...(d.streamers ?? [])])),
     envelopes: new Map(dialects.flatMap((d) => [...(d.envelopes ?? [])])),
     readMaxBytes,
+    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
     logger: log,
   });
   const tls =
     options.tlsCertFile && options.tlsKeyFile
-      ? { cert: readFileSync(options.tlsCertFile), key: readFileSync(options.tlsKeyFile) }
+      ? {
+          cert: readFileSync(options.tlsCertFile),
+          key: readFileSync(options.tlsKeyFile),
+          ...(options.tlsMinVersion === undefined ? {} : { minVersion: options.tlsMinVersion }),
+          ...(options.tlsCiphers === undefined ? {} : { ciphers: options.tlsCiphers }),
+        }
       : undefined;
   let server: Listening;
   try {
@@ -202,6 +228,16 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
       port: options.port ?? 8080,
       tls,
       headersTimeoutMs: options.headersTimeoutMs ?? 10_000,
+      ...definedOnly({
+        requestTimeoutMs: options.requestTimeoutMs,
+        keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+        idleTimeoutMs: options.idleTimeoutMs,
+        pingIntervalMs: options.pingIntervalMs,
+        maxConnections: options.maxConnections,
+        maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+        abuse: options.abuse,
+      }),
+      onNotice: (message, fields) => log.error(message, fields),
     });
   } catch (e) {
     await store.close();

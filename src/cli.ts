@@ -33,7 +33,7 @@ or --database postgres://… (env DATABASE_URL) for PostgreSQL
 
 serve flags:
 ${Object.entries(SERVE_FLAGS)
-  .map(([k, v]) => `  --${k.padEnd(20)} ${v.help} (env ${v.env}, default "${v.default}")`)
+  .map(([k, v]) => `  --${k.padEnd(28)} ${v.help} (env ${v.env}, default "${v.default}")`)
   .join("\n")}
 `;
 

@@ -1,5 +1,7 @@
 import { parseArgs } from "node:util";
+import type { SecureVersion } from "node:tls";
 import type { TallyOptions } from "./app.js";
+import { TLS_VERSIONS } from "./transport/tls-defaults.js";
 
 /** Server settings from flags, then environment variables, then defaults. */
 export interface ServeConfig {
@@ -14,6 +16,16 @@ export interface ServeConfig {
   readonly tlsKeyFile: string | undefined;
   readonly maxMessageBytes: number;
   readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly pingIntervalMs: number;
+  /** undefined: from the open-file limit. */
+  readonly maxConnections: number | undefined;
+  readonly maxConnectionsPerAddress: number;
+  readonly tlsMinVersion: SecureVersion;
+  /** undefined: the built-in forward-secret AEAD list. */
+  readonly tlsCiphers: string | undefined;
   readonly streamsPerTenant: number;
   readonly durability: "full" | "normal";
   readonly logLevel: "info" | "error" | "silent";
@@ -36,7 +48,23 @@ export const SERVE_FLAGS = {
   "tls-cert": { env: "TALLY_TLS_CERT", default: "", help: "PEM certificate: serve TLS" },
   "tls-key": { env: "TALLY_TLS_KEY", default: "", help: "PEM private key for --tls-cert" },
   "max-message-bytes": { env: "TALLY_MAX_MESSAGE_BYTES", default: String(1024 * 1024), help: "largest request message" },
-  "headers-timeout-ms": { env: "TALLY_HEADERS_TIMEOUT_MS", default: "10000", help: "time to receive request headers" },
+  "headers-timeout-ms": {
+    env: "TALLY_HEADERS_TIMEOUT_MS",
+    default: "10000",
+    help: "time a connection has to set up (TLS handshake, HTTP/2 preface) and each request to send its headers",
+  },
+  "request-timeout-ms": { env: "TALLY_REQUEST_TIMEOUT_MS", default: "60000", help: "time a client has to send a whole request (then deadline_exceeded)" },
+  "keep-alive-timeout-ms": { env: "TALLY_KEEP_ALIVE_TIMEOUT_MS", default: "5000", help: "idle HTTP/1.1 keep-alive connections close after this" },
+  "idle-timeout-ms": { env: "TALLY_IDLE_TIMEOUT_MS", default: "30000", help: "HTTP/2 connections with no open stream close after this" },
+  "ping-interval-ms": { env: "TALLY_PING_INTERVAL_MS", default: "30000", help: "HTTP/2 connections with open streams are pinged this often, and cut when a ping goes unanswered (0: off)" },
+  "max-connections": { env: "TALLY_MAX_CONNECTIONS", default: "auto", help: "open connections in all (auto: the open-file limit less 64, at most 10000)" },
+  "max-connections-per-address": {
+    env: "TALLY_MAX_CONNECTIONS_PER_ADDRESS",
+    default: "256",
+    help: "open connections per client address, IPv6 by /64 (0: no limit, for use behind a proxy)",
+  },
+  "tls-min-version": { env: "TALLY_TLS_MIN_VERSION", default: "TLSv1.2", help: "oldest TLS version accepted: TLSv1.2 or TLSv1.3" },
+  "tls-ciphers": { env: "TALLY_TLS_CIPHERS", default: "", help: "OpenSSL cipher list (default: forward-secret AEAD suites only)" },
   "streams-per-tenant": { env: "TALLY_STREAMS_PER_TENANT", default: "100", help: "open balance streams per tenant" },
   durability: { env: "TALLY_DURABILITY", default: "full", help: "full (fsync every commit) or normal (may lose the last commits on power loss)" },
   "log-level": { env: "TALLY_LOG_LEVEL", default: "info", help: "info, error or silent" },
@@ -64,6 +92,8 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
   const cert = get("tls-cert");
   const key = get("tls-key");
   if ((cert === "") !== (key === "")) throw new Error("--tls-cert and --tls-key go together");
+  const tlsMinVersion = get("tls-min-version");
+  if (!(TLS_VERSIONS as readonly string[]).includes(tlsMinVersion)) throw new Error(`--tls-min-version must be one of ${TLS_VERSIONS.join(", ")}`);
   return {
     host: get("host"),
     port: int("port", 0, 65535),
@@ -75,6 +105,14 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     tlsKeyFile: key || undefined,
     maxMessageBytes: int("max-message-bytes", 1024, 64 * 1024 * 1024),
     headersTimeoutMs: int("headers-timeout-ms", 100, 600_000),
+    requestTimeoutMs: int("request-timeout-ms", 100, 3_600_000),
+    keepAliveTimeoutMs: int("keep-alive-timeout-ms", 100, 3_600_000),
+    idleTimeoutMs: int("idle-timeout-ms", 100, 3_600_000),
+    pingIntervalMs: int("ping-interval-ms", 0, 3_600_000),
+    maxConnections: get("max-connections") === "auto" ? undefined : int("max-connections", 1, 1_000_000),
+    maxConnectionsPerAddress: int("max-connections-per-address", 0, 1_000_000),
+    tlsMinVersion: tlsMinVersion as SecureVersion,
+    tlsCiphers: get("tls-ciphers") || undefined,
     streamsPerTenant: int("streams-per-tenant", 1, 100_000),
     durability,
     logLevel,
@@ -93,6 +131,14 @@ export function toTallyOptions(c: ServeConfig): TallyOptions {
     tlsKeyFile: c.tlsKeyFile,
     maxMessageBytes: c.maxMessageBytes,
     headersTimeoutMs: c.headersTimeoutMs,
+    requestTimeoutMs: c.requestTimeoutMs,
+    keepAliveTimeoutMs: c.keepAliveTimeoutMs,
+    idleTimeoutMs: c.idleTimeoutMs,
+    pingIntervalMs: c.pingIntervalMs,
+    ...(c.maxConnections === undefined ? {} : { maxConnections: c.maxConnections }),
+    maxConnectionsPerAddress: c.maxConnectionsPerAddress,
+    tlsMinVersion: c.tlsMinVersion,
+    ...(c.tlsCiphers === undefined ? {} : { tlsCiphers: c.tlsCiphers }),
     streamsPerTenant: c.streamsPerTenant,
     durability: c.durability,
     ...(c.dialects === undefined ? {} : { dialects: c.dialects }),

@@ -4,12 +4,31 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 type Req = IncomingMessage | Http2ServerRequest;
 
-/** Reads the whole body, or stops at `max` bytes and returns undefined. */
-export function readBounded(req: Req, max: number): Promise<Buffer | undefined> {
+/** The error for a request whose body did not arrive in time. */
+export function requestTimedOut(timeoutMs: number): ConnectError {
+  return new ConnectError(`the request was not sent within ${timeoutMs} ms`, Code.DeadlineExceeded);
+}
+
+/**
+ * Reads the whole body, or stops at `max` bytes and returns undefined.
+ * Rejects with deadline_exceeded when the body has not ended within
+ * `timeoutMs` (a client that sends headers and stalls), and with aborted when
+ * the client goes away.
+ */
+export function readBounded(req: Req, max: number, timeoutMs = Infinity): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const timer = Number.isFinite(timeoutMs)
+      ? setTimeout(() => {
+          // Like an oversized body: stop reading, leave the exchange to the caller's answer.
+          cleanup();
+          req.pause();
+          reject(requestTimedOut(timeoutMs));
+        }, timeoutMs)
+      : undefined;
     const cleanup = () => {
+      clearTimeout(timer);
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("error", onError);
@@ -45,4 +64,40 @@ export function readBounded(req: Req, max: number): Promise<Buffer | undefined> 
     req.on("error", onError);
     req.on("close", onClose);
   });
+}
+
+/**
+ * Passes a request body through, failing with deadline_exceeded when it has
+ * not ended within `timeoutMs`: thrown into connect's reading pipeline, the
+ * error reaches the client in its protocol's own form (gRPC trailers, a
+ * Connect end-stream message).
+ */
+export async function* untilDeadline<T>(source: AsyncIterable<T>, timeoutMs: number): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(requestTimedOut(timeoutMs));
+    }, timeoutMs);
+  });
+  expired.catch(() => undefined);
+  let done = false;
+  try {
+    for (;;) {
+      const r = await Promise.race([it.next(), expired]);
+      if (r.done) {
+        done = true;
+        return;
+      }
+      yield r.value;
+    }
+  } finally {
+    clearTimeout(timer);
+    // A reader that stops early lets go of the source, as for-await would. After
+    // a timeout the source is left alone: ending it would reset an HTTP/2 stream
+    // before the deadline_exceeded answer is written.
+    if (!done && !timedOut) await it.return?.();
+  }
 }

@@ -27,7 +27,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { constants as http2constants } from "node:http2";
 import { LedgerError } from "../domain/errors.js";
 import { toConnectError } from "../services/errors.js";
-import { readBounded } from "./read-body.js";
+import { readBounded, untilDeadline } from "./read-body.js";
 import { parseStrictJson } from "./json-guard.js";
 import type { Logger } from "./log.js";
 
@@ -40,6 +40,11 @@ export interface RpcHandlerOptions extends ConnectRouterOptions {
   /** Largest request body, in bytes; also the Connect readMaxBytes. */
   readonly readMaxBytes: number;
   readonly logger: Logger;
+  /**
+   * Time a client has to send its whole request, in ms (60 s). A request
+   * still unsent then is answered deadline_exceeded in its protocol.
+   */
+  readonly requestTimeoutMs?: number;
   /** Requests no RPC matched (the REST layer, or 404). */
   readonly fallback?: (req: Req, res: Res) => void;
 }
@@ -88,6 +93,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
   const handlers = new Map<string, UniversalHandler>();
   for (const h of router.handlers) handlers.set(h.requestPath, h);
   const max = options.readMaxBytes;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
 
   const handle = (req: Req, res: Res) => {
     const path = (req.url ?? "").split("?", 1)[0]!;
@@ -118,7 +124,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
         const encoding = requestEncoding(req.headers["content-encoding"], acceptCompression);
         // An encoding connect does not accept is refused by connect (unimplemented) before it reads anything.
         if (encoding !== undefined) {
-          const read = await readUnaryBody(req, h, max, encoding, unary);
+          const read = await readUnaryBody(req, h, max, encoding, unary, requestTimeoutMs);
           if (read instanceof ConnectError) {
             refuse(read, start);
             return;
@@ -139,8 +145,10 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       if (rawBody !== undefined) {
         // Already read from the socket: connect gets the same bytes and decodes them itself.
         uReq = { ...uReq, body: createAsyncIterable([rawBody]) };
-      } else if (envelopes !== undefined) {
-        uReq = { ...uReq, body: checkEnvelopes(uReq.body as AsyncIterable<Uint8Array>, h, max, envelopes) };
+      } else if (unary === undefined && req.method !== "GET") {
+        const source = uReq.body as AsyncIterable<Uint8Array>;
+        const checked = envelopes === undefined ? source : checkEnvelopes(source, h, max, envelopes);
+        uReq = { ...uReq, body: process.env.NO_DL ? checked : untilDeadline(checked, requestTimeoutMs) };
       }
       const uRes = await h(uReq);
       await universalResponseToNodeResponse(uRes, res);
@@ -191,10 +199,18 @@ async function readUnaryBody(
   max: number,
   encoding: Compression | null,
   format: "json" | "binary",
+  timeoutMs: number,
 ): Promise<{ value: JsonValue } | { raw: Uint8Array } | ConnectError> {
   const declared = Number(req.headers["content-length"]);
   if (Number.isFinite(declared) && declared > max) return tooLarge(max);
-  const raw = await readBounded(req, max);
+  let raw: Buffer | undefined;
+  try {
+    raw = await readBounded(req, max, timeoutMs);
+  } catch (e) {
+    // A stalled body is answered (deadline_exceeded); a client that left is not.
+    if (e instanceof ConnectError && e.code === Code.DeadlineExceeded) return e;
+    throw e;
+  }
   if (raw === undefined) return tooLarge(max);
   let bytes: Uint8Array = raw;
   if (encoding !== null) {

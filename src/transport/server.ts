@@ -1,7 +1,13 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as tls from "node:tls";
 import type { AddressInfo } from "node:net";
+import { ConnectionLimits } from "./connection-limits.js";
+import type { Refusal } from "./connection-limits.js";
+import { guardHttp1 } from "./h1-guard.js";
+import { guardSession } from "./h2-session-guard.js";
+import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_MIN_VERSION } from "./tls-defaults.js";
 
 /** A request handler shared by HTTP/1.1 and HTTP/2. */
 export type NodeHandler = (
@@ -9,21 +15,64 @@ export type NodeHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
-/** Options for {@link listen}. */
+/** TLS settings of {@link ListenOptions}. */
+export interface TlsOptions {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+  /** Oldest version accepted ("TLSv1.2"). */
+  readonly minVersion?: tls.SecureVersion;
+  /** OpenSSL cipher list, TLS 1.3 suites included (forward-secret AEAD suites only). */
+  readonly ciphers?: string;
+}
+
+/** Options for {@link listen}; every limit has a default fit for a public port. */
 export interface ListenOptions {
   readonly host?: string;
   /** 0 picks a free port. */
   readonly port?: number;
-  /** PEM certificate and key: serve TLS (h2 and HTTP/1.1 by ALPN) instead of plaintext. */
-  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer } | undefined;
-  /** Time a client has to send its request headers; Node's default (60 s) is too generous for a public port. */
+  /** Serve TLS (h2 and HTTP/1.1 by ALPN) instead of plaintext. */
+  readonly tls?: TlsOptions | undefined;
+  /**
+   * Time a new connection has to set itself up (TLS handshake, HTTP/2
+   * preface and SETTINGS, or its first HTTP/1.1 request headers), and each
+   * later HTTP/1.1 request to send its headers, in ms (10 s). Node's 60 s is
+   * too generous for a public port.
+   */
   readonly headersTimeoutMs?: number;
-  /** Time a client has to send a whole HTTP/1.1 request. */
+  /** Time a client has to send a whole request (HTTP/1.1) or a stream's request (HTTP/2), in ms (60 s). */
   readonly requestTimeoutMs?: number;
-  /** Idle keep-alive connections are closed after this long. */
+  /** Idle HTTP/1.1 keep-alive connections are closed after this long, in ms (5 s). */
   readonly keepAliveTimeoutMs?: number;
-  /** Largest total header size accepted, in bytes. */
+  /** HTTP/2 sessions with no open stream are closed after this long, in ms (30 s). */
+  readonly idleTimeoutMs?: number;
+  /** HTTP/2 sessions with open streams are pinged this often, and cut when a ping goes unanswered, in ms (30 s; 0: off). */
+  readonly pingIntervalMs?: number;
+  /** Largest total header size accepted, in bytes (16 KiB). */
   readonly maxHeaderBytes?: number;
+  /** Concurrent streams per HTTP/2 connection (256). */
+  readonly maxStreamsPerConnection?: number;
+  /** Open connections in all (default: the open-file limit less 64, at most 10,000). */
+  readonly maxConnections?: number;
+  /** Open connections per client address, IPv6 by /64 (256; 0: no limit). */
+  readonly maxConnectionsPerAddress?: number;
+  /** Rapid-reset defence; see {@link AbuseOptions}. */
+  readonly abuse?: AbuseOptions;
+  /** Told of refused connections and abusive sessions, at most once per 10 s per kind. */
+  readonly onNotice?: (message: string, fields: Record<string, unknown>) => void;
+}
+
+/** When a session is abusive, and what happens to its address. */
+export interface AbuseOptions {
+  /** Streams a client may reset in resetWindowMs, beyond the ones it completes (100). */
+  readonly maxResets?: number;
+  /** In ms (10 s). */
+  readonly resetWindowMs?: number;
+  /** Abusive sessions from one address within strikeWindowMs that get it refused (3). */
+  readonly strikes?: number;
+  /** In ms (60 s). */
+  readonly strikeWindowMs?: number;
+  /** How long such an address has new connections refused, in ms (60 s). */
+  readonly penaltyMs?: number;
 }
 
 /** A listening server. */
@@ -31,6 +80,8 @@ export interface Listening {
   readonly host: string;
   readonly port: number;
   readonly url: string;
+  /** Open connections now. */
+  connections(): number;
   /** Stops accepting, lets in-flight requests finish (up to graceMs), then closes every connection. */
   close(graceMs?: number): Promise<void>;
 }
@@ -38,108 +89,140 @@ export interface Listening {
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
- * Serves one handler on one port for HTTP/1.1 and HTTP/2.
+ * Serves one handler on one port for HTTP/1.1 and HTTP/2: the front door.
+ * It admits connections (overall, per address, penalty box), bounds their
+ * setup, and hands each to the HTTP/1.1 or the HTTP/2 server, whose
+ * connections and streams are then bounded by h1-guard.ts and
+ * h2-session-guard.ts.
  *
  * Plaintext: Node cannot negotiate h2c and HTTP/1.1 on one server (ALPN only
- * exists with TLS), so a raw TCP server peeks at each connection's first bytes
- * and hands it to the HTTP/2 server when they are the HTTP/2 preface (gRPC and
- * h2c Connect clients send it), and to the HTTP/1.1 server otherwise (curl,
- * browsers, gRPC-Web). With TLS, ALPN does the same job.
+ * exists with TLS), so the front door peeks at each connection's first bytes
+ * and hands it to the HTTP/2 server when they are (the start of) the HTTP/2
+ * preface (gRPC and h2c Connect clients send it), and to the HTTP/1.1 server
+ * otherwise (curl, browsers, gRPC-Web). With TLS, ALPN does the same job,
+ * and both kinds get the same limits as in plaintext.
  */
 export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Promise<Listening> {
   const host = opts.host ?? "127.0.0.1";
-  const headersTimeout = opts.headersTimeoutMs ?? 10_000;
-  const requestTimeout = opts.requestTimeoutMs ?? 60_000;
-  const headerTimers = new WeakMap<net.Socket, NodeJS.Timeout>();
-  const arm = (socket: net.Socket) => {
-    disarm(socket);
-    headerTimers.set(socket, setTimeout(() => socket.destroy(), headersTimeout));
-  };
-  const disarm = (socket: net.Socket) => {
-    clearTimeout(headerTimers.get(socket));
-    headerTimers.delete(socket);
-  };
+  const headersTimeoutMs = opts.headersTimeoutMs ?? 10_000;
+  const requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
+  const maxHeaderBytes = opts.maxHeaderBytes ?? 16384;
+  const notice = throttled(opts.onNotice);
+  const limits = new ConnectionLimits(
+    definedOnly({
+      maxConnections: opts.maxConnections,
+      maxPerAddress: opts.maxConnectionsPerAddress,
+      strikes: opts.abuse?.strikes,
+      strikeWindowMs: opts.abuse?.strikeWindowMs,
+      penaltyMs: opts.abuse?.penaltyMs,
+    }),
+  );
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
-  const busy = new Set<net.Socket>();
-  const h1Sockets = new Set<net.Socket>();
   let closing = false;
-  let front: net.Server;
-  let h1: http.Server | undefined;
-  let h2: http2.Http2Server | http2.Http2SecureServer;
 
-  const h2Settings: http2.Settings = { maxConcurrentStreams: 1000, maxHeaderListSize: opts.maxHeaderBytes ?? 16384 };
+  const h1 = http.createServer({ keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000, maxHeaderSize: maxHeaderBytes }, handler);
+  const h1Guard = guardHttp1(h1, { headersTimeoutMs, requestTimeoutMs });
+  const h2 = http2.createServer(
+    {
+      settings: { maxConcurrentStreams: opts.maxStreamsPerConnection ?? 256, maxHeaderListSize: maxHeaderBytes },
+      maxSessionInvalidFrames: 100,
+    },
+    handler,
+  );
+  const sessionGuard = {
+    idleTimeoutMs: opts.idleTimeoutMs ?? 30_000,
+    requestTimeoutMs,
+    pingIntervalMs: opts.pingIntervalMs ?? 30_000,
+    closeGraceMs: Math.min(5_000, headersTimeoutMs),
+    maxResets: opts.abuse?.maxResets ?? 100,
+    resetWindowMs: opts.abuse?.resetWindowMs ?? 10_000,
+    onAbuse: (socket: net.Socket, reason: string) => {
+      const penalised = limits.strike(socket.remoteAddress);
+      notice(`session ended for abuse`, { reason, address: socket.remoteAddress, penalised });
+    },
+  };
+  // The socket being handed to the HTTP/2 server: its "session" event comes synchronously.
+  let handing: { socket: net.Socket; setupMs: number } | undefined;
+  h2.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    guardSession(session, handing!.socket, { ...sessionGuard, handshakeTimeoutMs: handing!.setupMs });
+    if (closing) session.close();
+  });
+  const toH2 = (socket: net.Socket, setupMs: number) => {
+    handing = { socket, setupMs };
+    try {
+      h2.emit("connection", socket);
+    } finally {
+      handing = undefined;
+    }
+  };
+  const toH1 = (socket: net.Socket, setupMs: number) => {
+    h1Guard.adopt(socket, setupMs);
+    h1.emit("connection", socket);
+  };
+  const admit = (socket: net.Socket): boolean => {
+    const refusal: Refusal | undefined = closing ? "max_connections" : limits.admit(socket);
+    if (refusal !== undefined) {
+      socket.destroy();
+      if (!closing) notice("connection refused", { reason: refusal, address: socket.remoteAddress });
+      return false;
+    }
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    return true;
+  };
+
+  let front: net.Server;
   if (opts.tls) {
-    const secure = http2.createSecureServer(
-      { cert: opts.tls.cert, key: opts.tls.key, allowHTTP1: true, settings: h2Settings, maxSessionInvalidFrames: 100 },
-      handler,
-    );
-    secure.setTimeout(0);
-    h2 = secure;
-    front = secure;
-    secure.on("connection", (s: net.Socket) => track(sockets, s));
-  } else {
-    h1 = http.createServer(
-      {
-        headersTimeout,
-        requestTimeout,
-        keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000,
-        maxHeaderSize: opts.maxHeaderBytes ?? 16384,
-      },
-      handler,
-    );
-    // closeIdleConnections() does not see sockets handed over by emit("connection"),
-    // so HTTP/1.1 sockets are tracked here: idle ones close at once on shutdown,
-    // busy ones as soon as their response is done.
-    //
-    // Node enforces headersTimeout and requestTimeout from a timer that only runs
-    // for a server that called listen() itself, which this one does not, so both
-    // are enforced here: a socket must deliver each request's headers within
-    // headersTimeout of being ready for it, and the whole request within requestTimeout.
-    h1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-      const socket = req.socket;
-      busy.add(socket);
-      disarm(socket);
-      const requestTimer = setTimeout(() => socket.destroy(), requestTimeout);
-      req.once("end", () => clearTimeout(requestTimer));
-      res.once("close", () => {
-        clearTimeout(requestTimer);
-        busy.delete(socket);
-        if (closing) socket.end();
-        else if (!socket.destroyed) arm(socket);
-      });
+    const secure = tls.createServer({
+      cert: opts.tls.cert,
+      key: opts.tls.key,
+      ALPNProtocols: ["h2", "http/1.1"],
+      handshakeTimeout: headersTimeoutMs,
+      minVersion: opts.tls.minVersion ?? DEFAULT_TLS_MIN_VERSION,
+      ciphers: opts.tls.ciphers ?? DEFAULT_TLS_CIPHERS,
+      honorCipherOrder: true,
     });
-    const plain = http2.createServer({ settings: h2Settings, maxSessionInvalidFrames: 100 }, handler);
-    h2 = plain;
+    // Runs after tls.Server's own listener has wrapped the socket; destroying it ends the TLS socket too.
+    secure.on("connection", (socket: net.Socket) => void admit(socket));
+    secure.on("secureConnection", (socket: tls.TLSSocket) => {
+      if (socket.alpnProtocol === "h2") toH2(socket, headersTimeoutMs);
+      else toH1(socket, headersTimeoutMs);
+    });
+    // Failed or timed-out handshakes: the client's doing. With a listener here, Node
+    // leaves the socket open (a handshake that never started would be held for good).
+    secure.on("tlsClientError", (_e: Error, socket: tls.TLSSocket) => socket.destroy());
+    front = secure;
+  } else {
     front = net.createServer((socket) => {
-      track(sockets, socket);
+      if (!admit(socket)) return;
+      const deadline = performance.now() + headersTimeoutMs;
       // A connection that never sends its first bytes must not stay forever.
-      socket.setTimeout(headersTimeout, () => socket.destroy());
+      const firstBytes = setTimeout(() => socket.destroy(), headersTimeoutMs).unref();
+      socket.once("close", () => clearTimeout(firstBytes));
+      socket.on("error", () => undefined);
       socket.once("readable", function peek() {
         const chunk: Buffer | null = socket.read();
         if (chunk === null) {
           socket.once("readable", peek);
           return;
         }
-        socket.setTimeout(0);
+        clearTimeout(firstBytes);
         socket.unshift(chunk);
-        const isH2 = chunk.length >= PREFACE.length ? chunk.subarray(0, PREFACE.length).equals(PREFACE) : PREFACE.subarray(0, chunk.length).equals(chunk);
-        if (isH2) {
-          plain.emit("connection", socket);
+        // What is left of the setup budget goes on bounding the preface and SETTINGS, or the headers.
+        const setupMs = Math.max(1, deadline - performance.now());
+        const n = Math.min(chunk.length, PREFACE.length);
+        if (chunk.subarray(0, n).equals(PREFACE.subarray(0, n))) {
+          toH2(socket, setupMs);
         } else {
-          track(h1Sockets, socket);
-          socket.once("close", () => disarm(socket));
-          arm(socket);
-          h1!.emit("connection", socket);
+          toH1(socket, setupMs);
           socket.resume();
         }
       });
     });
   }
-  h2.on("session", (s: http2.Http2Session) => {
-    sessions.add(s);
-    s.once("close", () => sessions.delete(s));
-  });
 
   await new Promise<void>((resolve, reject) => {
     front.once("error", reject);
@@ -148,6 +231,8 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
       resolve();
     });
   });
+  // accept() can fail (EMFILE when out of descriptors); that must not end the process.
+  front.on("error", (e: NodeJS.ErrnoException) => notice("accept failed", { error: e.code ?? String(e) }));
   const port = (front.address() as AddressInfo).port;
   const scheme = opts.tls ? "https" : "http";
   const urlHost = host.includes(":") ? `[${host}]` : host;
@@ -156,11 +241,12 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
     host,
     port,
     url: `${scheme}://${urlHost}:${port}`,
+    connections: () => limits.size,
     async close(graceMs = 10_000) {
       closing = true;
       const stopped = new Promise<void>((r) => front.close(() => r()));
       for (const s of sessions) s.close();
-      for (const s of h1Sockets) if (!busy.has(s)) s.end();
+      h1Guard.drain();
       const deadline = setTimeout(() => {
         for (const s of sessions) s.destroy();
         for (const s of sockets) s.destroy();
@@ -172,7 +258,27 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
   };
 }
 
-function track(set: Set<net.Socket>, s: net.Socket): void {
-  set.add(s);
-  s.once("close", () => set.delete(s));
+/**
+ * At most one notice per message and reason every 10 s, with the count of
+ * the ones left out: an attack must not turn into a flood of log lines.
+ */
+function throttled(sink: ListenOptions["onNotice"]): (message: string, fields: Record<string, unknown>) => void {
+  const last = new Map<string, { at: number; skipped: number }>();
+  return (message, fields) => {
+    if (!sink) return;
+    const key = `${message}/${String(fields.reason ?? "")}`;
+    const now = performance.now();
+    const seen = last.get(key);
+    if (seen && now - seen.at < 10_000) {
+      seen.skipped++;
+      return;
+    }
+    last.set(key, { at: now, skipped: 0 });
+    sink(message, seen?.skipped ? { ...fields, suppressed: seen.skipped } : fields);
+  };
+}
+
+/** The object without its undefined fields, for options with exactOptionalPropertyTypes. */
+export function definedOnly<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as never;
 }

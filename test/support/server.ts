@@ -48,6 +48,9 @@ export async function startTestServer(options: TallyOptions = {}): Promise<TestS
     logger: jsonLogger(process.stderr, "error"),
     // Clients that stop mid-upload (oversized-message tests) would otherwise hold the close for 10 s.
     shutdownGraceMs: 2000,
+    // Tests open a fresh client (and so a fresh connection) per call by the hundred, all from 127.0.0.1;
+    // the per-address limit has tests of its own.
+    maxConnectionsPerAddress: 0,
     ...options,
   });
   if (!tally.bootstrapKey) throw new Error("expected a bootstrap key on a fresh database");

@@ -52,6 +52,8 @@ export interface RestHandlerOptions {
   /** Envelope writers by name, beside the built-in "connect" and "status". */
   readonly envelopes?: ReadonlyMap<string, ErrorEnvelopeWriter>;
   readonly readMaxBytes: number;
+  /** Time a client has to send its whole request, in ms (60 s); then it is answered 408. */
+  readonly requestTimeoutMs?: number;
   readonly logger: Logger;
 }
 
@@ -103,10 +105,16 @@ export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res
         return fail(new ConnectError(`method ${req.method} not allowed`, Code.Unimplemented), 405, { allow: found.allow.join(", ") });
       }
       route = found.route;
-      const body = await readBounded(req, opts.readMaxBytes);
+      // The rest of an unread body stays unread: an HTTP/1.1 connection cannot be reused after that.
+      const close: Record<string, string> = req.httpVersionMajor === 1 ? { connection: "close" } : {};
+      let body: Buffer | undefined;
+      try {
+        body = await readBounded(req, opts.readMaxBytes, opts.requestTimeoutMs ?? 60_000);
+      } catch (e) {
+        if (e instanceof ConnectError && e.code === Code.DeadlineExceeded) return fail(e, 408, close);
+        throw e;
+      }
       if (body === undefined) {
-        // The rest of the body is left unread: an HTTP/1.1 connection cannot be reused after that.
-        const close: Record<string, string> = req.httpVersionMajor === 1 ? { connection: "close" } : {};
         return fail(new ConnectError(`request body is larger than ${opts.readMaxBytes} bytes`, Code.ResourceExhausted), 413, close);
       }
       const controller = new AbortController();
