@@ -43,8 +43,10 @@ export default defineConfig(async () => {
       // Two cores: more workers only add contention to the fsync-bound tests.
       maxWorkers: 2,
       projects: [
-        { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/postgres-*.test.ts", "test/support/**", "test/disruptive/**"] } },
+        { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/postgres-*.test.ts", "test/support/**", "test/disruptive/**", "test/abuse/**"] } },
         pgProject,
+        // Attacks that load both cores for a while (npm run test:abuse): run alone, never beside other tests.
+        ...(process.env.TALLY_TEST_ABUSE ? [{ extends: true as const, test: { name: "abuse", include: ["test/abuse/*.test.ts"], testTimeout: 180_000 } }] : []),
       ],
     },
   };

@@ -1,13 +1,12 @@
 import * as http2 from "node:http2";
 import { connect as netConnect } from "node:net";
-import { connect as tlsConnect } from "node:tls";
 import type { ConnectionOptions } from "node:tls";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { makeCert } from "./support/certs.js";
-import { COMPRESSION_BOMB, FRAME, H2_ERROR, PREFACE, SETTINGS, errorCodeOf, frame, headersFrame, rawConnect, socketsInState } from "./support/h2-frames.js";
+import { FRAME, compressionBombs, H2_ERROR, PREFACE, SETTINGS, errorCodeOf, frame, headersFrame, rawConnect, socketsInState } from "./support/h2-frames.js";
 import { bearer, clientFor, startTestServer, tempDir } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
 import { WatchStream } from "./support/watch-stream.js";
@@ -56,22 +55,6 @@ afterAll(async () => {
 
 const tlsOpts = (): ConnectionOptions => ({ ca, servername: "localhost" });
 
-/** Sends the issue's reproduction n times, `parallel` at a time, each socket destroyed by the client after 100 ms. */
-async function compressionBombs(port: number, n: number, parallel: number, tls: boolean): Promise<void> {
-  const one = () =>
-    new Promise<void>((done) => {
-      const s = tls ? tlsConnect({ host: "127.0.0.1", port, ALPNProtocols: ["h2"], ...tlsOpts() }) : netConnect(port, "127.0.0.1");
-      s.once(tls ? "secureConnect" : "connect", () => s.write(COMPRESSION_BOMB));
-      s.on("data", () => undefined);
-      s.on("error", () => undefined);
-      setTimeout(() => {
-        s.destroy();
-        done();
-      }, 100);
-    });
-  for (let i = 0; i < n; i += parallel) await Promise.all(Array.from({ length: Math.min(parallel, n - i) }, one));
-}
-
 /** Polls until `f` is true or `ms` pass; returns whether it became true. */
 async function eventually(f: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
   const until = performance.now() + ms;
@@ -88,7 +71,7 @@ describe.each([
 ] as const)("sessions that nghttp2 ended with GOAWAY, %s", (_name, server, tls) => {
   it("200 compression-error sessions leave no socket in CLOSE-WAIT after the idle bound, and the server still serves", async () => {
     const { port } = server().tally;
-    await compressionBombs(port, 200, 20, tls);
+    await compressionBombs(port, 200, 20, tls ? tlsOpts() : undefined);
     // The client side is gone: every server socket of the attack is in CLOSE-WAIT until the server closes it.
     const cleared = await eventually(async () => (await socketsInState(port, "close-wait")) === 0, IDLE_MS + SLACK_MS);
     expect(cleared, `CLOSE-WAIT sockets left: ${await socketsInState(port, "close-wait")}`).toBe(true);

@@ -61,7 +61,6 @@ export function guardSession(session: Http2Session, socket: Socket, opts: Sessio
   let completed = 0;
   const timer = (ms: number, fn: () => void) => setTimeout(fn, ms).unref();
   const cut = () => {
-    if (process.env.GUARD_DEBUG) console.error("cut", new Error().stack);
     if (!session.destroyed) session.destroy();
     if (!socket.destroyed) socket.destroy();
   };
@@ -93,7 +92,6 @@ export function guardSession(session: Http2Session, socket: Socket, opts: Sessio
   };
   /** GOAWAY now; streams get closeGraceMs to finish, then the connection is cut. */
   const end = (code: number) => {
-    if (process.env.GUARD_DEBUG) console.error("end", code, new Error().stack);
     if (ending) return;
     ending = true;
     clearTimeout(idle);
@@ -101,7 +99,8 @@ export function guardSession(session: Http2Session, socket: Socket, opts: Sessio
     timer(opts.closeGraceMs, cut);
     if (session.destroyed) return;
     if (code === NGHTTP2_NO_ERROR) session.close();
-    else session.destroy(undefined, code);
+    // destroy(code), not destroy(undefined, code): the default parameter would turn undefined into NO_ERROR.
+    else session.destroy(code);
   };
 
   armIdle();
@@ -112,7 +111,6 @@ export function guardSession(session: Http2Session, socket: Socket, opts: Sessio
       armPing();
     }
     const request = stream.endAfterHeaders ? undefined : timer(opts.requestTimeoutMs, () => expire(stream));
-    if (process.env.GUARD_DEBUG) stream.once("aborted", () => ((stream as any).__aborted = true));
     stream.once("close", () => {
       clearTimeout(request);
       open--;
@@ -161,7 +159,6 @@ export function guardSession(session: Http2Session, socket: Socket, opts: Sessio
       return;
     }
     resets++;
-    if (process.env.GUARD_DEBUG) console.error("reset", stream.rstCode, stream.sentHeaders?.[":status"], stream.writableFinished, (stream as any).__aborted);
     if (resets >= opts.maxResets && resets > completed && !ending) {
       opts.onAbuse?.(socket, "rapid_reset");
       end(NGHTTP2_ENHANCE_YOUR_CALM);

@@ -148,7 +148,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       } else if (unary === undefined && req.method !== "GET") {
         const source = uReq.body as AsyncIterable<Uint8Array>;
         const checked = envelopes === undefined ? source : checkEnvelopes(source, h, max, envelopes);
-        uReq = { ...uReq, body: process.env.NO_DL ? checked : untilDeadline(checked, requestTimeoutMs) };
+        uReq = { ...uReq, body: untilDeadline(checked, requestTimeoutMs) };
       }
       const uRes = await h(uReq);
       await universalResponseToNodeResponse(uRes, res);

@@ -150,3 +150,23 @@ export async function socketsInState(port: number, state: string): Promise<numbe
   const out = execFileSync("ss", ["-Htan", "state", state, `( sport = :${port} )`], { encoding: "utf8" });
   return out.split("\n").filter((l) => l.trim() !== "").length;
 }
+
+/**
+ * Sends the issue's reproduction n times, `parallel` connections at a time,
+ * each destroyed by the client after 100 ms (TLS with ALPN h2 when `tls` is given).
+ */
+export async function compressionBombs(port: number, n: number, parallel: number, tls?: ConnectionOptions, localAddress?: string): Promise<void> {
+  const one = () =>
+    new Promise<void>((done) => {
+      const where = { host: "127.0.0.1", port, ...(localAddress ? { localAddress } : {}) };
+      const s = tls ? tlsConnect({ ...where, ALPNProtocols: ["h2"], ...tls }) : netConnect(where);
+      s.once(tls ? "secureConnect" : "connect", () => s.write(COMPRESSION_BOMB));
+      s.on("data", () => undefined);
+      s.on("error", () => undefined);
+      setTimeout(() => {
+        s.destroy();
+        done();
+      }, 100);
+    });
+  for (let i = 0; i < n; i += parallel) await Promise.all(Array.from({ length: Math.min(parallel, n - i) }, one));
+}

@@ -115,9 +115,25 @@ export interface ChildServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** How a child server process is confined. */
+export interface ChildLimits {
+  /** CPUs to pin it to (taskset list, e.g. "0"). */
+  readonly cpus?: string;
+  /** Its open-file limit (ulimit -n). */
+  readonly maxOpenFiles?: number;
+}
+
 /** Starts `tally serve` on a database file in a child process and waits until it listens. */
-export async function spawnServer(dbPath: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ChildServer> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve", "--db", dbPath, "--port", "0", "--log-level", "error", ...extraArgs], {
+export async function spawnServer(dbPath: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}, limits: ChildLimits = {}): Promise<ChildServer> {
+  const node = [process.execPath, "--import", "tsx", "src/main.ts", "serve", "--db", dbPath, "--port", "0", "--log-level", "error", ...extraArgs];
+  const confined = limits.cpus !== undefined || limits.maxOpenFiles !== undefined;
+  // `exec` keeps the pid: child.pid is the server's own, for /proc/<pid>/fd.
+  const script = [
+    ...(limits.maxOpenFiles === undefined ? [] : [`ulimit -n ${limits.maxOpenFiles}`]),
+    `exec ${limits.cpus === undefined ? "" : `taskset -c ${limits.cpus} `}"$@"`,
+  ].join(" && ");
+  const [cmd, args] = confined ? ["bash", ["-c", script, "tally", ...node]] : [node[0]!, node.slice(1)];
+  const child = spawn(cmd, args, {
     cwd: join(import.meta.dirname, "..", ".."),
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
