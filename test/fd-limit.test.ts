@@ -5,6 +5,7 @@ import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { compressionBombs } from "./support/h2-frames.js";
 import { clientFor, spawnServer, tempDir } from "./support/server.js";
 import type { ChildServer } from "./support/server.js";
+import { becomesTrue } from "./support/poll.js";
 
 // The server's open-file limit in these tests, and the attack: twice that many connections.
 const MAX_FILES = 256;
@@ -40,14 +41,6 @@ async function serves(s: ChildServer, client = clientFor(LedgerService, s.url, "
   }
 }
 
-async function eventually(f: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
-  const until = performance.now() + ms;
-  for (;;) {
-    if (await f()) return true;
-    if (performance.now() > until) return false;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe(`a server with ulimit -n ${MAX_FILES} under ${ATTACK} compression-error connections`, () => {
   it("keeps serving other addresses during the attack (per-address limit), and its fd count returns to baseline", async () => {
@@ -69,7 +62,7 @@ describe(`a server with ulimit -n ${MAX_FILES} under ${ATTACK} compression-error
     await legit;
     expect(calls).toBeGreaterThan(0);
     expect(failures).toBe(0);
-    expect(await eventually(() => fds(s) <= baseline, IDLE_MS + 5000), `fds: ${fds(s)}, baseline ${baseline}`).toBe(true);
+    expect(await becomesTrue(() => fds(s) <= baseline, IDLE_MS + 5000), `fds: ${fds(s)}, baseline ${baseline}`).toBe(true);
     expect(await serves(s)).toBe(true);
     expect(s.output()).toMatch(/connection refused.*max_per_address/);
   });
@@ -79,8 +72,8 @@ describe(`a server with ulimit -n ${MAX_FILES} under ${ATTACK} compression-error
     const baseline = fds(s);
     await compressionBombs(port, ATTACK, 128, undefined, ATTACKER);
     expect(s.child.exitCode).toBeNull();
-    expect(await eventually(() => serves(s), IDLE_MS + 10_000)).toBe(true);
-    expect(await eventually(() => fds(s) <= baseline + 1, IDLE_MS + 5000), `fds: ${fds(s)}, baseline ${baseline}`).toBe(true);
+    expect(await becomesTrue(() => serves(s), IDLE_MS + 10_000)).toBe(true);
+    expect(await becomesTrue(() => fds(s) <= baseline + 1, IDLE_MS + 5000), `fds: ${fds(s)}, baseline ${baseline}`).toBe(true);
     expect(s.output()).toMatch(/connection refused.*max_connections/);
   });
 
@@ -93,6 +86,6 @@ describe(`a server with ulimit -n ${MAX_FILES} under ${ATTACK} compression-error
     // It did run out (libuv then accepts and drops connections until one is free again).
     expect(most).toBeGreaterThanOrEqual(MAX_FILES - 2);
     expect(s.child.exitCode).toBeNull();
-    expect(await eventually(() => serves(s), IDLE_MS + 10_000)).toBe(true);
+    expect(await becomesTrue(() => serves(s), IDLE_MS + 10_000)).toBe(true);
   });
 });

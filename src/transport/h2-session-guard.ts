@@ -99,8 +99,9 @@ export function guardSession(session: Http2Session, socket: Socket, opts: Sessio
     timer(opts.closeGraceMs, cut);
     if (session.destroyed) return;
     if (code === NGHTTP2_NO_ERROR) session.close();
-    // destroy(code), not destroy(undefined, code): the default parameter would turn undefined into NO_ERROR.
-    else session.destroy(code);
+    // With an error: destroy(undefined, code) would send NO_ERROR (undefined takes the
+    // parameter's default, NO_ERROR, and that wins over code).
+    else session.destroy(new Error("session ended by the server"), code);
   };
 
   armIdle();

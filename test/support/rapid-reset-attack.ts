@@ -51,7 +51,10 @@ function attack(): Promise<void> {
       done();
     });
     const burst = () => {
-      if (s.destroyed || performance.now() > until) return s.destroy();
+      if (s.destroyed || performance.now() > until) {
+        s.destroy();
+        return;
+      }
       const out: Buffer[] = [];
       for (let i = 0; i < 100 && id < 2 ** 31 - 2; i++, id += 2) out.push(headersFrame(id, headers), rstFrame(id, H2_ERROR.CANCEL));
       stats.streams += out.length / 2;
