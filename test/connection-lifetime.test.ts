@@ -4,9 +4,10 @@ import type { ConnectionOptions } from "node:tls";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { LedgerService, WatchBalanceRequestSchema } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { makeCert } from "./support/certs.js";
-import { FRAME, compressionBombs, H2_ERROR, PREFACE, SETTINGS, errorCodeOf, frame, headersFrame, rawConnect, socketsInState } from "./support/h2-frames.js";
+import { FLAG, FRAME, compressionBombs, H2_ERROR, PREFACE, SETTINGS, errorCodeOf, frame, headersFrame, rawConnect, socketsInState } from "./support/h2-frames.js";
 import { bearer, clientFor, startTestServer, tempDir } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
 import { WatchStream } from "./support/watch-stream.js";
@@ -203,6 +204,36 @@ describe("a stream whose request never ends", () => {
     expect(closedMs).toBeLessThan(REQUEST_MS + SLACK_MS);
     expect(received).toMatch(/^HTTP\/1\.1 504/);
     expect(received).toContain('"code":"deadline_exceeded"');
+  });
+});
+
+describe("peers that stop answering", () => {
+  it("a session with an open stream whose peer ignores pings is cut", async () => {
+    const c = await rawConnect(plain.tally.port, undefined, undefined, false);
+    const request = toBinary(WatchBalanceRequestSchema, create(WatchBalanceRequestSchema, { accountId: "quiet", asset: "USD" }));
+    const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
+    c.socket.write(
+      Buffer.concat([
+        PREFACE,
+        SETTINGS,
+        headersFrame(1, {
+          ":method": "POST",
+          ":scheme": "http",
+          ":path": "/tally.ledger.v1.LedgerService/WatchBalance",
+          ":authority": "127.0.0.1",
+          "content-type": "application/grpc",
+          te: "trailers",
+          authorization: `Bearer ${plain.adminKey}`,
+        }),
+        frame(FRAME.DATA, FLAG.END_STREAM, 1, envelope),
+      ]),
+    );
+    // The stream is live: its snapshot arrives.
+    await c.waitFor((f) => f.type === FRAME.DATA && f.streamId === 1, 5000);
+    const ping = await c.waitFor((f) => f.type === FRAME.PING, limits.pingIntervalMs + SLACK_MS);
+    expect(ping.flags & FLAG.ACK).toBe(0);
+    const bound = limits.pingIntervalMs + HEADERS_MS + SLACK_MS;
+    expect(await Promise.race([c.closed, sleep(bound + 1000).then(() => Infinity)])).toBeLessThan(bound);
   });
 });
 

@@ -58,6 +58,20 @@ function handshake(port: number, opts: ConnectionOptions): Promise<{ ok: true; p
   });
 }
 
+describe("HTTP/1.1 over TLS gets the plaintext limits", () => {
+  it("answers 431 to request headers over 16 KiB", async () => {
+    const received = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: "127.0.0.1", port: server.tally.port, ca, servername: "localhost", ALPNProtocols: ["http/1.1"] });
+      let got = "";
+      s.on("data", (d: Buffer) => (got += d.toString("latin1")));
+      s.on("error", () => resolve(got));
+      s.on("close", () => resolve(got));
+      s.once("secureConnect", () => s.write(`POST /tally.ledger.v1.LedgerService/GetBalance HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`));
+    });
+    expect(received).toMatch(/^HTTP\/1\.1 431/);
+  });
+});
+
 describe("TLS policy", () => {
   it("negotiates TLS 1.3 with a modern client", async () => {
     const r = await handshake(server.tally.port, {});

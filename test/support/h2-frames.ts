@@ -87,8 +87,12 @@ export interface RawConnection {
   waitFor(match: (f: ReceivedFrame) => boolean, ms: number): Promise<ReceivedFrame>;
 }
 
-/** Opens a raw TCP (or TLS, with ALPN h2 unless told otherwise) connection to 127.0.0.1:port. */
-export function rawConnect(port: number, tls?: ConnectionOptions, localAddress?: string): Promise<RawConnection> {
+/**
+ * Opens a raw TCP (or TLS, with ALPN h2 unless told otherwise) connection to
+ * 127.0.0.1:port. It answers the server's PINGs, as a live peer does, unless
+ * `answerPings` is false.
+ */
+export function rawConnect(port: number, tls?: ConnectionOptions, localAddress?: string, answerPings = true): Promise<RawConnection> {
   return new Promise((resolve, reject) => {
     const start = performance.now();
     const socket = tls
@@ -106,7 +110,7 @@ export function rawConnect(port: number, tls?: ConnectionOptions, localAddress?:
         buf = buf.subarray(9 + len);
         frames.push(f);
         // A live peer answers pings; the server cuts sessions whose pings go unanswered.
-        if (f.type === FRAME.PING && (f.flags & FLAG.ACK) === 0 && !socket.destroyed) socket.write(frame(FRAME.PING, FLAG.ACK, 0, Buffer.from(f.payload)));
+        if (answerPings && f.type === FRAME.PING && (f.flags & FLAG.ACK) === 0 && !socket.destroyed) socket.write(frame(FRAME.PING, FLAG.ACK, 0, Buffer.from(f.payload)));
         for (const w of [...waiters]) {
           if (w.match(f)) {
             waiters.splice(waiters.indexOf(w), 1);
