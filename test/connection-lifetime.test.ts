@@ -207,6 +207,24 @@ describe("a stream whose request never ends", () => {
   });
 });
 
+describe("HTTP/1.1 requests whose body never ends", () => {
+  it("a gRPC-Web call gets deadline_exceeded in its trailers, then the connection closes", async () => {
+    const c = await rawConnect(plain.tally.port);
+    let received = "";
+    c.socket.on("data", (d: Buffer) => (received += d.toString("latin1")));
+    c.socket.write(
+      "POST /tally.ledger.v1.LedgerService/GetBalance HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web+proto\r\n" +
+        `Authorization: Bearer ${plain.adminKey}\r\nContent-Length: 100\r\n\r\n`,
+    );
+    c.socket.write(Buffer.from([0, 0, 0, 0, 50]));
+    const bound = REQUEST_MS + 1000 + SLACK_MS;
+    const closedMs = await Promise.race([c.closed, sleep(bound).then(() => Infinity)]);
+    expect(closedMs).toBeLessThan(bound);
+    expect(received).toMatch(/^HTTP\/1\.1 200/);
+    expect(received).toMatch(/grpc-status: ?4/);
+  });
+});
+
 describe("peers that stop answering", () => {
   it("a session with an open stream whose peer ignores pings is cut", async () => {
     const c = await rawConnect(plain.tally.port, undefined, undefined, false);

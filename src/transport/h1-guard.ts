@@ -56,17 +56,21 @@ export function guardHttp1(server: http.Server, opts: Http1GuardOptions): Http1G
     disarm(socket);
     const requestTimer = setTimeout(() => {
       if (req.complete) return;
-      // Let an answer already on its way (deadline_exceeded) reach the client first.
-      const cut = () => socket.destroy();
+      // Let an answer already on its way (deadline_exceeded) reach the client first, and
+      // close with a FIN: destroying a socket with unread input sends RST, which can
+      // discard the answer before the client reads it.
+      const close = () => {
+        socket.end();
+        setTimeout(() => socket.destroy(), 1000).unref();
+      };
       if (res.writableFinished) {
-        cut();
+        close();
         return;
       }
-      const grace = setTimeout(cut, Math.min(1000, opts.requestTimeoutMs)).unref();
+      const grace = setTimeout(() => socket.destroy(), Math.min(1000, opts.requestTimeoutMs)).unref();
       res.once("finish", () => {
         clearTimeout(grace);
-        socket.end();
-        setTimeout(cut, 1000).unref();
+        close();
       });
     }, opts.requestTimeoutMs).unref();
     req.once("end", () => clearTimeout(requestTimer));
