@@ -225,33 +225,47 @@ describe("HTTP/1.1 requests whose body never ends", () => {
   });
 });
 
+/** HEADERS and the request envelope of a gRPC WatchBalance call on stream `id`, from raw frames. */
+function rawWatch(id: number): Buffer {
+  const request = toBinary(WatchBalanceRequestSchema, create(WatchBalanceRequestSchema, { accountId: "quiet", asset: "USD" }));
+  const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
+  return Buffer.concat([
+    headersFrame(id, {
+      ":method": "POST",
+      ":scheme": "http",
+      ":path": "/tally.ledger.v1.LedgerService/WatchBalance",
+      ":authority": "127.0.0.1",
+      "content-type": "application/grpc",
+      te: "trailers",
+      authorization: `Bearer ${plain.adminKey}`,
+    }),
+    frame(FRAME.DATA, FLAG.END_STREAM, id, envelope),
+  ]);
+}
+
 describe("peers that stop answering", () => {
   it("a session with an open stream whose peer ignores pings is cut", async () => {
     const c = await rawConnect(plain.tally.port, undefined, undefined, false);
-    const request = toBinary(WatchBalanceRequestSchema, create(WatchBalanceRequestSchema, { accountId: "quiet", asset: "USD" }));
-    const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
-    c.socket.write(
-      Buffer.concat([
-        PREFACE,
-        SETTINGS,
-        headersFrame(1, {
-          ":method": "POST",
-          ":scheme": "http",
-          ":path": "/tally.ledger.v1.LedgerService/WatchBalance",
-          ":authority": "127.0.0.1",
-          "content-type": "application/grpc",
-          te: "trailers",
-          authorization: `Bearer ${plain.adminKey}`,
-        }),
-        frame(FRAME.DATA, FLAG.END_STREAM, 1, envelope),
-      ]),
-    );
+    c.socket.write(Buffer.concat([PREFACE, SETTINGS, rawWatch(1)]));
     // The stream is live: its snapshot arrives.
     await c.waitFor((f) => f.type === FRAME.DATA && f.streamId === 1, 5000);
     const ping = await c.waitFor((f) => f.type === FRAME.PING, limits.pingIntervalMs + SLACK_MS);
     expect(ping.flags & FLAG.ACK).toBe(0);
     const bound = limits.pingIntervalMs + HEADERS_MS + SLACK_MS;
     expect(await Promise.race([c.closed, sleep(bound + 1000).then(() => Infinity)])).toBeLessThan(bound);
+  });
+
+  it("a session whose client sent GOAWAY with a stream still open is cut after the close grace", async () => {
+    const c = await rawConnect(plain.tally.port);
+    c.socket.write(Buffer.concat([PREFACE, SETTINGS, rawWatch(1)]));
+    await c.waitFor((f) => f.type === FRAME.DATA && f.streamId === 1, 5000);
+    const sent = performance.now();
+    c.socket.write(frame(FRAME.GOAWAY, 0, 0, Buffer.alloc(8)));
+    // The close grace is min(5 s, headers timeout).
+    const bound = HEADERS_MS + SLACK_MS;
+    await Promise.race([c.closed, sleep(bound + 1000)]);
+    expect(performance.now() - sent).toBeLessThan(bound);
+    expect(c.socket.readableEnded || c.socket.destroyed).toBe(true);
   });
 });
 
