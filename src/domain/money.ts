@@ -27,24 +27,6 @@ export function checkedSub(a: bigint, b: bigint, what: string): bigint {
   return checkedAdd(a, -b, what);
 }
 
-const CANONICAL_INT = /^-?(0|[1-9][0-9]*)$/;
-
-/**
- * Parses the canonical decimal form of an int64: optional minus, no leading
- * zeros, no plus sign, no spaces, no exponent, no "-0". Anything else is refused
- * rather than guessed at, because a guessed amount is a wrong amount.
- */
-export function parseCanonicalInt64(text: string, field: string): bigint {
-  if (!CANONICAL_INT.test(text) || text === "-0") {
-    throw invalidArgument("invalid_amount", `${field} must be a canonical decimal integer, got ${JSON.stringify(text)}`, { field });
-  }
-  const v = BigInt(text);
-  if (!isInt64(v)) {
-    throw invalidArgument("invalid_amount", `${field} is outside the int64 range`, { field });
-  }
-  return v;
-}
-
 /** Refuses amounts that are not strictly positive int64 values. */
 export function requirePositiveAmount(v: bigint, field: string): bigint {
   if (!isInt64(v)) throw invalidArgument("invalid_amount", `${field} is outside the int64 range`, { field });

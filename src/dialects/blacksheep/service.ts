@@ -10,7 +10,7 @@ import { LedgerError } from "../../domain/errors.js";
 import type { Ledger } from "../../domain/ledger.js";
 import { principalOf } from "../../services/principal.js";
 import type { ErrorEnvelopeWriter } from "../../transport/rest/errors.js";
-import { codeName } from "../../transport/rest/errors.js";
+import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 import { BLACKSHEEP_KEY_KIND } from "./auth.js";
 
 /**

@@ -44,15 +44,6 @@ function mac(key: Uint8Array, payloadPart: string): Buffer {
   return createHmac("sha256", key).update(payloadPart, "ascii").digest();
 }
 
-/**
- * Signs a session token: `<base64url(JSON payload)>.<base64url(HMAC-SHA256(key, first part))>`.
- * This is what the customer's login system does; the tests and docs use it.
- */
-export function signSession(key: Uint8Array, claims: SessionClaims): string {
-  const payload = b64url(Buffer.from(JSON.stringify({ kid: claims.kid, sub: claims.sub, exp: claims.exp }), "utf8"));
-  return `${payload}.${b64url(mac(key, payload))}`;
-}
-
 /** Splits a token and parses its payload; undefined when it is malformed (nothing is trusted yet). */
 function parseToken(token: string): { payloadPart: string; sig: Buffer; claims: SessionClaims } | undefined {
   const parts = token.split(".");

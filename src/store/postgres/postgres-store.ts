@@ -412,10 +412,6 @@ export class PostgresStore implements Store {
   async assetsAtOrBefore(tenantId: string, accountId: string, at: bigint): Promise<string[]> {
     return this.read(async () => (await all(this.pool, Q.assetsAtOrBefore, [tenantId, accountId, at])).map((x) => x.asset as string));
   }
-  /** The highest sequence the journal has committed (0n when empty); gaps are possible. */
-  async headSequence(): Promise<bigint> {
-    return this.read(async () => (await one(this.pool, Q.headSequence, []))!.head as bigint);
-  }
   async watchPoint(tenantId: string, accountId: string): Promise<bigint> {
     // A writer holding the account's lock has drawn its sequences but may not
     // have committed: a head read now could lie beyond entries still to

@@ -229,13 +229,9 @@ export class SqliteStore implements Store {
   async assetsAtOrBefore(tenantId: string, accountId: string, at: bigint): Promise<string[]> {
     return (this.r.assetsAtOrBefore.all(tenantId, accountId, at) as { asset: string }[]).map((x) => x.asset);
   }
-  /** The highest sequence the journal has committed (0n when empty). */
-  async headSequence(): Promise<bigint> {
-    return (this.r.headSequence.get() as { head: bigint }).head;
-  }
   async watchPoint(): Promise<bigint> {
-    // One writer commits in sequence order: the head is always a safe start.
-    return this.headSequence();
+    // One writer commits in sequence order: the head (highest committed sequence, 0n when empty) is always a safe start.
+    return (this.r.headSequence.get() as { head: bigint }).head;
   }
   async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
     return rows.apiKey(this.r.getApiKey.get(id));

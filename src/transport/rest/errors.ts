@@ -62,4 +62,3 @@ export const messageEnvelope: ErrorEnvelopeWriter = (e, ctx) => ({
 
 
 /** snake_case code names, as the Connect protocol writes them. */
-export { codeName };
