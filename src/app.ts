@@ -1,7 +1,8 @@
 import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import type { SecureVersion } from "node:tls";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { Access } from "./domain/access.js";
 import { LedgerError } from "./domain/errors.js";
 import type { BalanceFeed } from "./domain/feed.js";
@@ -104,6 +105,12 @@ export interface Tally {
   readonly store: Store;
   /** Set when this start created the default tenant: its admin key, shown once. */
   readonly bootstrapKey: string | undefined;
+  /**
+   * The Connect routes and router options this server serves: what a stock
+   * `connectNodeAdapter` needs to serve the same services the same way (the
+   * protocol-equivalence tests use it as the reference).
+   */
+  readonly connect: { readonly routes: (router: ConnectRouter) => void; readonly options: ConnectRouterOptions };
   /** Graceful stop: ends streams, finishes in-flight calls, closes the store. */
   close(): Promise<void>;
 }
@@ -188,18 +195,23 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const readMaxBytes = options.maxMessageBytes ?? 1024 * 1024;
   // The REST layer is built after the router it calls into; requests only reach it later.
   let rest: ((req: Parameters<RpcHandler["handle"]>[0], res: Parameters<RpcHandler["handle"]>[1]) => void) | undefined;
-  const rpc = createRpcHandler({
-    routes,
-    logger: log,
+  const routerOptions: ConnectRouterOptions = {
     readMaxBytes,
-    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
     maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
     shutdownSignal: shutdown.signal,
+    acceptCompression: [compressionGzip, compressionBrotli],
     interceptors: [
       logInterceptor(log),
       errorInterceptor((e) => log.error("internal error", { error: e instanceof Error ? e.stack : String(e) })),
       authInterceptor(access, rpcResolvers),
     ],
+  };
+  const rpc = createRpcHandler({
+    ...routerOptions,
+    routes,
+    logger: log,
+    readMaxBytes,
+    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
     fallback: (req, res) => rest!(req, res),
   });
   rest = createRestHandler({
@@ -272,6 +284,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     access,
     store,
     bootstrapKey,
+    connect: { routes, options: routerOptions },
     close() {
       closing ??= (async () => {
         if (sweeper) clearInterval(sweeper);

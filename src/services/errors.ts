@@ -59,7 +59,7 @@ export function errorInterceptor(onInternal?: (e: unknown) => void): Interceptor
           } catch (e) {
             // A client that hangs up mid-stream makes the next write fail; that
             // is the client's cancellation, not a server error.
-            if (req.signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
+            if (req.signal.aborted) throw whyAborted(req.signal);
             throw normalizeError(e, onInternal);
           }
         })(),
@@ -68,4 +68,15 @@ export function errorInterceptor(onInternal?: (e: unknown) => void): Interceptor
       throw normalizeError(e, onInternal);
     }
   };
+}
+
+/**
+ * Why a call's signal fired, as the error to end the call with: connect
+ * aborts it with a ConnectError for a deadline (deadline_exceeded) or a
+ * shutdown; anything else is the client going away (canceled).
+ */
+export function whyAborted(signal: AbortSignal): ConnectError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof ConnectError) return reason;
+  return new ConnectError("the client cancelled the call", Code.Canceled);
 }

@@ -1,8 +1,8 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { BalanceChangeKind, LedgerService } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import type { PostTransferRequest } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import { LedgerError, invalidArgument } from "../domain/errors.js";
+import { whyAborted } from "./errors.js";
 import type { Ledger, TransferInput } from "../domain/ledger.js";
 import { validatePageSize } from "../domain/validate.js";
 import { accountToProto, balanceToProto, entryToProto, transferToProto } from "./convert.js";
@@ -168,7 +168,8 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
         if (shutdown?.aborted) {
           throw new LedgerError("unavailable", "shutting_down", "the server is shutting down; reconnect with after_sequence");
         }
-        throw new ConnectError("the client cancelled the stream", Code.Canceled);
+        // Deadline exceeded (the client's grpc-timeout or connect-timeout-ms), or the client left.
+        throw whyAborted(ctx.signal);
       } finally {
         release();
       }

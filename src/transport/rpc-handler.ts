@@ -92,6 +92,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
   options.routes(router);
   const handlers = new Map<string, UniversalHandler>();
   for (const h of router.handlers) handlers.set(h.requestPath, h);
+  const servicePrefixes = new Set(router.handlers.map((h) => `/${h.service.typeName}/`));
   const max = options.readMaxBytes;
   const requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
 
@@ -99,7 +100,13 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
     const path = (req.url ?? "").split("?", 1)[0]!;
     const h = handlers.get(path);
     if (!h) {
-      if (options.fallback) options.fallback(req, res);
+      // An unknown method of a served service gets stock connect-node's bare 404,
+      // which every RPC client reads as unimplemented; other paths may be REST routes.
+      const slash = path.indexOf("/", 1);
+      if (slash > 0 && servicePrefixes.has(path.slice(0, slash + 1))) {
+        res.writeHead(404);
+        res.end();
+      } else if (options.fallback) options.fallback(req, res);
       else notFound(res);
       return;
     }
@@ -202,7 +209,7 @@ async function readUnaryBody(
   timeoutMs: number,
 ): Promise<{ value: JsonValue } | { raw: Uint8Array } | ConnectError> {
   const declared = Number(req.headers["content-length"]);
-  if (Number.isFinite(declared) && declared > max) return tooLarge(max);
+  if (Number.isFinite(declared) && declared > max) return tooLarge(max, declared);
   let raw: Buffer | undefined;
   try {
     raw = await readBounded(req, max, timeoutMs);
@@ -225,8 +232,10 @@ async function readUnaryBody(
   return problem ?? { raw };
 }
 
-function tooLarge(max: number): ConnectError {
-  return new ConnectError(`request body is larger than ${max} bytes`, Code.ResourceExhausted);
+/** Refuses a message over readMaxBytes in connect-es's own words, so that the answer is stock connect-node's. */
+function tooLarge(max: number, size?: number): ConnectError {
+  const what = size === undefined ? "message size" : `message size ${size}`;
+  return new ConnectError(`${what} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
 }
 
 /** Decompresses with the readMaxBytes bound; anything but "too large" is the client's bad data. */
@@ -395,7 +404,7 @@ async function* checkEnvelopes(
       if (size === undefined) {
         const length = buf.readUInt32BE(1);
         // connect would refuse it too, but only after this loop had buffered it.
-        if (length > max) throw new ConnectError(`message is larger than ${max} bytes`, Code.ResourceExhausted);
+        if (length > max) throw tooLarge(max, length);
         size = 5 + length;
         continue;
       }

@@ -9,6 +9,7 @@ import type { BalanceEntry } from "../../../gen/triport/v1/triport_pb.js";
 import { LedgerError, invalidArgument, notFound } from "../../domain/errors.js";
 import type { EntryView } from "../../domain/model.js";
 import { timestampFromMicros } from "../../services/convert.js";
+import { whyAborted } from "../../services/errors.js";
 import { principalOf } from "../../services/principal.js";
 import { userOf } from "./errors.js";
 import type { EventDeps } from "./events.js";
@@ -158,6 +159,8 @@ export function registerTriport(router: ConnectRouter, deps: EventDeps): void {
       if (deps.shutdown.aborted) {
         throw new LedgerError("unavailable", "shutting_down", "the server is shutting down; reconnect with last_event_id");
       }
+      // balanceEvents returns only when the call's signal fired: a deadline, or the client left.
+      throw whyAborted(ctx.signal);
     },
   });
 }
