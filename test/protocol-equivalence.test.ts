@@ -64,6 +64,8 @@ interface Protocol {
 
 interface CallExtras {
   readonly key?: string | undefined;
+  /** A raw timeout header value, valid or not. */
+  readonly rawTimeout?: string;
   readonly gzipRequest?: boolean;
   readonly acceptGzip?: boolean;
   readonly timeoutMs?: number;
@@ -101,6 +103,7 @@ const grpcLike = (name: string, httpVersion: "h2" | "h1", contentType: string): 
         ...(x.gzipRequest ? { "grpc-encoding": "gzip" } : {}),
         ...(x.acceptGzip ? { "grpc-accept-encoding": "gzip" } : {}),
         ...(x.timeoutMs !== undefined ? { "grpc-timeout": `${x.timeoutMs}m` } : {}),
+        ...(x.rawTimeout !== undefined ? { "grpc-timeout": x.rawTimeout } : {}),
       },
       body,
     };
@@ -112,7 +115,8 @@ const connectLike = (name: string, httpVersion: "h2" | "h1", json: boolean): Pro
   http: httpVersion,
   request(kind, schema, message, x = {}) {
     const data = encode(schema, message, json);
-    const timeout: Record<string, string> = x.timeoutMs !== undefined ? { "connect-timeout-ms": String(x.timeoutMs) } : {};
+    const timeout: Record<string, string> =
+      x.rawTimeout !== undefined ? { "connect-timeout-ms": x.rawTimeout } : x.timeoutMs !== undefined ? { "connect-timeout-ms": String(x.timeoutMs) } : {};
     if (kind === "unary") {
       return {
         headers: {
@@ -154,6 +158,8 @@ interface Case {
   build(p: Protocol): RawRequest;
   /** What the cell must show, so that two equal answers are also the right one. */
   readonly expect: (r: RawResponse, p: Protocol) => void;
+  /** Protocols the case exists for (all when absent). */
+  readonly only?: (p: Protocol) => boolean;
   /** A deliberate difference: checks both answers instead of comparing them. */
   readonly differs?: (tally: RawResponse, reference: RawResponse, p: Protocol) => void;
 }
@@ -186,6 +192,44 @@ const CASES: readonly Case[] = [
     expect: (r) => expect(r.status).toBe(415),
     build: (p) =>
       post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key(), contentType: p.name.startsWith("gRPC") ? "application/grpc+bogus" : "application/bogus" })),
+  },
+  {
+    name: "unparseable timeout",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("invalid_argument"),
+    build: (p) => post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key(), rawTimeout: "12x" })),
+  },
+  {
+    name: "timeout above the server's maximum",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("invalid_argument"),
+    build: (p) => post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key(), timeoutMs: 10 * 60_000 })),
+  },
+  {
+    name: "unknown request compression",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("unimplemented"),
+    build: (p) => {
+      const r = p.request("unary", GetBalanceRequestSchema, getBalance, { key: key() });
+      const name = p.name.startsWith("gRPC") ? "grpc-encoding" : "content-encoding";
+      return post(`${SVC}/GetBalance`, { headers: { ...r.headers, [name]: "snappy" }, body: r.body });
+    },
+  },
+  {
+    name: "two messages for a unary method",
+    // Only enveloped protocols can carry two; a Connect unary body is one message by construction.
+    only: (p) => p.name.startsWith("gRPC"),
+    expect: (r, p) => expect(codeOf(r, p)).toBe("unimplemented"),
+    build: (p) => {
+      const r = p.request("unary", GetBalanceRequestSchema, getBalance, { key: key() });
+      return post(`${SVC}/GetBalance`, { headers: r.headers, body: Buffer.concat([r.body, r.body]) });
+    },
+  },
+  {
+    name: "an incomplete envelope",
+    only: (p) => p.name.startsWith("gRPC"),
+    expect: (r, p) => expect(codeOf(r, p)).toBe("invalid_argument"),
+    build: (p) => {
+      const r = p.request("unary", GetBalanceRequestSchema, getBalance, { key: key() });
+      return post(`${SVC}/GetBalance`, { headers: r.headers, body: r.body.subarray(0, r.body.length - 1) });
+    },
   },
   { name: "gzip request", expect: (r, p) => expect(codeOf(r, p)).toBe("ok"), build: (p) => post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key(), gzipRequest: true })) },
   { name: "gzip response", expect: (r, p) => expect(p.name.startsWith("gRPC") ? r.headers["grpc-encoding"] : r.headers["content-encoding"]).toBe("gzip"), build: (p) => post(`${SVC}/GetAccount`, p.request("unary", GetAccountRequestSchema, { id: "big" }, { key: key(), acceptGzip: true })) },
@@ -248,7 +292,7 @@ describe.each(PROTOCOLS)("$name: Tally answers as stock connect-node", (p) => {
   const send = (base: "tally" | "ref", req: RawRequest) =>
     p.http === "h2" ? h2Exchange(base === "tally" ? tally.url : refH2Url, req) : h1Exchange(base === "tally" ? tally.url : refH1Url, req);
 
-  it.each(CASES)("$name", async (c) => {
+  it.each(CASES.filter((c) => c.only?.(p) ?? true))("$name", async (c) => {
     const req = c.build(p);
     const [t, r] = await Promise.all([send("tally", req), send("ref", req)]);
     c.expect(t, p);
