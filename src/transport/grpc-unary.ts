@@ -15,7 +15,10 @@ import {
 } from "@connectrpc/connect/protocol-grpc";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { requestTimedOut } from "./read-body.js";
+import { readBody } from "./read-body.js";
+
+/** Why a finished call's signal is aborted: nobody listens by then, so one shared reason does. */
+const CALL_DONE = new ConnectError("the call has ended", Code.Canceled);
 
 /** A unary method's implementation, as connect holds it. */
 export type UnarySpec = MethodImplSpec & { kind: "unary" };
@@ -139,7 +142,9 @@ export async function serveGrpcUnary(
     setTrailerStatus(context.responseTrailer, e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e));
     out = undefined;
   } finally {
-    context.abort();
+    // Releases the call's linked signals. With a reason given, no AbortError
+    // (a DOMException with a captured stack, ~10 % of a call's CPU) is built.
+    context.abort(CALL_DONE);
   }
   await universalResponseToNodeResponse(
     { status: 200, header: context.responseHeader, trailer: context.responseTrailer, body: out === undefined ? undefined : createAsyncIterable([out]) },
@@ -149,55 +154,17 @@ export async function serveGrpcUnary(
 }
 
 /**
- * Reads a body of envelopes, like readBounded, but stops as soon as the first
- * envelope announces more than `max` bytes (or the body grows past one
- * envelope's worth), returning what it has: the general path refuses it from
- * the prefix, in connect's words.
+ * Reads a body of envelopes, stopping as soon as the first envelope announces
+ * more than `max` bytes or the body grows past one envelope's worth: the
+ * general path refuses that from the prefix, in connect's words.
  */
-function readEnvelopes(req: Http2ServerRequest, max: number, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    // The first envelope's announced length, once its prefix is in.
-    let announced: number | undefined;
-    const timer = setTimeout(() => {
-      done();
-      req.pause();
-      reject(requestTimedOut(timeoutMs));
-    }, timeoutMs);
-    const done = () => {
-      clearTimeout(timer);
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (announced === undefined && size >= 5) announced = (chunks.length === 1 ? chunk : Buffer.concat(chunks, size)).readUInt32BE(1);
-      if (announced !== undefined && (announced > max || size > 5 + max)) {
-        done();
-        req.pause();
-        resolve(Buffer.concat(chunks, size));
-      }
-    };
-    const onEnd = () => {
-      done();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    const onError = () => {
-      done();
-      reject(new ConnectError("the client closed the request", Code.Aborted));
-    };
-    const onClose = () => {
-      if (!req.readableEnded) onError();
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
+async function readEnvelopes(req: Http2ServerRequest, max: number, timeoutMs: number): Promise<Buffer> {
+  let announced: number | undefined;
+  const r = await readBody(req, timeoutMs, (size, chunks) => {
+    if (announced === undefined && size >= 5) announced = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Buffer[], size)).readUInt32BE(1);
+    return announced !== undefined && (announced > max || size > 5 + max);
   });
+  return r.bytes;
 }
 
 /** A request header by connect's (capitalised) name; Node's names are lower case. */

@@ -9,19 +9,26 @@ export function requestTimedOut(timeoutMs: number): ConnectError {
   return new ConnectError(`the request was not sent within ${timeoutMs} ms`, Code.DeadlineExceeded);
 }
 
+/** What {@link readBody} read: the whole body, or its start when the reader had enough. */
+export interface BodyRead {
+  readonly bytes: Buffer;
+  /** False when reading stopped early (the rest is left unread). */
+  readonly complete: boolean;
+}
+
 /**
- * Reads the whole body, or stops at `max` bytes and returns undefined.
+ * Reads a body until it ends, or until `enough(size, chunks)` says to stop
+ * (the rest is then left unread: the caller answers and ends the exchange).
  * Rejects with deadline_exceeded when the body has not ended within
  * `timeoutMs` (a client that sends headers and stalls), and with aborted when
  * the client goes away.
  */
-export function readBounded(req: Req, max: number, timeoutMs = Infinity): Promise<Buffer | undefined> {
+export function readBody(req: Req, timeoutMs: number, enough: (size: number, chunks: readonly Buffer[]) => boolean): Promise<BodyRead> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const timer = Number.isFinite(timeoutMs)
       ? setTimeout(() => {
-          // Like an oversized body: stop reading, leave the exchange to the caller's answer.
           cleanup();
           req.pause();
           reject(requestTimedOut(timeoutMs));
@@ -34,22 +41,22 @@ export function readBounded(req: Req, max: number, timeoutMs = Infinity): Promis
       req.off("error", onError);
       req.off("close", onClose);
     };
+    const joined = () => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
       size += chunk.length;
-      if (size > max) {
+      if (enough(size, chunks)) {
         // Stop reading, but do not destroy the request: on HTTP/1.1 that resets
-        // the socket before the 429 is written, and the client sees a connection
-        // error instead of an answer. the caller answers and ends the exchange.
+        // the socket before the answer is written, and the client sees a
+        // connection error instead of an answer.
         cleanup();
         req.pause();
-        resolve(undefined);
-        return;
+        resolve({ bytes: joined(), complete: false });
       }
-      chunks.push(chunk);
     };
     const onEnd = () => {
       cleanup();
-      resolve(Buffer.concat(chunks, size));
+      resolve({ bytes: joined(), complete: true });
     };
     const onError = () => {
       cleanup();
@@ -64,6 +71,12 @@ export function readBounded(req: Req, max: number, timeoutMs = Infinity): Promis
     req.on("error", onError);
     req.on("close", onClose);
   });
+}
+
+/** Reads the whole body, or stops past `max` bytes and returns undefined; see {@link readBody}. */
+export async function readBounded(req: Req, max: number, timeoutMs = Infinity): Promise<Buffer | undefined> {
+  const r = await readBody(req, timeoutMs, (size) => size > max);
+  return r.complete ? r.bytes : undefined;
 }
 
 /**
