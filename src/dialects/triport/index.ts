@@ -44,14 +44,13 @@ function sessionAuthenticator(resolver: SessionResolver): RestAuthenticator {
 export function createTriportDialect(options: TriportOptions = {}): DialectFactory {
   return (deps): Dialect => {
     const resolver = options.sessionResolver?.(deps) ?? hmacSessionResolver(deps.credentials, anySessionKey(deps.credentials));
-    const streamer = sseStreamer(deps, {
-      keepAliveMs: options.keepAliveMs ?? keepAliveFromEnv(),
-      streams: options.streamsPerTenant === undefined ? deps.streams : new StreamLimiter(options.streamsPerTenant),
-    });
+    // One cap for the SSE route and the same stream over Connect, gRPC and gRPC-Web.
+    const streams = options.streamsPerTenant === undefined ? deps.streams : new StreamLimiter(options.streamsPerTenant);
+    const streamer = sseStreamer(deps, { keepAliveMs: options.keepAliveMs ?? keepAliveFromEnv(), streams });
     return {
       name: "triport",
       services: [BalanceService],
-      register: (router) => registerTriport(router, deps),
+      register: (router) => registerTriport(router, deps, streams),
       authenticators: new Map([[BalanceService.typeName, sessionAuthenticator(resolver)]]),
       streamers: new Map([[`/${BalanceService.typeName}/${BalanceService.method.streamBalanceEvents.name}`, streamer]]),
       envelopes: new Map([["triport", triportEnvelope]]),

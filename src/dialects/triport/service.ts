@@ -8,6 +8,7 @@ import {
 import type { BalanceEntry } from "../../../gen/triport/v1/triport_pb.js";
 import { LedgerError, invalidArgument, notFound } from "../../domain/errors.js";
 import type { EntryView } from "../../domain/model.js";
+import type { StreamLimiter } from "../../domain/stream-limiter.js";
 import { timestampFromMicros } from "../../services/convert.js";
 import { whyAborted } from "../../services/errors.js";
 import { principalOf } from "../../services/principal.js";
@@ -62,8 +63,12 @@ function entryMessage(e: EntryView, scale: number): BalanceEntry {
   });
 }
 
-/** Registers triport.v1.BalanceService. Every handler authorizes from the principal itself. */
-export function registerTriport(router: ConnectRouter, deps: EventDeps): void {
+/**
+ * Registers triport.v1.BalanceService. Every handler authorizes from the
+ * principal itself. `streams` is the per-tenant cap the SSE route counts
+ * against too, so one tenant's event streams are bounded on every protocol.
+ */
+export function registerTriport(router: ConnectRouter, deps: EventDeps, streams: StreamLimiter): void {
   const { ledger } = deps;
   router.service(BalanceService, {
     async getBalance(_req, ctx) {
@@ -155,12 +160,17 @@ export function registerTriport(router: ConnectRouter, deps: EventDeps): void {
 
     async *streamBalanceEvents(req, ctx) {
       const { tenantId, accountId } = userOf(principalOf(ctx));
-      yield* balanceEvents(deps, { tenantId, accountId, after: req.lastEventId, signal: ctx.signal });
-      if (deps.shutdown.aborted) {
-        throw new LedgerError("unavailable", "shutting_down", "the server is shutting down; reconnect with last_event_id");
+      const release = streams.acquire(tenantId);
+      try {
+        yield* balanceEvents(deps, { tenantId, accountId, after: req.lastEventId, signal: ctx.signal });
+        if (deps.shutdown.aborted) {
+          throw new LedgerError("unavailable", "shutting_down", "the server is shutting down; reconnect with last_event_id");
+        }
+        // balanceEvents returns only when the call's signal fired: a deadline, or the client left.
+        throw whyAborted(ctx.signal);
+      } finally {
+        release();
       }
-      // balanceEvents returns only when the call's signal fired: a deadline, or the client left.
-      throw whyAborted(ctx.signal);
     },
   });
 }
