@@ -64,6 +64,17 @@ export class SqliteStore implements Store {
   private queue: Job[] = [];
   private draining = false;
   private closed = false;
+  /**
+   * API keys by id, so that authenticating a call costs no read. Emptied
+   * right after any commit of this process that wrote api_keys (revocation
+   * is honoured by the next call), and whenever another process has
+   * committed to the database (the writer connection's data_version moves:
+   * a second server or the CLI on the same file may have revoked a key).
+   */
+  private readonly keyCache = new Map<string, ApiKeyRecord>();
+  private keyCacheVersion: unknown = undefined;
+  private keysWritten = false;
+  private readonly dataVersion: Database.Statement;
 
   private constructor(opts: SqliteStoreOptions) {
     this.maxBatch = opts.maxBatch ?? 512;
@@ -81,7 +92,8 @@ export class SqliteStore implements Store {
     this.w = new SqliteStatements(this.writer);
     this.r = new SqliteStatements(this.reader);
     this.cr = new CreditStatements(this.reader);
-    this.tx = makeWriteTx(this.w, new CreditStatements(this.writer));
+    this.tx = makeWriteTx(this.w, new CreditStatements(this.writer), () => (this.keysWritten = true));
+    this.dataVersion = this.writer.prepare("PRAGMA data_version").pluck();
   }
 
   /** Opens (creating and migrating when needed) the database at `opts.path`. */
@@ -156,14 +168,24 @@ export class SqliteStore implements Store {
       this.writer.exec("COMMIT");
     } catch (e) {
       if (this.writer.inTransaction) this.writer.exec("ROLLBACK");
+      this.forgetKeysIfWritten();
       for (const job of batch) job.reject(storeError(e));
       return;
     }
+    // Right after COMMIT, before anything else runs: a read between the write and the
+    // commit may have cached the old row.
+    this.forgetKeysIfWritten();
     batch.forEach((job, i) => {
       const o = outcomes[i]!;
       if (o.ok) job.resolve(o.value);
       else job.reject(o.ok === false && o.error instanceof LedgerError ? o.error : storeError(o.error));
     });
+  }
+
+  private forgetKeysIfWritten(): void {
+    if (!this.keysWritten) return;
+    this.keysWritten = false;
+    this.keyCache.clear();
   }
 
   async close(): Promise<void> {
@@ -234,7 +256,21 @@ export class SqliteStore implements Store {
     return (this.r.headSequence.get() as { head: bigint }).head;
   }
   async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
-    return rows.apiKey(this.r.getApiKey.get(id));
+    // All synchronous: no commit can fall between the version check, the read and the caching.
+    const version: unknown = this.dataVersion.get();
+    if (version !== this.keyCacheVersion) {
+      this.keyCache.clear();
+      this.keyCacheVersion = version;
+    }
+    const cached = this.keyCache.get(id);
+    if (cached !== undefined) return cached;
+    const key = rows.apiKey(this.r.getApiKey.get(id));
+    // Only keys that exist are kept, so unknown ids cannot fill the cache; its size is bounded all the same.
+    if (key !== undefined) {
+      if (this.keyCache.size >= 10_000) this.keyCache.clear();
+      this.keyCache.set(id, Object.freeze(key));
+    }
+    return key;
   }
   async getMeta(key: string): Promise<string | undefined> {
     return (this.r.getMeta.get(key) as { value: string } | undefined)?.value;
@@ -355,7 +391,7 @@ export class SqliteStore implements Store {
   }
 }
 
-function makeWriteTx(s: SqliteStatements, c: CreditStatements): WriteTx {
+function makeWriteTx(s: SqliteStatements, c: CreditStatements, onKeyWrite: () => void): WriteTx {
   return {
     async getCreditBalance(tenantId, id) {
       return c.balance(c.getBalance.get(tenantId, id));
@@ -445,12 +481,14 @@ function makeWriteTx(s: SqliteStatements, c: CreditStatements): WriteTx {
       return rows.tenant(s.getTenant.get(tenantId));
     },
     async insertApiKey(k) {
+      onKeyWrite();
       s.insertApiKey.run(k.id, k.tenantId, k.scope, k.accountId, k.operator ? 1n : 0n, k.label, Buffer.from(k.secretHash), k.createdAt, k.revokedAt);
     },
     async getApiKey(id) {
       return rows.apiKey(s.getApiKey.get(id));
     },
     async revokeApiKey(id, revokedAt) {
+      onKeyWrite();
       s.revokeApiKey.run(revokedAt, id);
     },
     async initMeta(key, value) {
