@@ -65,13 +65,13 @@ export class SqliteStore implements Store {
   private draining = false;
   private closed = false;
   /**
-   * API keys by id, so that authenticating a call costs no read. Emptied
+   * API keys by id (null: no such key), so that authenticating a call costs no read. Emptied
    * right after any commit of this process that wrote api_keys (revocation
    * is honoured by the next call), and whenever another process has
    * committed to the database (the writer connection's data_version moves:
    * a second server or the CLI on the same file may have revoked a key).
    */
-  private readonly keyCache = new Map<string, ApiKeyRecord>();
+  private readonly keyCache = new Map<string, ApiKeyRecord | null>();
   private keyCacheVersion: unknown = undefined;
   private keysWritten = false;
   private readonly dataVersion: Database.Statement;
@@ -263,13 +263,13 @@ export class SqliteStore implements Store {
       this.keyCacheVersion = version;
     }
     const cached = this.keyCache.get(id);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return cached ?? undefined;
     const key = rows.apiKey(this.r.getApiKey.get(id));
-    // Only keys that exist are kept, so unknown ids cannot fill the cache; its size is bounded all the same.
-    if (key !== undefined) {
-      if (this.keyCache.size >= 10_000) this.keyCache.clear();
-      this.keyCache.set(id, Object.freeze(key));
-    }
+    // Unknown ids are kept too (as null): a first lookup costs a read whether the id
+    // exists or not, so the time taken tells nothing about other tenants' keys.
+    // Bounded: an id spray only empties the cache now and then.
+    if (this.keyCache.size >= 10_000) this.keyCache.clear();
+    this.keyCache.set(id, key === undefined ? null : Object.freeze(key));
     return key;
   }
   async getMeta(key: string): Promise<string | undefined> {
