@@ -1,13 +1,68 @@
-import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { DescMessage, DescService, MessageShape } from "@bufbuild/protobuf";
+import type { ConnectError, ConnectRouter } from "@connectrpc/connect";
 import type { CredentialKind, Credentials } from "../domain/credentials.js";
 import type { Credits } from "../domain/credits/credits.js";
 import type { Ledger } from "../domain/ledger.js";
 import type { PageTokens } from "../domain/page-token.js";
 import type { StreamLimiter } from "../domain/stream-limiter.js";
 import type { Principal } from "../domain/access.js";
-import type { ErrorEnvelopeWriter } from "../transport/rest/errors.js";
-import type { RestAuthenticator, RestStreamer } from "../transport/rest/rest-handler.js";
+
+// The contract between the core and a dialect, in domain, gen, Connect and
+// Node types only: src/transport implements it and imports it from here.
+
+/** The parts of an HTTP request an authenticator may look at. */
+export interface RestRequest {
+  readonly method: string;
+  /** Path and query, as sent. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  /** The raw body, already read (bounded). */
+  readonly body: Buffer;
+}
+
+/**
+ * Resolves the caller of a REST route (session cookie, signature, Basic
+ * auth...). Returning undefined leaves authentication to the RPC's own
+ * interceptor, which reads `Authorization: Bearer`.
+ */
+export type RestAuthenticator = (req: RestRequest) => Promise<Principal | undefined>;
+
+/** What the core gives a streamer besides the request and the response. */
+export interface RestStreamContext {
+  readonly principal: Principal | undefined;
+  /** Aborts when the client goes away. */
+  readonly signal: AbortSignal;
+  /** A message as JSON in the route's JSON profile (field names, int64 and enum forms). */
+  toJson<D extends DescMessage>(schema: D, message: MessageShape<D>): string;
+}
+
+/** A route-level hook that answers a request itself (server-sent events, for one). */
+export type RestStreamer = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+  ctx: RestStreamContext,
+) => Promise<void>;
+
+/** A written error: status, headers and body. */
+export interface WrittenError {
+  readonly status: number;
+  readonly body: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** Context an envelope writer may use. */
+export interface ErrorContext {
+  /** The status the code maps to (413 for an oversized body, 405, ...). */
+  readonly status: number;
+}
+
+/**
+ * Writes an error in a dialect's envelope. Registered by name; a service's
+ * JSON profile names the one its routes use.
+ */
+export type ErrorEnvelopeWriter = (e: ConnectError, ctx: ErrorContext) => WrittenError;
 
 /** What every dialect is built on. */
 export interface DialectDeps {

@@ -3,7 +3,7 @@ import type { KeyObject } from "node:crypto";
 import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
-import type { RestAuthenticator, RestRequest } from "../../transport/rest/rest-handler.js";
+import type { RestAuthenticator, RestRequest } from "../dialect.js";
 
 /** The credential kind of a Blacksheep signing key (a registered Ed25519 public key). */
 export const BLACKSHEEP_KEY_KIND = "blacksheep_public_key";

@@ -9,7 +9,7 @@ import type { Principal } from "../../domain/access.js";
 import { LedgerError } from "../../domain/errors.js";
 import type { Ledger } from "../../domain/ledger.js";
 import { principalOf } from "../../services/principal.js";
-import type { ErrorEnvelopeWriter } from "../../transport/rest/errors.js";
+import type { ErrorEnvelopeWriter } from "../dialect.js";
 import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 import { BLACKSHEEP_KEY_KIND } from "./auth.js";
 

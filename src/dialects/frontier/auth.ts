@@ -2,7 +2,7 @@ import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, CredentialRequest, Credentials, IssuedCredential } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import { validateAccountId } from "../../domain/ids.js";
-import type { RestAuthenticator } from "../../transport/rest/rest-handler.js";
+import type { RestAuthenticator } from "../dialect.js";
 
 /** The credential kind of Frontier's service-user client id / client secret pairs. */
 export const FRONTIER_CLIENT = "frontier_client";

@@ -1,4 +1,4 @@
-import type { ErrorEnvelopeWriter } from "../../transport/rest/errors.js";
+import type { ErrorEnvelopeWriter } from "../dialect.js";
 
 /**
  * Frontier's REST errors, as its grpc-gateway wrote them: the google.rpc.Status

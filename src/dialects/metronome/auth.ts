@@ -2,7 +2,7 @@ import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import type { CredentialRecord } from "../../domain/model.js";
-import type { RestAuthenticator } from "../../transport/rest/rest-handler.js";
+import type { RestAuthenticator } from "../dialect.js";
 
 /** The credential kind of a Metronome platform key. */
 export const METRONOME_KEY_KIND = "metronome_platform_key";

@@ -1,7 +1,7 @@
 import { STATUS_CODES } from "node:http";
 import { Code } from "@connectrpc/connect";
 import type { ConnectError } from "@connectrpc/connect";
-import type { ErrorEnvelopeWriter } from "../../transport/rest/errors.js";
+import type { ErrorEnvelopeWriter } from "../dialect.js";
 import { ErrorDetailSchema } from "../../../gen/tally/ledger/v1/ledger_pb.js";
 
 /** The envelope's registered name, as the proto's JSON profile refers to it. */

@@ -2,7 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { ErrorDetailSchema } from "../../../gen/tally/ledger/v1/ledger_pb.js";
 import type { Principal } from "../../domain/access.js";
 import { LedgerError } from "../../domain/errors.js";
-import type { ErrorEnvelopeWriter } from "../../transport/rest/errors.js";
+import type { ErrorEnvelopeWriter } from "../dialect.js";
 import { SESSION_KEY_KIND } from "./session.js";
 
 /** 401: no valid session (the vendor's exact message). */

@@ -9,8 +9,7 @@ import type { StreamBalanceEventsResponse } from "../../../gen/triport/v1/tripor
 import { LedgerError } from "../../domain/errors.js";
 import type { Ledger, WatchEvent } from "../../domain/ledger.js";
 import { timestampFromMicros } from "../../services/convert.js";
-import { writeMessageJson, writeProfileOf } from "../../transport/rest/json-writer.js";
-import type { RestStreamer } from "../../transport/rest/rest-handler.js";
+import type { RestStreamContext, RestStreamer } from "../dialect.js";
 import { userOf } from "./errors.js";
 import { ASSET, balanceMessage, entryKind, toMicro, usdScale } from "./money.js";
 
@@ -143,9 +142,8 @@ export interface SseOptions {
  * them in the Triport envelope; after that the stream only ends.
  */
 export function sseStreamer(deps: EventDeps, opts: SseOptions): RestStreamer {
-  return async (req, res, route, ctx) => {
+  return async (req, res, ctx) => {
     const { tenantId, accountId } = userOf(ctx.principal);
-    const profile = writeProfileOf(route.profile);
     const release = opts.streams.acquire(tenantId);
     const signal = AbortSignal.any([ctx.signal, deps.shutdown]);
     let timer: NodeJS.Timeout | undefined;
@@ -166,7 +164,7 @@ export function sseStreamer(deps: EventDeps, opts: SseOptions): RestStreamer {
       for (let r = first; !r.done; r = await events.next()) {
         // A slow reader pauses the watch (and its journal reads) instead of
         // buffering frames without bound.
-        if (!write(frame(r.value, profile)) && !signal.aborted) {
+        if (!write(frame(r.value, ctx)) && !signal.aborted) {
           await new Promise<void>((resolve) => {
             out.once("drain", resolve);
             signal.addEventListener("abort", () => resolve(), { once: true });
@@ -182,16 +180,16 @@ export function sseStreamer(deps: EventDeps, opts: SseOptions): RestStreamer {
 }
 
 /** One SSE frame: `id:`, `event:`, and the JSON data on one line. */
-function frame(ev: StreamBalanceEventsResponse, profile: ReturnType<typeof writeProfileOf>): string {
+function frame(ev: StreamBalanceEventsResponse, json: RestStreamContext): string {
   const e = ev.event;
   let name: string;
   let data: string;
   if (e.case === "snapshot") {
     name = "snapshot";
-    data = writeMessageJson(BalanceSchema, e.value, profile);
+    data = json.toJson(BalanceSchema, e.value);
   } else if (e.case === "balanceCredit" || e.case === "balanceDebit") {
     name = e.case === "balanceCredit" ? "balance_credit" : "balance_debit";
-    data = writeMessageJson(BalanceChangeSchema, e.value, profile);
+    data = json.toJson(BalanceChangeSchema, e.value);
   } else {
     return "";
   }

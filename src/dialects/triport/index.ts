@@ -1,6 +1,5 @@
-import type { Dialect, DialectDeps, DialectFactory } from "../dialect.js";
+import type { Dialect, DialectDeps, DialectFactory, RestAuthenticator } from "../dialect.js";
 import { BalanceService } from "../../../gen/triport/v1/triport_pb.js";
-import type { RestAuthenticator } from "../../transport/rest/rest-handler.js";
 import { authRequired, resolverNotConfigured, triportEnvelope } from "./errors.js";
 import { StreamLimiter } from "../../domain/stream-limiter.js";
 import { sseStreamer } from "./events.js";

@@ -1,6 +1,6 @@
 import { Code } from "@connectrpc/connect";
-import type { ConnectError } from "@connectrpc/connect";
 import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
+import type { ErrorEnvelopeWriter } from "../../dialects/dialect.js";
 
 /** google.api.http's code → HTTP status table (as grpc-gateway and vanguard use). */
 export const HTTP_STATUS: Readonly<Record<Code, number>> = {
@@ -21,25 +21,6 @@ export const HTTP_STATUS: Readonly<Record<Code, number>> = {
   [Code.DataLoss]: 500,
   [Code.Unauthenticated]: 401,
 };
-
-/** A written error: status, headers and body. */
-export interface WrittenError {
-  readonly status: number;
-  readonly body: string;
-  readonly headers?: Readonly<Record<string, string>>;
-}
-
-/** Context an envelope writer may use. */
-export interface ErrorContext {
-  /** The status the code maps to (413 for an oversized body, 405, ...). */
-  readonly status: number;
-}
-
-/**
- * Writes an error in a dialect's envelope. Registered by name; a service's
- * JSON profile names the one its routes use.
- */
-export type ErrorEnvelopeWriter = (e: ConnectError, ctx: ErrorContext) => WrittenError;
 
 /** `{"code": "not_found", "message": "..."}`: the Connect error shape, the default. */
 export const connectEnvelope: ErrorEnvelopeWriter = (e, ctx) => ({

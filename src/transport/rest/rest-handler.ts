@@ -3,13 +3,12 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { ContextValues } from "@connectrpc/connect";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
-import type { Principal } from "../../domain/access.js";
 import { normalizeError } from "../../services/errors.js";
 import { principalKey } from "../../services/principal.js";
 import { authorizationKey } from "../auth-context.js";
 import type { Logger } from "../log.js";
 import { readBounded } from "../read-body.js";
-import type { ErrorEnvelopeWriter } from "./errors.js";
+import type { ErrorEnvelopeWriter, RestAuthenticator, RestStreamer } from "../../dialects/dialect.js";
 import { HTTP_STATUS, connectEnvelope, messageEnvelope, statusEnvelope } from "./errors.js";
 import { invokeUnary } from "./invoke.js";
 import { writeFieldJson, writeMessageJson, writeProfileOf } from "./json-writer.js";
@@ -19,26 +18,6 @@ import { RouteTable } from "./route-table.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
-
-/** The parts of an HTTP request an authenticator may look at. */
-export interface RestRequest {
-  readonly method: string;
-  /** Path and query, as sent. */
-  readonly url: string;
-  readonly headers: Req["headers"];
-  /** The raw body, already read (bounded). */
-  readonly body: Buffer;
-}
-
-/**
- * Resolves the caller of a REST route (session cookie, signature, Basic
- * auth...). Returning undefined leaves authentication to the RPC's own
- * interceptor, which reads `Authorization: Bearer`.
- */
-export type RestAuthenticator = (req: RestRequest, route: Route) => Promise<Principal | undefined>;
-
-/** A route-level hook that may answer a request itself (server-sent events, for one). */
-export type RestStreamer = (req: Req, res: Res, route: Route, ctx: { principal: Principal | undefined; signal: AbortSignal }) => Promise<void>;
 
 /** Options for {@link createRestHandler}. */
 export interface RestHandlerOptions {
@@ -121,13 +100,18 @@ export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res
       res.once("close", () => controller.abort());
       const contextValues = createContextValues();
       const auth = opts.authenticators?.get(route.service.typeName);
-      const principal = auth ? await auth({ method: req.method ?? "GET", url, headers: req.headers, body }, route) : undefined;
+      const principal = auth ? await auth({ method: req.method ?? "GET", url, headers: req.headers, body }) : undefined;
       if (principal) contextValues.set(principalKey, principal);
       const handler = opts.handlers.get(procedure(route))!;
       if (route.method.methodKind === "server_streaming") {
         const streamer = opts.streamers?.get(procedure(route));
         if (!streamer) return fail(new ConnectError("streaming is not available over this REST route", Code.Unimplemented));
-        return streamer(req, res, route, { principal, signal: controller.signal });
+        const streamProfile = writeProfileOf(route.profile);
+        return streamer(req, res, {
+          principal,
+          signal: controller.signal,
+          toJson: (schema, message) => writeMessageJson(schema, message, streamProfile),
+        });
       }
       if (route.method.methodKind !== "unary") {
         return fail(new ConnectError("only unary and server-streaming methods have REST routes", Code.Unimplemented));
