@@ -23,7 +23,8 @@ import { authInterceptor } from "./transport/auth-interceptor.js";
 import type { Logger } from "./transport/log.js";
 import { jsonLogger, logInterceptor } from "./transport/log.js";
 import type { AbuseOptions, Listening } from "./transport/server.js";
-import { definedOnly, listen } from "./transport/server.js";
+import { listen } from "./transport/server.js";
+import { definedOnly } from "./options.js";
 import { createRpcHandler } from "./transport/rpc-handler.js";
 import type { RpcHandler } from "./transport/rpc-handler.js";
 import { createRestHandler } from "./transport/rest/rest-handler.js";
@@ -211,7 +212,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     routes,
     logger: log,
     readMaxBytes,
-    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+    ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
     fallback: (req, res) => rest!(req, res),
   });
   rest = createRestHandler({
@@ -221,7 +222,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     streamers: new Map(dialects.flatMap((d) => [...(d.streamers ?? [])])),
     envelopes: new Map(dialects.flatMap((d) => [...(d.envelopes ?? [])])),
     readMaxBytes,
-    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+    ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
     logger: log,
   });
   const tls =
@@ -229,8 +230,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
       ? {
           cert: readFileSync(options.tlsCertFile),
           key: readFileSync(options.tlsKeyFile),
-          ...(options.tlsMinVersion === undefined ? {} : { minVersion: options.tlsMinVersion }),
-          ...(options.tlsCiphers === undefined ? {} : { ciphers: options.tlsCiphers }),
+          ...definedOnly({ minVersion: options.tlsMinVersion, ciphers: options.tlsCiphers }),
         }
       : undefined;
   let server: Listening;

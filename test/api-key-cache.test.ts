@@ -20,31 +20,28 @@ afterAll(async () => {
   await a?.close();
 });
 
-async function issueKey(server: { url: string }, adminKey: string, label: string): Promise<{ id: string; secret: string }> {
-  const admin = clientFor(AdminService, server.url, "connect-binary", adminKey);
-  const k = await admin.createApiKey({ scope: KeyScope.TENANT_ADMIN, label });
-  return { id: k.key!.id, secret: k.secret };
+/**
+ * Issues a key on `a`, uses it there three times (so it is cached), revokes
+ * it through `revokeVia`, and expects the very next call on `a` to be refused.
+ */
+async function expectRefusedRightAfterRevocation(revokeVia: { url: string }, label: string): Promise<void> {
+  const issued = await clientFor(AdminService, a.url, "connect-binary", a.adminKey).createApiKey({ scope: KeyScope.TENANT_ADMIN, label });
+  const here = clientFor(LedgerService, a.url, "grpc", issued.secret);
+  for (let i = 0; i < 3; i++) await here.getBalance({ accountId: "@world", asset: "USD" });
+  await clientFor(AdminService, revokeVia.url, "grpc", a.adminKey).revokeApiKey({ id: issued.key!.id });
+  const r = await refused(here.getBalance({ accountId: "@world", asset: "USD" }));
+  expect([r.code, r.reason]).toEqual([Code.Unauthenticated, "invalid_api_key"]);
 }
 
 describe("API key revocation with the key cache", () => {
   it("a key revoked through this server is refused by the next call on the same connection", async () => {
-    const k = await issueKey(a, a.adminKey, "same-process");
-    const client = clientFor(LedgerService, a.url, "grpc", k.secret);
-    for (let i = 0; i < 3; i++) await client.getBalance({ accountId: "@world", asset: "USD" });
-    await clientFor(AdminService, a.url, "grpc", a.adminKey).revokeApiKey({ id: k.id });
-    const r = await refused(client.getBalance({ accountId: "@world", asset: "USD" }));
-    expect([r.code, r.reason]).toEqual([Code.Unauthenticated, "invalid_api_key"]);
+    await expectRefusedRightAfterRevocation(a, "same-process");
   });
 
   it("a key revoked by another server process on the same SQLite file is refused by the next call here", async () => {
+    // The other process's revocation reaches this one only through the database.
     b = await spawnServer(a.dbPath);
-    const k = await issueKey(a, a.adminKey, "other-process");
-    const here = clientFor(LedgerService, a.url, "grpc", k.secret);
-    for (let i = 0; i < 3; i++) await here.getBalance({ accountId: "@world", asset: "USD" });
-    // Revoked through the other process: this one learns of it only from the database.
-    await clientFor(AdminService, b.url, "grpc", a.adminKey).revokeApiKey({ id: k.id });
-    const r = await refused(here.getBalance({ accountId: "@world", asset: "USD" }));
-    expect([r.code, r.reason]).toEqual([Code.Unauthenticated, "invalid_api_key"]);
+    await expectRefusedRightAfterRevocation(b, "other-process");
     // Keys the other process did not touch still work (the cache refills).
     await clientFor(LedgerService, a.url, "grpc", a.adminKey).getBalance({ accountId: "@world", asset: "USD" });
   });

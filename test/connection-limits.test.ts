@@ -94,7 +94,7 @@ afterAll(async () => {
 
 /** A raw h2 connection from `from` that has exchanged SETTINGS, or undefined when the server closed it without a word. */
 async function h2From(from: string): Promise<RawConnection | undefined> {
-  const c = await rawConnect(server.tally.port, undefined, from);
+  const c = await rawConnect(server.tally.port, undefined, { localAddress: from });
   c.socket.write(Buffer.concat([PREFACE, SETTINGS]));
   const first = await Promise.race([c.waitFor((f) => f.type === FRAME.SETTINGS, 5000).catch(() => undefined), c.closed.then(() => undefined)]);
   return first ? c : undefined;

@@ -9,7 +9,6 @@ import {
   headerAcceptEncoding,
   headerEncoding,
   headerTimeout,
-  parseContentType,
   parseTimeout,
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
@@ -75,7 +74,7 @@ export function grpcUnaryOptions(options: ConnectRouterOptions): ValidatedOption
  * connect-node would.
  *
  * The caller has checked: HTTP/2, POST, a unary method with a recorded spec,
- * a gRPC content type.
+ * a binary gRPC content type.
  */
 export async function serveGrpcUnary(
   req: Http2ServerRequest,
@@ -91,11 +90,9 @@ export async function serveGrpcUnary(
   } catch (error) {
     return { error };
   }
-  const type = parseContentType(req.headers["content-type"] ?? null);
-  if (type === undefined || !type.binary) return { raw: body };
-  const timeout = parseTimeout(header(req, headerTimeout), opt.maxTimeoutMs);
+  const timeout = parseTimeout(header(req, TIMEOUT), opt.maxTimeoutMs);
   if (timeout.error) return { raw: body };
-  const compression = compressionNegotiate(opt.acceptCompression, header(req, headerEncoding), header(req, headerAcceptEncoding), headerAcceptEncoding);
+  const compression = compressionNegotiate(opt.acceptCompression, header(req, ENCODING), header(req, ACCEPT_ENCODING), headerAcceptEncoding);
   if (compression.error) return { raw: body };
   // Exactly one complete envelope within the limit; anything else is connect's to refuse.
   if (body.length < 5) return { raw: body };
@@ -167,9 +164,14 @@ async function readEnvelopes(req: Http2ServerRequest, max: number, timeoutMs: nu
   return r.bytes;
 }
 
-/** A request header by connect's (capitalised) name; Node's names are lower case. */
+// connect spells header names capitalised; Node's are lower case.
+const TIMEOUT = headerTimeout.toLowerCase();
+const ENCODING = headerEncoding.toLowerCase();
+const ACCEPT_ENCODING = headerAcceptEncoding.toLowerCase();
+
+/** A request header by its lower-case name, joined as Headers.get would. */
 function header(req: Http2ServerRequest, name: string): string | null {
-  const v = req.headers[name.toLowerCase()];
+  const v = req.headers[name];
   return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
 }
 

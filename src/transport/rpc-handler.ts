@@ -126,7 +126,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       const start = performance.now();
       const contextValues = createContextValues();
       const spec = unarySpecs.get(path);
-      if (spec !== undefined && "stream" in req && req.method === "POST" && parseGrpcContentType(req.headers["content-type"] ?? null) !== undefined) {
+      if (spec !== undefined && "stream" in req && req.method === "POST" && parseGrpcContentType(req.headers["content-type"] ?? null)?.binary === true) {
         const notFast = await serveGrpcUnary(req, res as Http2ServerResponse, spec, fastOptions, requestTimeoutMs, contextValues);
         if (notFast === undefined) return;
         // Not the common case: connect answers, from the bytes already read, exactly as before.

@@ -8,6 +8,7 @@ import type { Refusal } from "./connection-limits.js";
 import { guardHttp1 } from "./h1-guard.js";
 import { guardSession } from "./h2-session-guard.js";
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_MIN_VERSION } from "./tls-defaults.js";
+import { definedOnly } from "../options.js";
 
 /** A request handler shared by HTTP/1.1 and HTTP/2. */
 export type NodeHandler = (
@@ -163,10 +164,15 @@ export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Pr
     h1.emit("connection", socket);
   };
   const admit = (socket: net.Socket): boolean => {
-    const refusal: Refusal | undefined = closing ? "max_connections" : limits.admit(socket);
+    // A stopping server takes no new connections (the listener may still hand over a last one).
+    if (closing) {
+      socket.destroy();
+      return false;
+    }
+    const refusal: Refusal | undefined = limits.admit(socket);
     if (refusal !== undefined) {
       socket.destroy();
-      if (!closing) notice("connection refused", { reason: refusal, address: socket.remoteAddress });
+      notice("connection refused", { reason: refusal, address: socket.remoteAddress });
       return false;
     }
     sockets.add(socket);
@@ -276,9 +282,4 @@ function throttled(sink: ListenOptions["onNotice"]): (message: string, fields: R
     last.set(key, { at: now, skipped: 0 });
     sink(message, seen?.skipped ? { ...fields, suppressed: seen.skipped } : fields);
   };
-}
-
-/** The object without its undefined fields, for options with exactOptionalPropertyTypes. */
-export function definedOnly<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as never;
 }

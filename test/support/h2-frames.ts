@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { connect as netConnect } from "node:net";
 import type { Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
@@ -87,17 +88,23 @@ export interface RawConnection {
   waitFor(match: (f: ReceivedFrame) => boolean, ms: number): Promise<ReceivedFrame>;
 }
 
-/**
- * Opens a raw TCP (or TLS, with ALPN h2 unless told otherwise) connection to
- * 127.0.0.1:port. It answers the server's PINGs, as a live peer does, unless
- * `answerPings` is false.
- */
-export function rawConnect(port: number, tls?: ConnectionOptions, localAddress?: string, answerPings = true): Promise<RawConnection> {
+/** How a raw test client behaves. */
+export interface RawClientOptions {
+  /** Source address (another 127.x.y.z address counts as another client). */
+  readonly localAddress?: string;
+  /** Answer the server's PINGs, as a live peer does (true). */
+  readonly answerPings?: boolean;
+  /** Keep this side open after the server ends its side, as a stuck peer would (false). */
+  readonly allowHalfOpen?: boolean;
+}
+
+/** Opens a raw TCP (or TLS, with ALPN h2 unless told otherwise) connection to 127.0.0.1:port. */
+export function rawConnect(port: number, tls?: ConnectionOptions, opts: RawClientOptions = {}): Promise<RawConnection> {
+  const { localAddress, answerPings = true, allowHalfOpen = false } = opts;
   return new Promise((resolve, reject) => {
     const start = performance.now();
-    const socket = tls
-      ? tlsConnect({ host: "127.0.0.1", port, ALPNProtocols: ["h2"], ...tls, ...(localAddress ? { localAddress } : {}) })
-      : netConnect({ host: "127.0.0.1", port, ...(localAddress ? { localAddress } : {}) });
+    const where = { host: "127.0.0.1", port, allowHalfOpen, ...(localAddress ? { localAddress } : {}) };
+    const socket = tls ? tlsConnect({ ...where, ALPNProtocols: ["h2"], ...tls }) : netConnect(where);
     const frames: ReceivedFrame[] = [];
     const waiters: Array<{ match: (f: ReceivedFrame) => boolean; resolve: (f: ReceivedFrame) => void }> = [];
     let buf = Buffer.alloc(0);
@@ -150,9 +157,18 @@ export function errorCodeOf(f: ReceivedFrame): number {
 
 /** Server-side sockets of a port in a TCP state ("close-wait", "established"...), as `ss` sees them. */
 export async function socketsInState(port: number, state: string): Promise<number> {
-  const { execFileSync } = await import("node:child_process");
   const out = execFileSync("ss", ["-Htan", "state", state, `( sport = :${port} )`], { encoding: "utf8" });
   return out.split("\n").filter((l) => l.trim() !== "").length;
+}
+
+/**
+ * Whether process `pid` still holds (has a descriptor for) the server side of
+ * the connection from `clientPort` to `port`. A socket the server has closed
+ * may linger in the kernel (FIN-WAIT-2, TIME-WAIT) but belongs to no process.
+ */
+export function serverHoldsConnection(port: number, clientPort: number, pid = process.pid): boolean {
+  const out = execFileSync("ss", ["-Htanp", `( sport = :${port} and dport = :${clientPort} )`], { encoding: "utf8" });
+  return out.includes(`pid=${pid},`);
 }
 
 /**

@@ -65,11 +65,12 @@ export class SqliteStore implements Store {
   private draining = false;
   private closed = false;
   /**
-   * API keys by id (null: no such key), so that authenticating a call costs no read. Emptied
-   * right after any commit of this process that wrote api_keys (revocation
-   * is honoured by the next call), and whenever another process has
-   * committed to the database (the writer connection's data_version moves:
-   * a second server or the CLI on the same file may have revoked a key).
+   * API keys by id (null: no such key), so that authenticating a call costs
+   * no read. Emptied right after any commit of this process that wrote
+   * api_keys (revocation is honoured by the next call), and whenever another
+   * process has committed to the database (the writer connection's
+   * data_version moves: a second server or the CLI on the same file may have
+   * revoked a key).
    */
   private readonly keyCache = new Map<string, ApiKeyRecord | null>();
   private keyCacheVersion: unknown = undefined;
