@@ -26,7 +26,7 @@ import type { AbuseOptions, Listening } from "./transport/server.js";
 import { listen } from "./transport/server.js";
 import { definedOnly } from "./options.js";
 import { createRpcHandler } from "./transport/rpc-handler.js";
-import type { RpcHandler } from "./transport/rpc-handler.js";
+import { createFrontDoor } from "./transport/front-door.js";
 import { createRestHandler } from "./transport/rest/rest-handler.js";
 import { routesOf } from "./transport/rest/route-table.js";
 import { Credentials } from "./domain/credentials.js";
@@ -194,8 +194,6 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     for (const d of dialects) d.register(router);
   };
   const readMaxBytes = options.maxMessageBytes ?? 1024 * 1024;
-  // The REST layer is built after the router it calls into; requests only reach it later.
-  let rest: ((req: Parameters<RpcHandler["handle"]>[0], res: Parameters<RpcHandler["handle"]>[1]) => void) | undefined;
   const routerOptions: ConnectRouterOptions = {
     readMaxBytes,
     maxTimeoutMs: options.maxTimeoutMs ?? 5 * 60_000,
@@ -213,18 +211,22 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     logger: log,
     readMaxBytes,
     ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
-    fallback: (req, res) => rest!(req, res),
   });
-  rest = createRestHandler({
-    routes: routesOf(dialects.flatMap((d) => d.services)),
-    handlers: rpc.handlers,
-    authenticators: new Map(dialects.flatMap((d) => [...(d.authenticators ?? [])])),
-    streamers: new Map(dialects.flatMap((d) => [...(d.streamers ?? [])])),
-    envelopes: new Map(dialects.flatMap((d) => [...(d.envelopes ?? [])])),
-    readMaxBytes,
-    ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
-    logger: log,
-  });
+  const restRoutes = routesOf(dialects.flatMap((d) => d.services));
+  const rest =
+    restRoutes.length === 0
+      ? undefined
+      : createRestHandler({
+          routes: restRoutes,
+          handlers: rpc.handlers,
+          authenticators: new Map(dialects.flatMap((d) => [...(d.authenticators ?? [])])),
+          streamers: new Map(dialects.flatMap((d) => [...(d.streamers ?? [])])),
+          envelopes: new Map(dialects.flatMap((d) => [...(d.envelopes ?? [])])),
+          readMaxBytes,
+          ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
+          logger: log,
+        });
+  const frontDoor = createFrontDoor({ rpc, rest });
   const tls =
     options.tlsCertFile && options.tlsKeyFile
       ? {
@@ -235,7 +237,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
       : undefined;
   let server: Listening;
   try {
-    server = await listen(rpc.handle, {
+    server = await listen(frontDoor, {
       host: options.host ?? "127.0.0.1",
       port: options.port ?? 8080,
       tls,

@@ -178,6 +178,10 @@ describe.skipIf(skipReason !== undefined)(`PostgreSQL store${skipReason ? ` (ski
       updatedAt: MAX,
     });
     expect((await store.getAccount(t, "a"))!.overdraftLimit).toBe(MAX);
+    // The joined read of a balance says the same as the two reads it replaces.
+    expect(await store.getAccountBalance(t, "a", "USD")).toEqual({ account: await store.getAccount(t, "a"), balance: await store.getBalance(t, "a", "USD") });
+    expect(await store.getAccountBalance(t, "a", "EUR")).toEqual({ account: await store.getAccount(t, "a"), balance: undefined });
+    expect(await store.getAccountBalance(t, "no-such", "USD")).toBeUndefined();
     const e = await store.lastEntryAtOrBefore(t, "a", "USD", MAX);
     expect(e).toMatchObject({ sequence: written[1]!.sequence, amount: MAX, postedAfter: MIN });
     const first = await store.lastEntryAtOrBefore(t, "a", "USD", written[0]!.sequence);

@@ -57,9 +57,20 @@ type Kind = "unary" | "stream";
 
 interface Protocol {
   readonly name: string;
+  readonly family: "grpc" | "grpc-web" | "connect";
+  readonly json: boolean;
   readonly http: "h2" | "h1";
-  /** Headers and body of a call carrying `message` (null: raw bytes given as is). */
-  request<D extends DescMessage>(kind: Kind, schema: D, message: MessageInitShape<D> | Buffer, extra?: CallExtras): { headers: Record<string, string>; body: Buffer };
+  /** Connect GET: unary calls only, the message in the query. */
+  readonly get?: true;
+  /** Headers and body (or, for a GET, query) of a call carrying `message` (a Buffer: raw bytes given as is). */
+  request<D extends DescMessage>(kind: Kind, schema: D, message: MessageInitShape<D> | Buffer, extra?: CallExtras): Call;
+}
+
+interface Call {
+  readonly headers: Record<string, string>;
+  readonly body: Buffer;
+  /** A GET's query string; the call is a POST without one. */
+  readonly query?: string;
 }
 
 interface CallExtras {
@@ -67,6 +78,8 @@ interface CallExtras {
   /** A raw timeout header value, valid or not. */
   readonly rawTimeout?: string;
   readonly gzipRequest?: boolean;
+  /** Names this request compression without compressing the message. */
+  readonly rawEncoding?: string;
   readonly acceptGzip?: boolean;
   readonly timeoutMs?: number;
   readonly contentType?: string;
@@ -91,6 +104,8 @@ function auth(key: string | undefined): Record<string, string> {
 
 const grpcLike = (name: string, httpVersion: "h2" | "h1", contentType: string): Protocol => ({
   name,
+  family: contentType.startsWith("application/grpc-web") ? "grpc-web" : "grpc",
+  json: false,
   http: httpVersion,
   request(_kind, schema, message, x = {}) {
     const data = encode(schema, message, false);
@@ -101,6 +116,7 @@ const grpcLike = (name: string, httpVersion: "h2" | "h1", contentType: string): 
         ...(httpVersion === "h2" ? { te: "trailers" } : {}),
         ...auth(x.key),
         ...(x.gzipRequest ? { "grpc-encoding": "gzip" } : {}),
+        ...(x.rawEncoding !== undefined ? { "grpc-encoding": x.rawEncoding } : {}),
         ...(x.acceptGzip ? { "grpc-accept-encoding": "gzip" } : {}),
         ...(x.timeoutMs !== undefined ? { "grpc-timeout": `${x.timeoutMs}m` } : {}),
         ...(x.rawTimeout !== undefined ? { "grpc-timeout": x.rawTimeout } : {}),
@@ -112,6 +128,8 @@ const grpcLike = (name: string, httpVersion: "h2" | "h1", contentType: string): 
 
 const connectLike = (name: string, httpVersion: "h2" | "h1", json: boolean): Protocol => ({
   name,
+  family: "connect",
+  json,
   http: httpVersion,
   request(kind, schema, message, x = {}) {
     const data = encode(schema, message, json);
@@ -124,6 +142,7 @@ const connectLike = (name: string, httpVersion: "h2" | "h1", json: boolean): Pro
           "connect-protocol-version": "1",
           ...auth(x.key),
           ...(x.gzipRequest ? { "content-encoding": "gzip" } : {}),
+          ...(x.rawEncoding !== undefined ? { "content-encoding": x.rawEncoding } : {}),
           ...(x.acceptGzip ? { "accept-encoding": "gzip" } : {}),
           ...timeout,
         },
@@ -136,6 +155,7 @@ const connectLike = (name: string, httpVersion: "h2" | "h1", json: boolean): Pro
         "connect-protocol-version": "1",
         ...auth(x.key),
         ...(x.gzipRequest ? { "connect-content-encoding": "gzip" } : {}),
+        ...(x.rawEncoding !== undefined ? { "connect-content-encoding": x.rawEncoding } : {}),
         ...(x.acceptGzip ? { "connect-accept-encoding": "gzip" } : {}),
         ...timeout,
       },
@@ -144,11 +164,49 @@ const connectLike = (name: string, httpVersion: "h2" | "h1", json: boolean): Pro
   },
 });
 
+/** Connect GET (side-effect-free unary methods): the message, base64 when binary or compressed, in the query. */
+const connectGet = (name: string, httpVersion: "h2" | "h1", json: boolean): Protocol => ({
+  name,
+  family: "connect",
+  json,
+  http: httpVersion,
+  get: true,
+  request(_kind, schema, message, x = {}) {
+    let data = encode(schema, message, json);
+    const q = new URLSearchParams({ connect: "v1", encoding: json ? "json" : "proto" });
+    if (x.gzipRequest) data = gzipSync(data);
+    const compression = x.gzipRequest ? "gzip" : x.rawEncoding;
+    if (compression !== undefined) q.set("compression", compression);
+    if (json && !x.gzipRequest) q.set("message", data.toString("utf8"));
+    else {
+      q.set("base64", "1");
+      q.set("message", data.toString("base64url"));
+    }
+    const timeout: Record<string, string> =
+      x.rawTimeout !== undefined ? { "connect-timeout-ms": x.rawTimeout } : x.timeoutMs !== undefined ? { "connect-timeout-ms": String(x.timeoutMs) } : {};
+    return {
+      headers: {
+        ...(x.contentType !== undefined ? { "content-type": x.contentType } : {}),
+        ...auth(x.key),
+        ...(x.acceptGzip ? { "accept-encoding": "gzip" } : {}),
+        ...timeout,
+      },
+      body: Buffer.alloc(0),
+      query: q.toString(),
+    };
+  },
+});
+
 const PROTOCOLS: readonly Protocol[] = [
   grpcLike("gRPC", "h2", "application/grpc"),
   grpcLike("gRPC-Web", "h1", "application/grpc-web+proto"),
+  grpcLike("gRPC-Web over HTTP/2", "h2", "application/grpc-web+proto"),
   connectLike("Connect binary", "h2", false),
+  connectLike("Connect binary over HTTP/1.1", "h1", false),
   connectLike("Connect JSON", "h1", true),
+  connectLike("Connect JSON over HTTP/2", "h2", true),
+  connectGet("Connect GET binary", "h2", false),
+  connectGet("Connect GET JSON", "h1", true),
 ];
 
 // ---- cases -------------------------------------------------------------------
@@ -166,9 +224,9 @@ interface Case {
 
 const SVC = "/tally.ledger.v1.LedgerService";
 const key = () => tally.adminKey;
-const post = (path: string, r: { headers: Record<string, string>; body: Buffer }, until?: RawRequest["until"]): RawRequest => ({
-  method: "POST",
-  path,
+const post = (path: string, r: Call, until?: RawRequest["until"]): RawRequest => ({
+  method: r.query === undefined ? "POST" : "GET",
+  path: r.query === undefined ? path : `${path}?${r.query}`,
   headers: r.headers,
   body: r.body,
   ...(until ? { until } : {}),
@@ -181,7 +239,7 @@ const CASES: readonly Case[] = [
     name: "unary error with details",
     expect: (r, p) => {
       expect(codeOf(r, p)).toBe("not_found");
-      if (p.name === "gRPC") expect(r.trailers["grpc-status-details-bin"]).toBeTruthy();
+      if (p.family === "grpc") expect(r.trailers["grpc-status-details-bin"]).toBeTruthy();
     },
     build: (p) => post(`${SVC}/GetAccount`, p.request("unary", GetAccountRequestSchema, { id: "no-such-account" }, { key: key() })),
   },
@@ -191,7 +249,7 @@ const CASES: readonly Case[] = [
     name: "unsupported content type",
     expect: (r) => expect(r.status).toBe(415),
     build: (p) =>
-      post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key(), contentType: p.name.startsWith("gRPC") ? "application/grpc+bogus" : "application/bogus" })),
+      post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key(), contentType: p.family !== "connect" ? "application/grpc+bogus" : "application/bogus" })),
   },
   {
     name: "unparseable timeout",
@@ -206,16 +264,12 @@ const CASES: readonly Case[] = [
   {
     name: "unknown request compression",
     expect: (r, p) => expect(codeOf(r, p)).toBe("unimplemented"),
-    build: (p) => {
-      const r = p.request("unary", GetBalanceRequestSchema, getBalance, { key: key() });
-      const name = p.name.startsWith("gRPC") ? "grpc-encoding" : "content-encoding";
-      return post(`${SVC}/GetBalance`, { headers: { ...r.headers, [name]: "snappy" }, body: r.body });
-    },
+    build: (p) => post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key(), rawEncoding: "snappy" })),
   },
   {
     name: "two messages for a unary method",
     // Only enveloped protocols can carry two; a Connect unary body is one message by construction.
-    only: (p) => p.name.startsWith("gRPC"),
+    only: (p) => p.family !== "connect",
     expect: (r, p) => expect(codeOf(r, p)).toBe("unimplemented"),
     build: (p) => {
       const r = p.request("unary", GetBalanceRequestSchema, getBalance, { key: key() });
@@ -224,7 +278,7 @@ const CASES: readonly Case[] = [
   },
   {
     name: "an incomplete envelope",
-    only: (p) => p.name.startsWith("gRPC"),
+    only: (p) => p.family !== "connect",
     expect: (r, p) => expect(codeOf(r, p)).toBe("invalid_argument"),
     build: (p) => {
       const r = p.request("unary", GetBalanceRequestSchema, getBalance, { key: key() });
@@ -232,9 +286,11 @@ const CASES: readonly Case[] = [
     },
   },
   { name: "gzip request", expect: (r, p) => expect(codeOf(r, p)).toBe("ok"), build: (p) => post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key(), gzipRequest: true })) },
-  { name: "gzip response", expect: (r, p) => expect(p.name.startsWith("gRPC") ? r.headers["grpc-encoding"] : r.headers["content-encoding"]).toBe("gzip"), build: (p) => post(`${SVC}/GetAccount`, p.request("unary", GetAccountRequestSchema, { id: "big" }, { key: key(), acceptGzip: true })) },
+  { name: "gzip response", expect: (r, p) => expect(p.family !== "connect" ? r.headers["grpc-encoding"] : r.headers["content-encoding"]).toBe("gzip"), build: (p) => post(`${SVC}/GetAccount`, p.request("unary", GetAccountRequestSchema, { id: "big" }, { key: key(), acceptGzip: true })) },
   {
     name: "oversized message",
+    // A GET's message is in its URL, which the HTTP header limit bounds long before the message limit.
+    only: (p) => !p.get,
     expect: (r, p) => expect(codeOf(r, p)).toBe("resource_exhausted"),
     build: (p) => post(`${SVC}/GetAccount`, p.request("unary", GetAccountRequestSchema, { id: "x".repeat(MAX_BYTES + 100) }, { key: key() })),
   },
@@ -242,9 +298,9 @@ const CASES: readonly Case[] = [
     name: "malformed message",
     expect: (r, p) => expect(codeOf(r, p)).toBe("invalid_argument"),
     build: (p) =>
-      post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, p.name === "Connect JSON" ? Buffer.from('{"accountId": ') : Buffer.from([0x0a, 0xff]), { key: key() })),
+      post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, p.json ? Buffer.from('{"accountId": ') : Buffer.from([0x0a, 0xff]), { key: key() })),
     // Tally never blames itself for a client's bytes: invalid_argument where stock connect-node says internal.
-    differs: (_t, r, p) => expect(codeOf(r, p)).toBe(p.name === "Connect JSON" ? "invalid_argument" : "internal"),
+    differs: (_t, r, p) => expect(codeOf(r, p)).toBe(p.json ? "invalid_argument" : "internal"),
   },
   {
     name: "server stream ok (first message, then client cancel)",
@@ -262,8 +318,8 @@ const CASES: readonly Case[] = [
 /** The status a response carries, in its protocol's own place, as a Connect code name ("ok" for success). */
 function codeOf(r: RawResponse, p: Protocol): string {
   const grpcName = (status: string | undefined) => (status === undefined ? `HTTP ${r.status}` : status === "0" ? "ok" : codeToString(Number(status)));
-  if (p.name === "gRPC") return grpcName(r.trailers["grpc-status"] ?? r.headers["grpc-status"]);
-  if (p.name === "gRPC-Web") return grpcName(r.headers["grpc-status"] ?? /grpc-status: ?(\d+)/.exec(r.body.toString("latin1"))?.[1]);
+  if (p.family === "grpc") return grpcName(r.trailers["grpc-status"] ?? r.headers["grpc-status"]);
+  if (p.family === "grpc-web") return grpcName(r.headers["grpc-status"] ?? /grpc-status: ?(\d+)/.exec(r.body.toString("latin1"))?.[1]);
   const type = r.headers["content-type"] ?? "";
   if (type.startsWith("application/connect+")) {
     // Server stream: the end-stream envelope (flag 2) carries the outcome.
@@ -292,7 +348,9 @@ describe.each(PROTOCOLS)("$name: Tally answers as stock connect-node", (p) => {
   const send = (base: "tally" | "ref", req: RawRequest) =>
     p.http === "h2" ? h2Exchange(base === "tally" ? tally.url : refH2Url, req) : h1Exchange(base === "tally" ? tally.url : refH1Url, req);
 
-  it.each(CASES.filter((c) => c.only?.(p) ?? true))("$name", async (c) => {
+  // A GET carries only unary calls.
+  const cases = CASES.filter((c) => (c.only?.(p) ?? true) && !(p.get && c.name.startsWith("server stream")));
+  it.each(cases)("$name", async (c) => {
     const req = c.build(p);
     const [t, r] = await Promise.all([send("tally", req), send("ref", req)]);
     c.expect(t, p);

@@ -66,6 +66,10 @@ describe("SQLite store", () => {
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(180);
     expect(results.filter((r) => r.status === "rejected")).toHaveLength(20);
     expect((await ledger.getBalance("t1", "a", "USD")).posted).toBe(180n);
+    // The joined read of a balance says the same as the two reads it replaces.
+    expect(await store.getAccountBalance("t1", "a", "USD")).toEqual({ account: await store.getAccount("t1", "a"), balance: await store.getBalance("t1", "a", "USD") });
+    expect(await store.getAccountBalance("t1", "a", "EUR")).toEqual({ account: await store.getAccount("t1", "a"), balance: undefined });
+    expect(await store.getAccountBalance("t2", "a", "USD")).toBeUndefined();
     expect(await store.getMeta("poison-5")).toBeUndefined();
     expect((await ledger.verify("t1")).ok).toBe(true);
   });

@@ -6,6 +6,7 @@ import { jsonLogger } from "../src/transport/log.js";
 import { messageEnvelope } from "../src/transport/rest/errors.js";
 import { createRestHandler } from "../src/transport/rest/rest-handler.js";
 import { routesOf } from "../src/transport/rest/route-table.js";
+import { createFrontDoor } from "../src/transport/front-door.js";
 import { createRpcHandler } from "../src/transport/rpc-handler.js";
 import { listen } from "../src/transport/server.js";
 import type { Listening } from "../src/transport/server.js";
@@ -28,10 +29,9 @@ beforeAll(async () => {
         return { values: Array.from({ length: req.count }, (_, i) => (i === 2 ? 9223372036854775807n : BigInt(i + 1))) };
       },
     });
-  let rest: ReturnType<typeof createRestHandler> | undefined;
-  const rpc = createRpcHandler({ routes, logger, readMaxBytes: MAX, fallback: (req, res) => rest!(req, res) });
-  rest = createRestHandler({ routes: routesOf([TranscodingTestService]), handlers: rpc.handlers, readMaxBytes: MAX, logger });
-  server = await listen(rpc.handle, { port: 0 });
+  const rpc = createRpcHandler({ routes, logger, readMaxBytes: MAX });
+  const rest = createRestHandler({ routes: routesOf([TranscodingTestService]), handlers: rpc.handlers, readMaxBytes: MAX, logger });
+  server = await listen(createFrontDoor({ rpc, rest }), { port: 0 });
 });
 afterAll(async () => {
   await server.close(1000);

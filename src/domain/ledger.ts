@@ -455,9 +455,11 @@ export class Ledger {
   /** An account's balance in one asset; zero when it has no history there. */
   async getBalance(tenantId: string, accountId: string, asset: string): Promise<Balance> {
     validateAssetCode(asset);
-    const account = await this.getAccount(tenantId, accountId);
-    const row = await this.store.getBalance(tenantId, accountId, asset);
-    return toBalance(account, row ?? zeroRow(tenantId, accountId, asset, account.createdAt), await this.scaleOf(tenantId, asset));
+    validateAccountRef(accountId, "id");
+    const found = await this.store.getAccountBalance(tenantId, accountId, asset);
+    if (!found) throw notFound("account", accountId);
+    const { account, balance } = found;
+    return toBalance(account, balance ?? zeroRow(tenantId, accountId, asset, account.createdAt), await this.scaleOf(tenantId, asset));
   }
 
   /** Every non-zero balance of an account, in asset order. */

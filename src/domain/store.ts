@@ -14,6 +14,12 @@ import type {
 } from "./model.js";
 import type { CreditBalance, CreditEntry, CreditKeyRecord, DueCustomer, NewCreditEntry, UsageRecord } from "./credits/model.js";
 
+/** An account with its balance in one asset (see StoreReader.getAccountBalance). */
+export interface AccountBalance {
+  readonly account: Account;
+  readonly balance: BalanceRow | undefined;
+}
+
 /**
  * Reads that see only committed data. Every method is scoped by tenant; a store
  * never answers across tenants.
@@ -28,6 +34,12 @@ export interface StoreReader {
   getAsset(tenantId: string, code: string): Promise<Asset | undefined>;
   listAssets(tenantId: string): Promise<Asset[]>;
   getBalance(tenantId: string, accountId: string, asset: string): Promise<BalanceRow | undefined>;
+  /**
+   * An account and its balance in one asset, read together in one query (a
+   * balance read is the hottest call); undefined when the account does not
+   * exist, `balance` undefined when it never held the asset.
+   */
+  getAccountBalance(tenantId: string, accountId: string, asset: string): Promise<AccountBalance | undefined>;
   listBalances(tenantId: string, accountId: string): Promise<BalanceRow[]>;
   getTransfer(tenantId: string, id: string): Promise<Transfer | undefined>;
   /** Entries of an account with sequence < beforeSequence, newest first. */

@@ -1,4 +1,5 @@
 import type { Asset } from "../domain/asset.js";
+import type { AccountBalance } from "../domain/store.js";
 import type {
   Account,
   ApiKeyRecord,
@@ -58,6 +59,27 @@ export function balance(r: unknown): BalanceRow | undefined {
     pendingOut: big(x.pending_out),
     sequence: big(x.sequence),
     updatedAt: big(x.updated_at),
+  };
+}
+
+/** A row of accounts LEFT JOIN balances with the balance columns as b_* (see the accountBalance queries). */
+export function accountBalance(r: unknown, asset: string): AccountBalance | undefined {
+  const a = account(r);
+  if (a === undefined) return undefined;
+  const x = r as Row;
+  if (x.b_posted === null || x.b_posted === undefined) return { account: a, balance: undefined };
+  return {
+    account: a,
+    balance: {
+      tenantId: a.tenantId,
+      accountId: a.id,
+      asset,
+      posted: big(x.b_posted),
+      pendingIn: big(x.b_pending_in),
+      pendingOut: big(x.b_pending_out),
+      sequence: big(x.b_sequence),
+      updatedAt: big(x.b_updated_at),
+    },
   };
 }
 

@@ -26,7 +26,7 @@ export interface Http1Guard {
 /**
  * Node enforces headersTimeout and requestTimeout from a timer that only runs
  * for an http.Server that called listen() itself, which Tally's does not (the
- * front door hands it sockets, plaintext or TLS), and it checks them only
+ * listener hands it sockets, plaintext or TLS), and it checks them only
  * every 30 s. So both are enforced here, per socket: each request's headers
  * within headersTimeout of the socket being ready for them, and the whole
  * request within requestTimeout. A request still unsent at its deadline first

@@ -90,14 +90,14 @@ export interface Listening {
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
- * Serves one handler on one port for HTTP/1.1 and HTTP/2: the front door.
+ * Serves one handler on one port for HTTP/1.1 and HTTP/2: the listener in front of the front door (front-door.ts).
  * It admits connections (overall, per address, penalty box), bounds their
  * setup, and hands each to the HTTP/1.1 or the HTTP/2 server, whose
  * connections and streams are then bounded by h1-guard.ts and
  * h2-session-guard.ts.
  *
  * Plaintext: Node cannot negotiate h2c and HTTP/1.1 on one server (ALPN only
- * exists with TLS), so the front door peeks at each connection's first bytes
+ * exists with TLS), so the listener peeks at each connection's first bytes
  * and hands it to the HTTP/2 server when they are (the start of) the HTTP/2
  * preface (gRPC and h2c Connect clients send it), and to the HTTP/1.1 server
  * otherwise (curl, browsers, gRPC-Web). With TLS, ALPN does the same job,

@@ -65,6 +65,10 @@ export const Q = {
   listAssets: sql("list_assets", "SELECT code, scale FROM assets WHERE tenant_id = $1 ORDER BY code"),
   insertAsset: sql("insert_asset", "INSERT INTO assets (tenant_id, code, scale, created_at) VALUES ($1, $2, $3, $4)"),
   getBalance: sql("get_balance", "SELECT * FROM balances WHERE tenant_id = $1 AND account_id = $2 AND asset = $3"),
+  getAccountBalance: sql(
+    "get_account_balance",
+    "SELECT a.*, b.posted AS b_posted, b.pending_in AS b_pending_in, b.pending_out AS b_pending_out, b.sequence AS b_sequence, b.updated_at AS b_updated_at FROM accounts a LEFT JOIN balances b ON b.tenant_id = a.tenant_id AND b.account_id = a.id AND b.asset = $3 WHERE a.tenant_id = $1 AND a.id = $2",
+  ),
   listBalances: sql("list_balances", "SELECT * FROM balances WHERE tenant_id = $1 AND account_id = $2 ORDER BY asset"),
   putBalance: sql(
     "put_balance",

@@ -14,7 +14,7 @@ import type {
   VerifyReport,
 } from "../../domain/model.js";
 import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
-import type { EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
+import type { AccountBalance, EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
 import * as rows from "../rows.js";
 import * as credit from "./credit-queries.js";
 import { PG_MIGRATIONS } from "./migrations.js";
@@ -377,6 +377,9 @@ export class PostgresStore implements Store {
   }
   async getBalance(tenantId: string, accountId: string, asset: string): Promise<BalanceRow | undefined> {
     return this.read(async () => rows.balance(await one(this.pool, Q.getBalance, [tenantId, accountId, asset])));
+  }
+  async getAccountBalance(tenantId: string, accountId: string, asset: string): Promise<AccountBalance | undefined> {
+    return this.read(async () => rows.accountBalance(await one(this.pool, Q.getAccountBalance, [tenantId, accountId, asset]), asset));
   }
   async listBalances(tenantId: string, accountId: string): Promise<BalanceRow[]> {
     return this.read(async () => (await all(this.pool, Q.listBalances, [tenantId, accountId])).map((x) => rows.balance(x)!));

@@ -15,7 +15,7 @@ import type {
   Transfer,
   VerifyReport,
 } from "../../domain/model.js";
-import type { EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
+import type { AccountBalance, EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
 import { MIGRATIONS } from "./migrations.js";
 import { SqliteStatements } from "./statements.js";
 import { CreditStatements } from "./credit-statements.js";
@@ -73,6 +73,7 @@ export class SqliteStore implements Store {
    * revoked a key).
    */
   private readonly keyCache = new Map<string, ApiKeyRecord | null>();
+  private readonly assets = new Map<string, Asset>();
   private keyCacheVersion: unknown = undefined;
   private keysWritten = false;
   private readonly dataVersion: Database.Statement;
@@ -216,13 +217,27 @@ export class SqliteStore implements Store {
     return this.r.listAccounts.all(tenantId, afterId, limit).map((x) => rows.account(x)!);
   }
   async getAsset(tenantId: string, code: string): Promise<Asset | undefined> {
-    return rows.asset(this.r.getAsset.get(tenantId, code));
+    // An asset's scale never changes once defined, and this connection sees
+    // only committed rows, so a found asset is cached for good (bounded).
+    const k = `${tenantId}\u0000${code}`;
+    const known = this.assets.get(k);
+    if (known !== undefined) return known;
+    const found = rows.asset(this.r.getAsset.get(tenantId, code));
+    if (found !== undefined) {
+      if (this.assets.size >= 10_000) this.assets.clear();
+      this.assets.set(k, found);
+    }
+    return found;
   }
   async listAssets(tenantId: string): Promise<Asset[]> {
     return this.r.listAssets.all(tenantId).map((x) => rows.asset(x)!);
   }
   async getBalance(tenantId: string, accountId: string, asset: string): Promise<BalanceRow | undefined> {
     return rows.balance(this.r.getBalance.get(tenantId, accountId, asset));
+  }
+  async getAccountBalance(tenantId: string, accountId: string, asset: string): Promise<AccountBalance | undefined> {
+    // Parameters in the statement's order: the join's asset first.
+    return rows.accountBalance(this.r.getAccountBalance.get(asset, tenantId, accountId), asset);
   }
   async listBalances(tenantId: string, accountId: string): Promise<BalanceRow[]> {
     return this.r.listBalances.all(tenantId, accountId).map((x) => rows.balance(x)!);

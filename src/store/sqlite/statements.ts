@@ -22,6 +22,7 @@ export class SqliteStatements {
   readonly listAssets;
   readonly insertAsset;
   readonly getBalance;
+  readonly getAccountBalance;
   readonly listBalances;
   readonly putBalance;
   readonly insertEntry;
@@ -74,6 +75,9 @@ export class SqliteStatements {
     this.listAssets = db.prepare("SELECT code, scale FROM assets WHERE tenant_id = ? ORDER BY code");
     this.insertAsset = w("INSERT INTO assets (tenant_id, code, scale, created_at) VALUES (?, ?, ?, ?)");
     this.getBalance = db.prepare("SELECT * FROM balances WHERE tenant_id = ? AND account_id = ? AND asset = ?");
+    this.getAccountBalance = db.prepare(
+      "SELECT a.*, b.posted AS b_posted, b.pending_in AS b_pending_in, b.pending_out AS b_pending_out, b.sequence AS b_sequence, b.updated_at AS b_updated_at FROM accounts a LEFT JOIN balances b ON b.tenant_id = a.tenant_id AND b.account_id = a.id AND b.asset = ? WHERE a.tenant_id = ? AND a.id = ?",
+    );
     this.listBalances = db.prepare("SELECT * FROM balances WHERE tenant_id = ? AND account_id = ? ORDER BY asset");
     this.putBalance = w(
       `INSERT INTO balances (tenant_id, account_id, asset, posted, pending_in, pending_out, sequence, updated_at)

@@ -13,7 +13,7 @@ import { HTTP_STATUS, connectEnvelope, messageEnvelope, statusEnvelope } from ".
 import { invokeUnary } from "./invoke.js";
 import { writeFieldJson, writeMessageJson, writeProfileOf } from "./json-writer.js";
 import { buildRequest } from "./request-builder.js";
-import type { Route } from "./route-table.js";
+import type { Route, RouteMatch } from "./route-table.js";
 import { RouteTable } from "./route-table.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -36,13 +36,24 @@ export interface RestHandlerOptions {
   readonly logger: Logger;
 }
 
+/** A request the REST table has something to say about: a route, a path served under other methods, or a malformed path. */
+export type RestMatch = Exclude<RouteMatch, { kind: "not_found" }> | { readonly kind: "bad_path" };
+
+/** The REST routes of the served services. */
+export interface RestHandler {
+  /** What the table holds for this method and raw path; undefined when no route has the path. */
+  match(httpMethod: string, rawPath: string): RestMatch | undefined;
+  /** Answers a request that {@link RestHandler.match} matched. */
+  serve(req: Req, res: Res, match: RestMatch): void;
+}
+
 /**
  * Serves google.api.http routes by transcoding: builds the RPC input from the
  * path, query and JSON body, calls the same Connect handler in-process, and
  * writes the output with the service's JSON profile. It knows no dialect: the
  * dialects contribute protos, authenticators and envelope writers.
  */
-export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res) => void {
+export function createRestHandler(opts: RestHandlerOptions): RestHandler {
   const table = new RouteTable(opts.routes);
   const envelopes = new Map<string, ErrorEnvelopeWriter>([
     ["connect", connectEnvelope],
@@ -56,7 +67,16 @@ export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res
     if (!opts.handlers.has(procedure(r))) throw new Error(`${procedure(r)} has an http rule but no handler`);
   }
 
-  return (req, res) => {
+  const match = (httpMethod: string, rawPath: string): RestMatch | undefined => {
+    let found: RouteMatch;
+    try {
+      found = table.find(httpMethod, rawPath);
+    } catch {
+      return { kind: "bad_path" };
+    }
+    return found.kind === "not_found" ? undefined : found;
+  };
+  const serve = (req: Req, res: Res, found: RestMatch) => {
     let route: Route | undefined;
     const fail = (e: unknown, statusOverride?: number, headers?: Record<string, string>) => {
       const ce = normalizeError(e, (err) => opts.logger.error("rest internal error", { error: err instanceof Error ? err.stack : String(err) }));
@@ -67,16 +87,9 @@ export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res
     const run = async () => {
       const url = req.url ?? "/";
       const q = url.indexOf("?");
-      const rawPath = q < 0 ? url : url.slice(0, q);
       const query = new URLSearchParams(q < 0 ? "" : url.slice(q + 1));
-      let found;
-      try {
-        found = table.find(req.method ?? "GET", rawPath);
-      } catch {
+      if (found.kind === "bad_path") {
         return fail(new ConnectError("malformed percent-encoding in the path", Code.InvalidArgument));
-      }
-      if (found.kind === "not_found") {
-        return fail(new ConnectError(`no route for ${req.method} ${rawPath}`, Code.NotFound));
       }
       if (found.kind === "method_not_allowed") {
         // The path belongs to a service: answer in its dialect's envelope.
@@ -136,6 +149,7 @@ export function createRestHandler(opts: RestHandlerOptions): (req: Req, res: Res
       fail(e);
     });
   };
+  return { match, serve };
 }
 
 /** The Connect request path of a route's method. */

@@ -1,0 +1,54 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { RestHandler } from "./rest/rest-handler.js";
+import type { RpcHandler } from "./rpc-handler.js";
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+/** What the front door dispatches to. */
+export interface FrontDoorOptions {
+  readonly rpc: RpcHandler;
+  /** The REST routes, when any dialect or annotated service has some. */
+  readonly rest?: RestHandler | undefined;
+}
+
+/**
+ * The one Node request handler of a Tally server. It dispatches by exact
+ * path, once:
+ *
+ * - an RPC procedure (`/package.Service/Method`) goes to the protocol codecs;
+ * - an unknown method of a served service gets stock connect-node's bare
+ *   404, which every RPC client reads as unimplemented;
+ * - a path with a REST route goes to the transcoder (which answers 405 with
+ *   Allow for a path served only under other methods, in the dialect's
+ *   envelope, and 400 for a malformed percent-escape);
+ * - anything else is 404 with the Connect error envelope:
+ *   `{"code":"not_found","message":"no route for GET /path"}`.
+ */
+export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res) => void {
+  const { rpc, rest } = options;
+  return (req, res) => {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
+    if (rpc.paths.has(path)) return rpc.handle(req, res);
+    const slash = path.indexOf("/", 1);
+    if (slash > 0 && rpc.servicePrefixes.has(path.slice(0, slash + 1))) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    const match = rest?.match(req.method ?? "GET", path);
+    if (match !== undefined) return rest!.serve(req, res, match);
+    notFound(req, res, path);
+  };
+}
+
+function notFound(req: Req, res: Res, path: string): void {
+  const body = Buffer.from(JSON.stringify({ code: "not_found", message: `no route for ${req.method} ${path}` }));
+  // The body of a request nobody serves is not read: on HTTP/1.1 the connection closes after the answer.
+  const unread = req.method !== "GET" && req.method !== "HEAD" && !req.readableEnded && req.httpVersionMajor === 1;
+  res.writeHead(404, { "content-type": "application/json", "content-length": String(body.length), ...(unread ? { connection: "close" } : {}) });
+  res.end(body);
+}

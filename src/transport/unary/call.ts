@@ -1,0 +1,220 @@
+import { create } from "@bufbuild/protobuf";
+import type { DescMessage, DescService, Message } from "@bufbuild/protobuf";
+import type { ContextValues, HandlerContext, Interceptor, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { constants as h2 } from "node:http2";
+import type { UnarySpec } from "./method-table.js";
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+/** Why a finished call's signal is aborted: nobody listens by then, so one shared reason does. */
+const CALL_DONE = new ConnectError("the call has ended", Code.Canceled);
+
+/** What a unary call is made of, as the protocol read it from the request. */
+export interface CallInit {
+  readonly req: Req;
+  readonly res: Res;
+  readonly spec: UnarySpec;
+  readonly protocolName: string;
+  readonly requestMethod: string;
+  readonly requestHeader: Headers;
+  readonly responseHeader: Headers;
+  readonly responseTrailer: Headers;
+  readonly contextValues: ContextValues;
+  /** The client's deadline, in ms from now; undefined for none. */
+  readonly timeoutMs: number | undefined;
+  readonly shutdownSignal: AbortSignal | undefined;
+}
+
+/**
+ * One unary call's state: the HandlerContext its implementation gets and the
+ * request its interceptors get, with the same meaning as connect's
+ * createHandlerContext, but built lazily. Connect links three AbortSignals
+ * (deadline, client gone, shutdown) and arms a timer for every call; here the
+ * signal, and the listeners and timer that feed it, exist only once someone
+ * reads it. A unary implementation that never looks at its signal, the
+ * common case, costs no AbortController, no DOMException and no timer. When
+ * it is read, it is already aborted for a passed deadline, a client that has
+ * gone or a server that is stopping, with connect's own reasons.
+ */
+export class UnaryCall {
+  readonly #init: CallInit;
+  readonly #deadline: number | undefined;
+  #controller: AbortController | undefined;
+  #unlink: (() => void) | undefined;
+  #url: string | undefined;
+  /** The HandlerContext of this call. */
+  readonly context: HandlerContext;
+
+  constructor(init: CallInit) {
+    this.#init = init;
+    this.#deadline = init.timeoutMs === undefined ? undefined : Date.now() + init.timeoutMs;
+    // An object literal with accessors: a spread copy ({...ctx}) still sees
+    // the signal and the URL, where prototype getters would be lost.
+    const call = this;
+    this.context = {
+      method: init.spec.method,
+      service: init.spec.method.parent,
+      protocolName: init.protocolName,
+      requestMethod: init.requestMethod,
+      requestHeader: init.requestHeader,
+      responseHeader: init.responseHeader,
+      responseTrailer: init.responseTrailer,
+      values: init.contextValues,
+      get signal() {
+        return call.signal;
+      },
+      get url() {
+        return call.url;
+      },
+      timeoutMs: () => (this.#deadline === undefined ? undefined : this.#deadline - Date.now()),
+    };
+  }
+
+  /** The call's signal, created (and linked) on first use. */
+  get signal(): AbortSignal {
+    return (this.#controller ??= this.#link()).signal;
+  }
+
+  /** The request URL as connect gives it to handlers (scheme://authority/path). */
+  get url(): string {
+    if (this.#url === undefined) {
+      const req = this.#init.req;
+      const encrypted = "encrypted" in req.socket && (req.socket as { encrypted?: boolean }).encrypted === true;
+      const authority = "authority" in req ? req.authority : req.headers.host;
+      this.#url = new URL(req.url ?? "", `${encrypted ? "https" : "http"}://${authority ?? "localhost"}`).toString();
+    }
+    return this.#url;
+  }
+
+  /** Ends the call: removes what the signal was linked to, and aborts it if it exists. */
+  end(): void {
+    this.#unlink?.();
+    this.#controller?.abort(CALL_DONE);
+  }
+
+  /** Runs the interceptors and the implementation, as connect's invokeUnaryImplementation does. */
+  async invoke(input: Message, interceptors: readonly Interceptor[]): Promise<Message> {
+    const spec = this.#init.spec;
+    const ctx = this.context;
+    const first = this.#request(input);
+    const impl = async (req: UnaryRequest): Promise<UnaryResponse> => {
+      // Interceptors usually pass the request on as it is; one that made a new
+      // one gets connect's merge of it into the context.
+      const handlerCtx =
+        req === first ? ctx : { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
+      const out = await spec.impl(req.message as never, handlerCtx);
+      return {
+        stream: false,
+        message: create(spec.method.output as DescMessage, out as never),
+        method: spec.method,
+        service: spec.method.parent,
+        header: ctx.responseHeader,
+        trailer: ctx.responseTrailer,
+      } as UnaryResponse;
+    };
+    let next = impl as (req: UnaryRequest) => Promise<UnaryResponse>;
+    for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next as never) as never;
+    const res = await next(first);
+    copyHeaders(res.header, ctx.responseHeader);
+    copyHeaders(res.trailer, ctx.responseTrailer);
+    return res.message as Message;
+  }
+
+  #request(message: unknown): UnaryRequest {
+    const call = this;
+    const init = this.#init;
+    return {
+      stream: false,
+      message,
+      method: init.spec.method,
+      service: init.spec.method.parent as DescService,
+      requestMethod: init.requestMethod,
+      header: init.requestHeader,
+      contextValues: init.contextValues,
+      get url() {
+        return call.url;
+      },
+      get signal() {
+        return call.signal;
+      },
+    } as UnaryRequest;
+  }
+
+  /** The AbortController connect would have linked: deadline, client gone, shutdown. */
+  #link(): AbortController {
+    const c = new AbortController();
+    const { req, res, shutdownSignal } = this.#init;
+    const cleanups: (() => void)[] = [];
+    this.#unlink = () => {
+      for (const f of cleanups) f();
+      cleanups.length = 0;
+    };
+    const abort = (reason?: unknown) => {
+      if (c.signal.aborted) return;
+      this.#unlink?.();
+      c.abort(reason);
+    };
+    if (this.#deadline !== undefined) {
+      const left = this.#deadline - Date.now();
+      const timedOut = () => abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+      if (left <= 0) timedOut();
+      else {
+        const t = setTimeout(timedOut, left);
+        cleanups.push(() => clearTimeout(t));
+      }
+    }
+    if (shutdownSignal !== undefined) {
+      if (shutdownSignal.aborted) abort(shutdownSignal.reason);
+      else {
+        const onShutdown = () => abort(shutdownSignal.reason);
+        shutdownSignal.addEventListener("abort", onShutdown);
+        cleanups.push(() => shutdownSignal.removeEventListener("abort", onShutdown));
+      }
+    }
+    // The client going away, as connect-node reads it: the stream's reset code
+    // on HTTP/2, the response closing early on HTTP/1.1.
+    const gone = "stream" in req ? () => abort(resetReason(req.stream.rstCode)) : () => abort(req.errored ?? undefined);
+    const closer = "stream" in req ? req : res;
+    // Read late, after the client left: no close event is coming, so look.
+    const left = "stream" in req ? req.stream.closed || req.stream.destroyed : res.socket === null || res.socket.destroyed;
+    // (writableEnded, not writableFinished: Node marks a reset HTTP/2 response finished.)
+    if (left && !res.writableEnded) gone();
+    else if (!c.signal.aborted) {
+      closer.once("close", gone);
+      cleanups.push(() => closer.off("close", gone));
+    }
+    return c;
+  }
+}
+
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const k of [...to.keys()]) to.delete(k);
+  from.forEach((v, k) => to.set(k, v));
+}
+
+/** connect-node's reading of an HTTP/2 reset code; undefined (an AbortError) for the others. */
+function resetReason(rstCode: number): ConnectError | undefined {
+  const known = RESET_CODES.get(rstCode);
+  if (known === undefined) return undefined;
+  return new ConnectError(`http/2 stream closed with error code ${known[1]} (0x${rstCode.toString(16)})`, known[0]);
+}
+
+const RESET_CODES = new Map<number, readonly [Code, string]>([
+  [h2.NGHTTP2_PROTOCOL_ERROR, [Code.Internal, "PROTOCOL_ERROR"]],
+  [h2.NGHTTP2_INTERNAL_ERROR, [Code.Internal, "INTERNAL_ERROR"]],
+  [h2.NGHTTP2_FLOW_CONTROL_ERROR, [Code.Internal, "FLOW_CONTROL_ERROR"]],
+  [h2.NGHTTP2_SETTINGS_TIMEOUT, [Code.Internal, "SETTINGS_TIMEOUT"]],
+  [h2.NGHTTP2_FRAME_SIZE_ERROR, [Code.Internal, "FRAME_SIZE_ERROR"]],
+  [h2.NGHTTP2_COMPRESSION_ERROR, [Code.Internal, "COMPRESSION_ERROR"]],
+  [h2.NGHTTP2_CONNECT_ERROR, [Code.Internal, "CONNECT_ERROR"]],
+  [h2.NGHTTP2_REFUSED_STREAM, [Code.Unavailable, "REFUSED_STREAM"]],
+  [h2.NGHTTP2_CANCEL, [Code.Canceled, "CANCEL"]],
+  [h2.NGHTTP2_ENHANCE_YOUR_CALM, [Code.ResourceExhausted, "ENHANCE_YOUR_CALM"]],
+  [h2.NGHTTP2_INADEQUATE_SECURITY, [Code.PermissionDenied, "INADEQUATE_SECURITY"]],
+  [h2.NGHTTP2_HTTP_1_1_REQUIRED, [Code.PermissionDenied, "HTTP_1_1_REQUIRED"]],
+]);
