@@ -218,7 +218,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
       ? undefined
       : createRestHandler({
           routes: restRoutes,
-          handlers: rpc.handlers,
+          rpc,
           authenticators: new Map(dialects.flatMap((d) => [...(d.authenticators ?? [])])),
           streamers: new Map(dialects.flatMap((d) => [...(d.streamers ?? [])])),
           envelopes: new Map(dialects.flatMap((d) => [...(d.envelopes ?? [])])),

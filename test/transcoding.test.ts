@@ -30,7 +30,7 @@ beforeAll(async () => {
       },
     });
   const rpc = createRpcHandler({ routes, logger, readMaxBytes: MAX });
-  const rest = createRestHandler({ routes: routesOf([TranscodingTestService]), handlers: rpc.handlers, readMaxBytes: MAX, logger });
+  const rest = createRestHandler({ routes: routesOf([TranscodingTestService]), rpc, readMaxBytes: MAX, logger });
   server = await listen(createFrontDoor({ rpc, rest }), { port: 0 });
 });
 afterAll(async () => {

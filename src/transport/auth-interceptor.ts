@@ -2,7 +2,6 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { Access, Principal } from "../domain/access.js";
 import { LedgerError } from "../domain/errors.js";
 import { principalKey } from "../services/principal.js";
-import { authorizationKey } from "./auth-context.js";
 
 /**
  * Resolves `Authorization: Bearer <api key>` into a principal for the handlers.
@@ -19,17 +18,13 @@ export function authInterceptor(
       const resolve = resolvers.get(req.service.typeName);
       let principal: Principal | undefined;
       if (resolve) {
-        // A transcoded REST call carries its Authorization header in the context, not in req.header.
-        const headers = new Headers(req.header);
-        const fromRest = req.contextValues.get(authorizationKey);
-        if (fromRest !== undefined && !headers.has("authorization")) headers.set("authorization", fromRest);
-        principal = await resolve(headers, `/${req.service.typeName}/${req.method.name}`);
+        principal = await resolve(req.header, `/${req.service.typeName}/${req.method.name}`);
       }
       if (principal) {
         req.contextValues.set(principalKey, principal);
         return next(req);
       }
-      const header = req.header.get("authorization") ?? req.contextValues.get(authorizationKey);
+      const header = req.header.get("authorization");
       if (!header) throw new LedgerError("unauthenticated", "missing_credentials", "missing credentials: send Authorization: Bearer <api key>");
       const m = /^Bearer\s+(\S+)$/i.exec(header);
       if (!m) throw new LedgerError("unauthenticated", "invalid_authorization", "the Authorization header must be: Bearer <api key>");

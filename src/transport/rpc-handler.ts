@@ -1,3 +1,4 @@
+import type { Message } from "@bufbuild/protobuf";
 import type { ConnectRouter, ContextValues } from "@connectrpc/connect";
 import { Code, ConnectError, createConnectRouter, createContextValues } from "@connectrpc/connect";
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
@@ -27,6 +28,8 @@ import { connectGetFormat, serveConnectUnary } from "./unary/connect.js";
 import { serveGrpcUnary } from "./unary/grpc.js";
 import { checkJson, decodeBinary, decompress, tooLarge } from "./unary/message.js";
 import { recordUnaryMethods, unaryOptions } from "./unary/method-table.js";
+import { UnaryCall } from "./unary/call.js";
+import { nodeHeaderToWebHeader } from "./unary/headers.js";
 import type { UnaryMethod } from "./unary/method-table.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -53,7 +56,19 @@ export interface RpcHandler {
   readonly paths: ReadonlySet<string>;
   /** `/package.Service/` of every service served: an unknown method of one is a bare 404. */
   readonly servicePrefixes: ReadonlySet<string>;
-  readonly handlers: ReadonlyMap<string, UniversalHandler>;
+  /**
+   * Runs a unary procedure in-process for a request that another layer has
+   * already decoded (the REST transcoder): the same interceptors and handler,
+   * no codec, errors thrown as ConnectError.
+   */
+  readonly invokeUnary: (path: string, input: Message, call: InProcessCall) => Promise<Message>;
+}
+
+/** The HTTP request an in-process call answers. */
+export interface InProcessCall {
+  readonly req: Req;
+  readonly res: Res;
+  readonly contextValues: ContextValues;
 }
 
 /**
@@ -144,11 +159,33 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       }
     });
   };
+  const invokeUnary = async (path: string, input: Message, c: InProcessCall): Promise<Message> => {
+    const m = unary.get(path);
+    if (m === undefined) throw new ConnectError(`${path} is not a unary procedure`, Code.Unimplemented);
+    const call = new UnaryCall({
+      req: c.req,
+      res: c.res,
+      spec: m.spec,
+      protocolName: "rest",
+      requestMethod: c.req.method ?? "GET",
+      requestHeader: nodeHeaderToWebHeader(c.req.headers),
+      responseHeader: new Headers(),
+      responseTrailer: new Headers(),
+      contextValues: c.contextValues,
+      timeoutMs: undefined,
+      shutdownSignal: opt.shutdownSignal,
+    });
+    try {
+      return await call.invoke(input, opt.interceptors);
+    } finally {
+      call.end();
+    }
+  };
   return {
     handle,
     paths: new Set(handlers.keys()),
     servicePrefixes: new Set(router.handlers.map((x) => `/${x.service.typeName}/`)),
-    handlers,
+    invokeUnary,
   };
 }
 

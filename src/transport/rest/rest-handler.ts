@@ -1,16 +1,16 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import type { ContextValues } from "@connectrpc/connect";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
+import type { Message } from "@bufbuild/protobuf";
 import { normalizeError } from "../../services/errors.js";
 import { principalKey } from "../../services/principal.js";
-import { authorizationKey } from "../auth-context.js";
+import type { RpcHandler } from "../rpc-handler.js";
+import { restCallKey } from "../log.js";
 import type { Logger } from "../log.js";
 import { readBounded } from "../read-body.js";
 import type { ErrorEnvelopeWriter, RestAuthenticator, RestStreamer } from "../../dialects/dialect.js";
 import { HTTP_STATUS, connectEnvelope, messageEnvelope, statusEnvelope } from "./errors.js";
-import { invokeUnary } from "./invoke.js";
 import { writeFieldJson, writeMessageJson, writeProfileOf } from "./json-writer.js";
 import { buildRequest } from "./request-builder.js";
 import type { Route, RouteMatch } from "./route-table.js";
@@ -22,8 +22,8 @@ type Res = ServerResponse | Http2ServerResponse;
 /** Options for {@link createRestHandler}. */
 export interface RestHandlerOptions {
   readonly routes: readonly Route[];
-  /** The Connect handlers by request path ("/pkg.Service/Method"). */
-  readonly handlers: ReadonlyMap<string, UniversalHandler>;
+  /** The RPC layer the routes call into: its procedure paths and its in-process unary call. */
+  readonly rpc: Pick<RpcHandler, "paths" | "invokeUnary">;
   /** Authenticators by service type name. */
   readonly authenticators?: ReadonlyMap<string, RestAuthenticator>;
   /** Handlers for server-streaming routes, by "/pkg.Service/Method". */
@@ -64,7 +64,7 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
   for (const r of table.all) {
     const name = r.profile?.errorEnvelope || "connect";
     if (!envelopes.has(name)) throw new Error(`${r.service.typeName}: unknown error envelope "${name}"`);
-    if (!opts.handlers.has(procedure(r))) throw new Error(`${procedure(r)} has an http rule but no handler`);
+    if (!opts.rpc.paths.has(procedure(r))) throw new Error(`${procedure(r)} has an http rule but no handler`);
   }
 
   const match = (httpMethod: string, rawPath: string): RestMatch | undefined => {
@@ -78,8 +78,22 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
   };
   const serve = (req: Req, res: Res, found: RestMatch) => {
     let route: Route | undefined;
+    const start = performance.now();
+    // Once the call is in the RPC pipeline, its log interceptor writes the request's line.
+    let inPipeline = false;
     const fail = (e: unknown, statusOverride?: number, headers?: Record<string, string>) => {
       const ce = normalizeError(e, (err) => opts.logger.error("rest internal error", { error: err instanceof Error ? err.stack : String(err) }));
+      if (!inPipeline) {
+        // Refused before the call ran (path, method, size, credentials): still one line per request.
+        opts.logger.info("rpc", {
+          ...(route === undefined ? {} : { procedure: procedure(route) }),
+          protocol: "rest",
+          http_method: req.method,
+          path: rawPathOf(req.url ?? "/"),
+          code: codeName(ce.code),
+          duration_ms: Math.round((performance.now() - start) * 100) / 100,
+        });
+      }
       const writer = envelopes.get(route?.profile?.errorEnvelope || "connect")!;
       const written = writer(ce, { status: statusOverride ?? HTTP_STATUS[ce.code] ?? 500 });
       send(res, written.status, written.body, { ...headers, ...written.headers });
@@ -109,17 +123,16 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
       if (body === undefined) {
         return fail(new ConnectError(`request body is larger than ${opts.readMaxBytes} bytes`, Code.ResourceExhausted), 413, close);
       }
-      const controller = new AbortController();
-      res.once("close", () => controller.abort());
       const contextValues = createContextValues();
       const auth = opts.authenticators?.get(route.service.typeName);
       const principal = auth ? await auth({ method: req.method ?? "GET", url, headers: req.headers, body }) : undefined;
       if (principal) contextValues.set(principalKey, principal);
-      const handler = opts.handlers.get(procedure(route))!;
       if (route.method.methodKind === "server_streaming") {
         const streamer = opts.streamers?.get(procedure(route));
         if (!streamer) return fail(new ConnectError("streaming is not available over this REST route", Code.Unimplemented));
         const streamProfile = writeProfileOf(route.profile);
+        const controller = new AbortController();
+        res.once("close", () => controller.abort());
         return streamer(req, res, {
           principal,
           signal: controller.signal,
@@ -130,11 +143,10 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
         return fail(new ConnectError("only unary and server-streaming methods have REST routes", Code.Unimplemented));
       }
       const input = buildRequest(route, route.method.input, { bindings: found.bindings, query, body: body.toString("utf8") }, route.profile?.rejectUnknownQuery ?? false);
-      const headerValues = contextValues as ContextValues;
-      const output = await invokeUnary(handler, route.method.input, route.method.output, input, {
-        signal: controller.signal,
-        contextValues: withAuthorization(headerValues, req),
-      });
+      contextValues.set(restCallKey, { httpMethod: req.method ?? "GET", path: rawPathOf(url) });
+      // The decoded request goes straight to the interceptors and the handler: no codec in between.
+      inPipeline = true;
+      const output = await opts.rpc.invokeUnary(procedure(route), input as Message, { req, res, contextValues });
       const profile = writeProfileOf(route.profile);
       const json = route.responseBody
         ? writeFieldJson(route.method.output, output, route.responseBody, profile)
@@ -157,14 +169,9 @@ export function procedure(r: Route): string {
   return `/${r.service.typeName}/${r.method.name}`;
 }
 
-/**
- * The in-process call has no HTTP headers of its own; the Bearer token of the
- * REST request is what the RPC's auth interceptor falls back to.
- */
-function withAuthorization(values: ContextValues, req: Req): ContextValues {
-  const authorization = req.headers.authorization;
-  if (authorization !== undefined) values.set(authorizationKey, authorization);
-  return values;
+function rawPathOf(url: string): string {
+  const q = url.indexOf("?");
+  return q < 0 ? url : url.slice(0, q);
 }
 
 
