@@ -13,7 +13,7 @@ import { BalanceService } from "../gen/threeplguys/v0/balance_pb.js";
 import { clientFor, startTestServer, transportFor } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
 import { expectRefused } from "./support/ledger-kit.js";
-import { threeplguysEnvelope } from "../src/dialects/threeplguys/errors.js";
+import { threeplguysEnvelope } from "../src/dialects/threeplguys/envelope.js";
 
 type Admin = Client<typeof AdminService>;
 type Ledger = Client<typeof LedgerService>;

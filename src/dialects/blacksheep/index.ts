@@ -1,7 +1,8 @@
 import type { DialectFactory } from "../dialect.js";
 import { AccountBalanceService } from "../../../gen/blacksheep/v1/blacksheep_pb.js";
 import { blacksheepAuthenticator, blacksheepKeyKind } from "./auth.js";
-import { blacksheepEnvelope, registerBlacksheep } from "./service.js";
+import { blacksheepEnvelope } from "./envelope.js";
+import { registerBlacksheep } from "./service.js";
 
 /**
  * Blacksheep: `POST /account.balance.getMany` with Ed25519 request signing.

@@ -1,16 +1,12 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { Code } from "@connectrpc/connect";
 import { AccountBalanceSchema, AccountBalanceService } from "../../../gen/blacksheep/v1/blacksheep_pb.js";
 import type { AccountBalance } from "../../../gen/blacksheep/v1/blacksheep_pb.js";
-import { ErrorDetailSchema } from "../../../gen/tally/ledger/v1/ledger_pb.js";
 import type { Principal } from "../../domain/access.js";
 import { LedgerError } from "../../domain/errors.js";
 import type { Ledger } from "../../domain/ledger.js";
 import { principalOf } from "../../services/principal.js";
-import type { ErrorEnvelopeWriter } from "../dialect.js";
-import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 import { BLACKSHEEP_KEY_KIND } from "./auth.js";
 
 /**
@@ -62,15 +58,3 @@ export function registerBlacksheep(router: ConnectRouter, ledger: Ledger): void 
     },
   });
 }
-
-/**
- * Blacksheep's two error bodies: `{"error": "<code>"}` with 401 for every
- * authentication failure, and `{"error": {"code", "message"}}` otherwise. The
- * code is the domain reason (such as `invalid_body`), or the snake_case
- * Connect code when there is none.
- */
-export const blacksheepEnvelope: ErrorEnvelopeWriter = (e, ctx) => {
-  const reason = e.findDetails(ErrorDetailSchema)[0]?.reason || codeName(e.code);
-  if (e.code === Code.Unauthenticated) return { status: 401, body: JSON.stringify({ error: reason }) };
-  return { status: ctx.status, body: JSON.stringify({ error: { code: reason, message: e.rawMessage } }) };
-};

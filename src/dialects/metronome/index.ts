@@ -1,7 +1,7 @@
 import type { Dialect, DialectFactory } from "../dialect.js";
 import { BalancesService } from "../../../gen/metronome/v1/balances_pb.js";
 import { metronomeAuthenticator, metronomeKeyKind, principalFromAuthorization } from "./auth.js";
-import { METRONOME_ENVELOPE, metronomeEnvelope } from "./errors.js";
+import { METRONOME_ENVELOPE, metronomeEnvelope } from "./envelope.js";
 import { registerBalancesService } from "./service.js";
 
 /**

@@ -1,7 +1,7 @@
 import type { Dialect, DialectFactory } from "../dialect.js";
 import { BalanceService } from "../../../gen/threeplguys/v0/balance_pb.js";
 import { principalFromAuthorization, threeplguysAuthenticator, threeplguysKeyKind } from "./auth.js";
-import { THREEPLGUYS_ENVELOPE, threeplguysEnvelope } from "./errors.js";
+import { THREEPLGUYS_ENVELOPE, threeplguysEnvelope } from "./envelope.js";
 import { registerBalanceService } from "./service.js";
 
 /**

@@ -8,7 +8,7 @@ import { timestampFromMicros } from "../../services/convert.js";
 import { principalOf } from "../../services/principal.js";
 import { BalanceService, TransactionSchema } from "../../../gen/threeplguys/v0/balance_pb.js";
 import { INVOICES_SCOPE, THREEPLGUYS_KEY_KIND } from "./auth.js";
-import { entryCents, unitsToCents } from "./cents.js";
+import { entryCents, unitsToCents } from "./money.js";
 
 /** The only currency of this API. */
 const USD = "USD";

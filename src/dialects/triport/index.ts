@@ -1,11 +1,10 @@
-import type { Dialect, DialectDeps, DialectFactory, RestAuthenticator } from "../dialect.js";
+import type { Dialect, DialectDeps, DialectFactory } from "../dialect.js";
 import { BalanceService } from "../../../gen/triport/v1/triport_pb.js";
-import { authRequired, resolverNotConfigured, triportEnvelope } from "./errors.js";
 import { StreamLimiter } from "../../domain/stream-limiter.js";
-import { sseStreamer } from "./events.js";
-import { registerTriport } from "./service.js";
-import type { SessionResolver } from "./session.js";
-import { SESSION_COOKIE, anySessionKey, hmacSessionResolver, readCookie, sessionKeyKind } from "./session.js";
+import type { SessionResolver } from "./auth.js";
+import { anySessionKey, hmacSessionResolver, sessionAuthenticator, sessionKeyKind } from "./auth.js";
+import { triportEnvelope } from "./envelope.js";
+import { registerTriport, sseStreamer } from "./service.js";
 
 /** Options of the Triport dialect; every one has a default. */
 export interface TriportOptions {
@@ -21,22 +20,6 @@ function keepAliveFromEnv(): number {
   const raw = process.env["TALLY_TRIPORT_KEEPALIVE_MS"];
   const n = raw !== undefined && /^[1-9][0-9]*$/.test(raw) ? Number(raw) : NaN;
   return Number.isSafeInteger(n) ? n : 15_000;
-}
-
-/**
- * The session authenticator: the `triport_session` cookie names the user. A
- * request with `Authorization` and no session cookie is left to Tally's
- * Bearer API keys (an account-scoped key acts for its account).
- */
-function sessionAuthenticator(resolver: SessionResolver): RestAuthenticator {
-  return async (req) => {
-    const token = readCookie(req.headers.cookie, SESSION_COOKIE);
-    if (token === undefined && req.headers.authorization !== undefined) return undefined;
-    const principal = token ? await resolver.resolve(token) : undefined;
-    if (principal) return principal;
-    if (!(await resolver.configured())) throw resolverNotConfigured();
-    throw authRequired();
-  };
 }
 
 /** Builds the Triport dialect with options. */

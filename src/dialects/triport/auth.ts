@@ -1,7 +1,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
-import { invalidArgument } from "../../domain/errors.js";
+import { LedgerError, invalidArgument } from "../../domain/errors.js";
+import type { RestAuthenticator } from "../dialect.js";
 
 /** The credential kind whose verify_key is a tenant's session-signing HMAC key. */
 export const SESSION_KEY_KIND = "triport_session_key";
@@ -137,5 +138,31 @@ export function sessionKeyKind(credentials: Credentials): CredentialKind {
       const issued = await credentials.issue(tenantId, { kind: SESSION_KEY_KIND, id, label: req.label, verifyKey: key });
       return { record: issued.record, secret: b64url(key) };
     },
+  };
+}
+
+/** 401: no valid session (the vendor's exact message). */
+export function authRequired(): LedgerError {
+  return new LedgerError("unauthenticated", "auth_required", "auth required");
+}
+
+/** 503: no tenant has a session key, so no session can be resolved. */
+export function resolverNotConfigured(): LedgerError {
+  return new LedgerError("unavailable", "session_resolver_not_configured", "session resolver not configured");
+}
+
+/**
+ * The session authenticator: the `triport_session` cookie names the user. A
+ * request with `Authorization` and no session cookie is left to Tally's
+ * Bearer API keys (an account-scoped key acts for its account).
+ */
+export function sessionAuthenticator(resolver: SessionResolver): RestAuthenticator {
+  return async (req) => {
+    const token = readCookie(req.headers.cookie, SESSION_COOKIE);
+    if (token === undefined && req.headers.authorization !== undefined) return undefined;
+    const principal = token ? await resolver.resolve(token) : undefined;
+    if (principal) return principal;
+    if (!(await resolver.configured())) throw resolverNotConfigured();
+    throw authRequired();
   };
 }
