@@ -21,7 +21,7 @@ import { registerLedgerService } from "../src/services/ledger-service.js";
 import { PageTokens } from "../src/domain/page-token.js";
 import { StreamLimiter } from "../src/domain/stream-limiter.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
-import { authInterceptor } from "../src/transport/auth-interceptor.js";
+import { authInterceptor, createAuthenticate } from "../src/transport/auth-interceptor.js";
 
 const { values } = parseArgs({ options: { db: { type: "string" }, host: { type: "string", default: "127.0.0.1" } } });
 if (!values.db) throw new Error("--db FILE is required");
@@ -34,7 +34,7 @@ const pageTokens = new PageTokens(Buffer.from(PageTokens.newKey(), "base64url"))
 
 const handler = connectNodeAdapter({
   routes: (router) => registerLedgerService(router, { ledger, pageTokens, streams: new StreamLimiter(100) }),
-  interceptors: [authInterceptor(access)],
+  interceptors: [authInterceptor(createAuthenticate(access))],
 });
 // Same stream limit as Tally's server, so h2load's -m means the same on every target.
 const server = http2.createServer({ settings: { maxConcurrentStreams: 1000 } }, handler);

@@ -19,7 +19,7 @@ import { StreamLimiter } from "./domain/stream-limiter.js";
 import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { PostgresStore, pgUrlSchema } from "./store/postgres/postgres-store.js";
 import { PgBalanceFeed } from "./store/postgres/pg-feed.js";
-import { authInterceptor } from "./transport/auth-interceptor.js";
+import { authInterceptor, createAuthenticate } from "./transport/auth-interceptor.js";
 import type { Logger } from "./transport/log.js";
 import { jsonLogger, logInterceptor } from "./transport/log.js";
 import type { AbuseOptions, Listening } from "./transport/server.js";
@@ -183,8 +183,9 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     make({ ledger, credits, credentials, pageTokens, streams, shutdown: shutdown.signal }),
   );
   const credentialKinds = new Map(dialects.flatMap((d) => d.credentialKinds ?? []).map((k) => [k.kind, k]));
-  const rpcResolvers = new Map(
-    dialects.flatMap((d) => (d.rpcAuthenticator ? d.services.map((s) => [s.typeName, d.rpcAuthenticator!] as const) : [])),
+  const authenticate = createAuthenticate(
+    access,
+    new Map(dialects.flatMap((d) => (d.authenticate ? d.services.map((s) => [s.typeName, d.authenticate!] as const) : []))),
   );
 
   const routes = (router: ConnectRouter) => {
@@ -202,7 +203,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     interceptors: [
       logInterceptor(log),
       errorInterceptor((e) => log.error("internal error", { error: e instanceof Error ? e.stack : String(e) })),
-      authInterceptor(access, rpcResolvers),
+      authInterceptor(authenticate),
     ],
   };
   const rpc = createRpcHandler({
@@ -219,7 +220,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
       : createRestHandler({
           routes: restRoutes,
           rpc,
-          authenticators: new Map(dialects.flatMap((d) => [...(d.authenticators ?? [])])),
+          authenticate,
           streamers: new Map(dialects.flatMap((d) => [...(d.streamers ?? [])])),
           envelopes: new Map(dialects.flatMap((d) => [...(d.envelopes ?? [])])),
           readMaxBytes,

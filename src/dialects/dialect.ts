@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescMessage, DescService, MessageShape } from "@bufbuild/protobuf";
 import type { ConnectError, ConnectRouter } from "@connectrpc/connect";
@@ -12,22 +12,33 @@ import type { Principal } from "../domain/access.js";
 // The contract between the core and a dialect, in domain, gen, Connect and
 // Node types only: src/transport implements it and imports it from here.
 
-/** The parts of an HTTP request an authenticator may look at. */
-export interface RestRequest {
+/** What an authenticator sees of a call, whatever its protocol. */
+export interface AuthRequest {
+  /** The request headers (of the REST request, for a transcoded call). */
+  readonly headers: Headers;
+  /** The procedure called, `/package.Service/Method`. */
+  readonly procedure: string;
+  /** Set for a call that came in as REST: what a request signature covers. */
+  readonly http?: HttpRequestParts | undefined;
+}
+
+/** The parts of a REST request beyond its headers. */
+export interface HttpRequestParts {
   readonly method: string;
   /** Path and query, as sent. */
   readonly url: string;
-  readonly headers: IncomingHttpHeaders;
   /** The raw body, already read (bounded). */
-  readonly body: Buffer;
+  readonly body: Uint8Array;
 }
 
 /**
- * Resolves the caller of a REST route (session cookie, signature, Basic
- * auth...). Returning undefined leaves authentication to the RPC's own
- * interceptor, which reads `Authorization: Bearer`.
+ * Resolves the caller of a dialect's calls (session cookie, signature, Basic
+ * auth, the vendor's API keys...), over every protocol. Returning undefined
+ * leaves the call to the default, Tally's `Authorization: Bearer` API keys;
+ * throwing unauthenticated refuses it. Run by the one auth interceptor, for
+ * every call to the dialect's services.
  */
-export type RestAuthenticator = (req: RestRequest) => Promise<Principal | undefined>;
+export type Authenticator = (req: AuthRequest) => Promise<Principal | undefined>;
 
 /** What the core gives a streamer besides the request and the response. */
 export interface RestStreamContext {
@@ -91,13 +102,8 @@ export interface Dialect {
   readonly services: readonly DescService[];
   /** Registers the services' handlers on the Connect router. */
   register(router: ConnectRouter): void;
-  /** REST authenticators by service type name. */
-  readonly authenticators?: ReadonlyMap<string, RestAuthenticator>;
-  /**
-   * Authenticates Connect/gRPC calls to the dialect's services from their
-   * headers, where the vendor's clients call them that way (Frontier).
-   */
-  readonly rpcAuthenticator?: (headers: Headers, procedure: string) => Promise<Principal | undefined>;
+  /** Authenticates calls to the dialect's services; without one, they take Tally's Bearer API keys. */
+  readonly authenticate?: Authenticator;
   /** REST streamers by "/pkg.Service/Method". */
   readonly streamers?: ReadonlyMap<string, RestStreamer>;
   /** Error envelope writers by name. */

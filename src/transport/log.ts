@@ -1,15 +1,8 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { ConnectError, createContextKey } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
+import { restCallKey } from "./rest-call.js";
 import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 import { principalKey } from "../services/principal.js";
-
-/**
- * Set by the REST transcoder on the calls it makes: they are logged as
- * protocol `rest`, with the HTTP method and path the client used.
- */
-export const restCallKey = createContextKey<{ readonly httpMethod: string; readonly path: string } | undefined>(undefined, {
-  description: "rest call",
-});
 
 /** A structured logger: one JSON object per line. */
 export interface Logger {
@@ -49,7 +42,7 @@ export function logInterceptor(log: Logger): Interceptor {
       log.info("rpc", {
         procedure: `/${req.service.typeName}/${req.method.name}`,
         protocol: rest === undefined ? protocolOf(req.header.get("content-type") ?? "") : "rest",
-        ...(rest === undefined ? {} : { http_method: rest.httpMethod, path: rest.path }),
+        ...(rest === undefined ? {} : { http_method: rest.method, path: rest.path }),
         code,
         duration_ms: Math.round((performance.now() - start) * 100) / 100,
         tenant: req.contextValues.get(principalKey)?.tenantId,

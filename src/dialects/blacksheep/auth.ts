@@ -3,7 +3,7 @@ import type { KeyObject } from "node:crypto";
 import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
-import type { RestAuthenticator, RestRequest } from "../dialect.js";
+import type { Authenticator } from "../dialect.js";
 
 /** The credential kind of a Blacksheep signing key (a registered Ed25519 public key). */
 export const BLACKSHEEP_KEY_KIND = "blacksheep_public_key";
@@ -49,9 +49,8 @@ export function ed25519PublicKey(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") }, format: "jwk" });
 }
 
-function header(req: RestRequest, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v.join(", ") : v;
+function header(headers: Headers, name: string): string | undefined {
+  return headers.get(name) ?? undefined;
 }
 
 /**
@@ -61,16 +60,18 @@ function header(req: RestRequest, name: string): string | undefined {
  * only once the signature and timestamp are good, so a forged or stale
  * request can neither be replayed nor burn a legitimate client's nonce. A
  * request with none of the Bs-* headers but an `Authorization` header is left
- * to the Bearer (Tally API key) path.
+ * to the Bearer (Tally API key) path, and so are calls over Connect and gRPC:
+ * the signature covers an HTTP method, path and body they do not have.
  */
-export function blacksheepAuthenticator(credentials: Credentials): RestAuthenticator {
-  return async (req) => {
-    const keyId = header(req, "bs-key-id");
-    const timestamp = header(req, "bs-timestamp");
-    const nonce = header(req, "bs-nonce");
-    const signature = header(req, "bs-signature");
-    const digest = header(req, "content-digest");
-    if (keyId === undefined && timestamp === undefined && nonce === undefined && signature === undefined && header(req, "authorization") !== undefined) {
+export function blacksheepAuthenticator(credentials: Credentials): Authenticator {
+  return async ({ headers, http }) => {
+    if (http === undefined) return undefined;
+    const keyId = header(headers, "bs-key-id");
+    const timestamp = header(headers, "bs-timestamp");
+    const nonce = header(headers, "bs-nonce");
+    const signature = header(headers, "bs-signature");
+    const digest = header(headers, "content-digest");
+    if (keyId === undefined && timestamp === undefined && nonce === undefined && signature === undefined && header(headers, "authorization") !== undefined) {
       return undefined;
     }
     if (!keyId || !timestamp || !nonce || !signature) {
@@ -81,15 +82,15 @@ export function blacksheepAuthenticator(credentials: Credentials): RestAuthentic
     if (!NONCE.test(nonce)) throw refused("invalid_nonce", "Bs-Nonce must be 16 bytes in base64");
     if (!SIGNATURE.test(signature)) throw refused("invalid_signature", "invalid signature");
     if (digest === undefined) {
-      if (req.body.length > 0) throw refused("missing_digest", "a request with a body must send Content-Digest");
+      if (http.body.length > 0) throw refused("missing_digest", "a request with a body must send Content-Digest");
     } else {
       // Checked even for an empty body: whatever was signed must be true.
-      if (!DIGEST.test(digest) || digest !== contentDigestOf(req.body)) throw refused("invalid_digest", "Content-Digest does not match the body");
+      if (!DIGEST.test(digest) || digest !== contentDigestOf(http.body)) throw refused("invalid_digest", "Content-Digest does not match the body");
     }
 
     const credential = await credentials.find(BLACKSHEEP_KEY_KIND, keyId);
     if (!credential || credential.verifyKey === null || credential.accountId === null) throw refused("unknown_key", "unknown key id");
-    const message = Buffer.from(signedString(keyId, timestamp, nonce, req.method.toUpperCase(), req.url, digest ?? ""), "utf8");
+    const message = Buffer.from(signedString(keyId, timestamp, nonce, http.method.toUpperCase(), http.url, digest ?? ""), "utf8");
     let ok: boolean;
     try {
       ok = verify(null, message, ed25519PublicKey(credential.verifyKey), Buffer.from(signature, "base64"));

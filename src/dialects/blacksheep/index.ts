@@ -12,7 +12,7 @@ export const blacksheepDialect: DialectFactory = (deps) => ({
   name: "blacksheep",
   services: [AccountBalanceService],
   register: (router) => registerBlacksheep(router, deps.ledger),
-  authenticators: new Map([[AccountBalanceService.typeName, blacksheepAuthenticator(deps.credentials)]]),
+  authenticate: blacksheepAuthenticator(deps.credentials),
   envelopes: new Map([["blacksheep", blacksheepEnvelope]]),
   credentialKinds: [blacksheepKeyKind(deps.credentials)],
 });

@@ -2,7 +2,7 @@ import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, CredentialRequest, Credentials, IssuedCredential } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import { validateAccountId } from "../../domain/ids.js";
-import type { RestAuthenticator } from "../dialect.js";
+import type { Authenticator } from "../dialect.js";
 
 /** The credential kind of Frontier's service-user client id / client secret pairs. */
 export const FRONTIER_CLIENT = "frontier_client";
@@ -42,7 +42,7 @@ const BAD_CREDENTIALS = "not authenticated: invalid client id or client secret";
  * by the RPC's own interceptor); throws unauthenticated for a Basic header
  * that does not name a live frontier_client credential.
  */
-export async function principalFromBasic(credentials: Credentials, authorization: string | undefined): Promise<Principal | undefined> {
+async function principalFromBasic(credentials: Credentials, authorization: string | undefined): Promise<Principal | undefined> {
   if (authorization === undefined || !/^Basic(\s|$)/i.test(authorization)) return undefined;
   const m = BASIC.exec(authorization);
   const decoded = m ? Buffer.from(m[1]!, "base64").toString("utf8") : "";
@@ -63,14 +63,15 @@ export async function principalFromBasic(credentials: Credentials, authorization
 }
 
 /**
- * The REST authenticator: Basic is Frontier's scheme; a request with no
- * Authorization at all is refused here, in Frontier's words, instead of by the
- * Bearer interceptor. Any other scheme is left to that interceptor.
+ * Frontier's authenticator: Basic is its scheme, over REST and over Connect
+ * and gRPC alike. A REST request with no Authorization at all is refused
+ * here, in Frontier's words; an RPC without one, and any other scheme, is
+ * left to Tally's Bearer keys.
  */
-export function frontierRestAuthenticator(credentials: Credentials): RestAuthenticator {
-  return async (req) => {
-    const header = req.headers.authorization;
-    if (header === undefined || header.trim() === "") {
+export function frontierAuthenticator(credentials: Credentials): Authenticator {
+  return async ({ headers, http }) => {
+    const header = headers.get("authorization") ?? undefined;
+    if (http !== undefined && (header === undefined || header.trim() === "")) {
       throw new LedgerError(
         "unauthenticated",
         "missing_credentials",

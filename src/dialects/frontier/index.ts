@@ -1,6 +1,6 @@
 import type { Dialect, DialectFactory } from "../dialect.js";
 import { FrontierService } from "../../../gen/raystack/frontier/v1beta1/frontier_pb.js";
-import { frontierClientKind, frontierRestAuthenticator, principalFromBasic } from "./auth.js";
+import { frontierAuthenticator, frontierClientKind } from "./auth.js";
 import { frontierEnvelope } from "./envelope.js";
 import { registerFrontierService } from "./service.js";
 
@@ -16,8 +16,7 @@ export const frontierDialect: DialectFactory = ({ ledger, credentials }): Dialec
   register(router) {
     registerFrontierService(router, ledger);
   },
-  authenticators: new Map([[FrontierService.typeName, frontierRestAuthenticator(credentials)]]),
-  rpcAuthenticator: (headers) => principalFromBasic(credentials, headers.get("authorization") ?? undefined),
+  authenticate: frontierAuthenticator(credentials),
   envelopes: new Map([["frontier", frontierEnvelope]]),
   credentialKinds: [frontierClientKind(credentials)],
 });

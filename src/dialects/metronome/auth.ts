@@ -2,7 +2,7 @@ import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import type { CredentialRecord } from "../../domain/model.js";
-import type { RestAuthenticator } from "../dialect.js";
+import type { Authenticator } from "../dialect.js";
 
 /** The credential kind of a Metronome platform key. */
 export const METRONOME_KEY_KIND = "metronome_platform_key";
@@ -60,10 +60,15 @@ export async function principalFromAuthorization(credentials: Credentials, heade
   };
 }
 
-/** The REST authenticator of the Metronome routes. */
-export function metronomeAuthenticator(credentials: Credentials): RestAuthenticator {
-  return (req) => {
-    const h = req.headers.authorization;
-    return principalFromAuthorization(credentials, Array.isArray(h) ? h[0] : h);
+/**
+ * Metronome's authenticator: its platform keys over REST, Connect and gRPC. A
+ * REST request without Authorization is refused in Metronome's words; an RPC
+ * without one is left to Tally's Bearer keys (whose refusal says the same).
+ */
+export function metronomeAuthenticator(credentials: Credentials): Authenticator {
+  return async ({ headers, http }) => {
+    const h = headers.get("authorization");
+    if (h === null && http === undefined) return undefined;
+    return principalFromAuthorization(credentials, h ?? undefined);
   };
 }

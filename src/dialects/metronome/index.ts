@@ -1,6 +1,6 @@
 import type { Dialect, DialectFactory } from "../dialect.js";
 import { BalancesService } from "../../../gen/metronome/v1/balances_pb.js";
-import { metronomeAuthenticator, metronomeKeyKind, principalFromAuthorization } from "./auth.js";
+import { metronomeAuthenticator, metronomeKeyKind } from "./auth.js";
 import { METRONOME_ENVELOPE, metronomeEnvelope } from "./envelope.js";
 import { registerBalancesService } from "./service.js";
 
@@ -17,11 +17,7 @@ export const metronomeDialect: DialectFactory = ({ credits, credentials, pageTok
     register(router) {
       registerBalancesService(router, credits, pageTokens);
     },
-    authenticators: new Map([[BalancesService.typeName, metronomeAuthenticator(credentials)]]),
-    async rpcAuthenticator(headers) {
-      const h = headers.get("authorization");
-      return h === null ? undefined : principalFromAuthorization(credentials, h);
-    },
+    authenticate: metronomeAuthenticator(credentials),
     envelopes: new Map([[METRONOME_ENVELOPE, metronomeEnvelope]]),
     credentialKinds: [metronomeKeyKind(credentials)],
   };

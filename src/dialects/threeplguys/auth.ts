@@ -2,7 +2,7 @@ import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import type { CredentialRecord } from "../../domain/model.js";
-import type { RestAuthenticator } from "../dialect.js";
+import type { Authenticator } from "../dialect.js";
 
 /** The credential kind of a 3PLGuys API key. */
 export const THREEPLGUYS_KEY_KIND = "3plguys_api_key";
@@ -75,10 +75,15 @@ export async function principalFromAuthorization(credentials: Credentials, heade
   };
 }
 
-/** The REST authenticator of the 3PLGuys routes. */
-export function threeplguysAuthenticator(credentials: Credentials): RestAuthenticator {
-  return (req) => {
-    const h = req.headers.authorization;
-    return principalFromAuthorization(credentials, Array.isArray(h) ? h[0] : h);
+/**
+ * 3PLGuys' authenticator: its API keys over REST, Connect and gRPC. A REST
+ * request without Authorization is refused in 3PLGuys' envelope; an RPC
+ * without one is left to Tally's Bearer keys.
+ */
+export function threeplguysAuthenticator(credentials: Credentials): Authenticator {
+  return async ({ headers, http }) => {
+    const h = headers.get("authorization");
+    if (h === null && http === undefined) return undefined;
+    return principalFromAuthorization(credentials, h ?? undefined);
   };
 }

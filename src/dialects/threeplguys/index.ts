@@ -1,6 +1,6 @@
 import type { Dialect, DialectFactory } from "../dialect.js";
 import { BalanceService } from "../../../gen/threeplguys/v0/balance_pb.js";
-import { principalFromAuthorization, threeplguysAuthenticator, threeplguysKeyKind } from "./auth.js";
+import { threeplguysAuthenticator, threeplguysKeyKind } from "./auth.js";
 import { THREEPLGUYS_ENVELOPE, threeplguysEnvelope } from "./envelope.js";
 import { registerBalanceService } from "./service.js";
 
@@ -15,12 +15,8 @@ export const threeplguysDialect: DialectFactory = ({ ledger, credentials }): Dia
   register(router) {
     registerBalanceService(router, ledger);
   },
-  authenticators: new Map([[BalanceService.typeName, threeplguysAuthenticator(credentials)]]),
   // Connect and gRPC clients of the same service may present a 3PLGuys key too.
-  async rpcAuthenticator(headers) {
-    const h = headers.get("authorization");
-    return h === null ? undefined : principalFromAuthorization(credentials, h);
-  },
+  authenticate: threeplguysAuthenticator(credentials),
   envelopes: new Map([[THREEPLGUYS_ENVELOPE, threeplguysEnvelope]]),
   credentialKinds: [threeplguysKeyKind(credentials)],
 });

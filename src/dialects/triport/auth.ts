@@ -2,7 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
-import type { RestAuthenticator } from "../dialect.js";
+import type { Authenticator } from "../dialect.js";
 
 /** The credential kind whose verify_key is a tenant's session-signing HMAC key. */
 export const SESSION_KEY_KIND = "triport_session_key";
@@ -154,12 +154,14 @@ export function resolverNotConfigured(): LedgerError {
 /**
  * The session authenticator: the `triport_session` cookie names the user. A
  * request with `Authorization` and no session cookie is left to Tally's
- * Bearer API keys (an account-scoped key acts for its account).
+ * Bearer API keys (an account-scoped key acts for its account), and so are
+ * calls over Connect and gRPC: the session is the browser's REST credential.
  */
-export function sessionAuthenticator(resolver: SessionResolver): RestAuthenticator {
-  return async (req) => {
-    const token = readCookie(req.headers.cookie, SESSION_COOKIE);
-    if (token === undefined && req.headers.authorization !== undefined) return undefined;
+export function sessionAuthenticator(resolver: SessionResolver): Authenticator {
+  return async ({ headers, http }) => {
+    if (http === undefined) return undefined;
+    const token = readCookie(headers.get("cookie") ?? undefined, SESSION_COOKIE);
+    if (token === undefined && headers.has("authorization")) return undefined;
     const principal = token ? await resolver.resolve(token) : undefined;
     if (principal) return principal;
     if (!(await resolver.configured())) throw resolverNotConfigured();

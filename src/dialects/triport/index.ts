@@ -33,7 +33,7 @@ export function createTriportDialect(options: TriportOptions = {}): DialectFacto
       name: "triport",
       services: [BalanceService],
       register: (router) => registerTriport(router, deps, streams),
-      authenticators: new Map([[BalanceService.typeName, sessionAuthenticator(resolver)]]),
+      authenticate: sessionAuthenticator(resolver),
       streamers: new Map([[`/${BalanceService.typeName}/${BalanceService.method.streamBalanceEvents.name}`, streamer]]),
       envelopes: new Map([["triport", triportEnvelope]]),
       credentialKinds: [sessionKeyKind(deps.credentials)],

@@ -5,11 +5,13 @@ import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 import type { Message } from "@bufbuild/protobuf";
 import { normalizeError } from "../../services/errors.js";
 import { principalKey } from "../../services/principal.js";
+import { nodeHeaderToWebHeader } from "../unary/headers.js";
 import type { RpcHandler } from "../rpc-handler.js";
-import { restCallKey } from "../log.js";
+import { restCallKey } from "../rest-call.js";
 import type { Logger } from "../log.js";
 import { readBounded } from "../read-body.js";
-import type { ErrorEnvelopeWriter, RestAuthenticator, RestStreamer } from "../../dialects/dialect.js";
+import type { ErrorEnvelopeWriter, RestStreamer } from "../../dialects/dialect.js";
+import type { Authenticate } from "../auth-interceptor.js";
 import { HTTP_STATUS, connectEnvelope, messageEnvelope, statusEnvelope } from "./errors.js";
 import { writeFieldJson, writeMessageJson, writeProfileOf } from "./json-writer.js";
 import { buildRequest } from "./request-builder.js";
@@ -24,8 +26,11 @@ export interface RestHandlerOptions {
   readonly routes: readonly Route[];
   /** The RPC layer the routes call into: its procedure paths and its in-process unary call. */
   readonly rpc: Pick<RpcHandler, "paths" | "invokeUnary">;
-  /** Authenticators by service type name. */
-  readonly authenticators?: ReadonlyMap<string, RestAuthenticator>;
+  /**
+   * Authentication, as the auth interceptor runs it: unary routes go through
+   * that interceptor; a streamer's caller is resolved with this first.
+   */
+  readonly authenticate?: Authenticate;
   /** Handlers for server-streaming routes, by "/pkg.Service/Method". */
   readonly streamers?: ReadonlyMap<string, RestStreamer>;
   /** Envelope writers by name, beside the built-in "connect" and "status". */
@@ -123,10 +128,15 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
       if (body === undefined) {
         return fail(new ConnectError(`request body is larger than ${opts.readMaxBytes} bytes`, Code.ResourceExhausted), 413, close);
       }
-      const contextValues = createContextValues();
-      const auth = opts.authenticators?.get(route.service.typeName);
-      const principal = auth ? await auth({ method: req.method ?? "GET", url, headers: req.headers, body }) : undefined;
-      if (principal) contextValues.set(principalKey, principal);
+      const call = { method: req.method ?? "GET", url, path: rawPathOf(url), body };
+      // The caller first, before the body is parsed: an unauthenticated client
+      // learns nothing from validation errors. The same function the auth
+      // interceptor runs; it then finds the principal already set.
+      const principal = await opts.authenticate?.(route.service.typeName, {
+        headers: nodeHeaderToWebHeader(req.headers),
+        procedure: procedure(route),
+        http: call,
+      });
       if (route.method.methodKind === "server_streaming") {
         const streamer = opts.streamers?.get(procedure(route));
         if (!streamer) return fail(new ConnectError("streaming is not available over this REST route", Code.Unimplemented));
@@ -143,7 +153,9 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
         return fail(new ConnectError("only unary and server-streaming methods have REST routes", Code.Unimplemented));
       }
       const input = buildRequest(route, route.method.input, { bindings: found.bindings, query, body: body.toString("utf8") }, route.profile?.rejectUnknownQuery ?? false);
-      contextValues.set(restCallKey, { httpMethod: req.method ?? "GET", path: rawPathOf(url) });
+      const contextValues = createContextValues();
+      contextValues.set(restCallKey, call);
+      if (principal !== undefined) contextValues.set(principalKey, principal);
       // The decoded request goes straight to the interceptors and the handler: no codec in between.
       inPipeline = true;
       const output = await opts.rpc.invokeUnary(procedure(route), input as Message, { req, res, contextValues });
