@@ -8,7 +8,12 @@
  * same database file. What differs is only the RPC stack (routing, framing,
  * (de)serialization, interceptors, logging), which is what the ratio is about.
  *
- * Usage: node --import tsx bench/grpcjs-server.ts --db FILE
+ * With --constant ACCOUNT:ASSET it is baseline (c) instead: grpc-js
+ * answering every call with one constant GetBalanceResponse (that balance,
+ * read once at start), with no key check and no database read per call: the
+ * fastest thing a Node gRPC user could run on this proto.
+ *
+ * Usage: node --import tsx bench/grpcjs-server.ts --db FILE [--constant ACCOUNT:ASSET]
  * Prints `READY port=N` once listening.
  */
 import * as grpc from "@grpc/grpc-js";
@@ -27,7 +32,7 @@ import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 // Not imported from children.ts: that module installs the bench's own signal handlers.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
-const { values } = parseArgs({ options: { db: { type: "string" }, host: { type: "string", default: "127.0.0.1" } } });
+const { values } = parseArgs({ options: { db: { type: "string" }, host: { type: "string", default: "127.0.0.1" }, constant: { type: "string" } } });
 if (!values.db) throw new Error("--db FILE is required");
 
 const store = SqliteStore.open({ path: values.db });
@@ -92,9 +97,17 @@ async function getBalance(call: grpc.ServerUnaryCall<{ accountId?: string; asset
   return { balance: balanceMessage(balance) };
 }
 
+let constant: unknown;
+if (values.constant !== undefined) {
+  const [accountId, asset] = values.constant.split(":");
+  const tenantId = (await store.listTenantIds())[0]!;
+  constant = { balance: balanceMessage(await ledger.getBalance(tenantId, accountId!, asset!)) };
+}
+
 const server = new grpc.Server({ "grpc.max_concurrent_streams": 1000 });
 server.addService(pkg.tally.ledger.v1.LedgerService.service, {
   getBalance(call: grpc.ServerUnaryCall<{ accountId?: string; asset?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) {
+    if (constant !== undefined) return callback(null, constant);
     getBalance(call).then(
       (res) => callback(null, res),
       (e: unknown) => {

@@ -68,6 +68,7 @@ export interface RawRun extends Contention {
 /** Target names the ratios are taken against. */
 export const GRPC_JS = "(a) grpc-js, same logic";
 export const CEILING = "(b) bare node:http2 ceiling";
+export const GRPC_JS_CONSTANT = "(c) grpc-js, constant answer";
 
 const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(x < 10 ? 2 : 1) : "n/a");
 const span = (xs: number[]) => (xs.length > 1 ? `${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}` : "");
@@ -101,6 +102,8 @@ export function renderReport(r: BenchResults, runsLabel: string): { text: string
     const grpcjs = med(GRPC_JS, (x) => x.reqPerSec);
     const ceiling = med(CEILING, (x) => x.reqPerSec);
     const grpcjsPerCpu = med(GRPC_JS, (x) => x.reqPerSec / x.serverCpu);
+    const constantPerCpu = med(GRPC_JS_CONSTANT, (x) => x.reqPerSec / x.serverCpu);
+    const ceilingPerCpu = med(CEILING, (x) => x.reqPerSec / x.serverCpu);
     const rows = r.getBalance.targets.map((name) => {
       const rs = runs[name] ?? [];
       const bad = rs.some((x) => x.problem);
@@ -118,6 +121,8 @@ export function renderReport(r: BenchResults, runsLabel: string): { text: string
         ratio(rps, grpcjs),
         ratio(rps, ceiling),
         ratio(perCpu, grpcjsPerCpu),
+        ratio(perCpu, constantPerCpu),
+        ratio(perCpu, ceilingPerCpu),
         pct(med(name, (x) => x.cpuStall)),
       ];
     });
@@ -125,7 +130,7 @@ export function renderReport(r: BenchResults, runsLabel: string): { text: string
       `GetBalance: h2load -c ${s.connections} -m ${s.streams} (${s.connections * s.streams} calls in flight), HTTP/2 h2c, ` +
         `${s.duration} s per run, ${runsLabel}; Tally at --log-level ${s.tallyLog}`,
       "",
-      table(["target", "req/s", "range", "p50 ms", "p99 ms", "server CPU", "req/CPU-s", "÷ grpc-js", "÷ ceiling", "÷ grpc-js per CPU-s", "CPU stall"], rows),
+      table(["target", "req/s", "range", "p50 ms", "p99 ms", "server CPU", "req/CPU-s", "÷ grpc-js", "÷ ceiling", "÷ (a) per CPU-s", "÷ (c) per CPU-s", "÷ (b) per CPU-s", "CPU stall"], rows),
       "",
     );
   }

@@ -30,7 +30,7 @@ import type { PostLoadResult } from "./post-load.js";
 import { probe, requireSuccess } from "./probe.js";
 import type { RawResult } from "./raw-sqlite.js";
 import type { BenchResults, Contention, GetBalanceRun, PostTransferRun, RawRun } from "./report.js";
-import { CEILING, GRPC_JS, pct, renderReport } from "./report.js";
+import { CEILING, GRPC_JS, GRPC_JS_CONSTANT, pct, renderReport } from "./report.js";
 import { fmt } from "./stats.js";
 
 // ---- settings -------------------------------------------------------------
@@ -183,8 +183,9 @@ async function getBalancePhase(fx: Fixture, dir: string): Promise<NonNullable<Be
   const responseFile = join(dir, "get-balance-response.grpc");
   writeFileSync(responseFile, tallyAnswer.body);
 
-  const [grpcjs, stock, ceiling] = await Promise.all([
+  const [grpcjs, grpcjsConstant, stock, ceiling] = await Promise.all([
     startServer("grpc-js", "bench/grpcjs-server.ts", ["--db", fx.dbPath]),
+    startServer("grpc-js-constant", "bench/grpcjs-server.ts", ["--db", fx.dbPath, "--constant", `${fx.readAccount}:${fx.asset}`]),
     S.skip.has("stock") ? Promise.resolve(undefined) : startServer("connect-node", "bench/connect-stock-server.ts", ["--db", fx.dbPath]),
     startServer("ceiling", "bench/ceiling-server.ts", ["--response", responseFile]),
   ]);
@@ -203,6 +204,7 @@ async function getBalancePhase(fx: Fixture, dir: string): Promise<NonNullable<Be
     { ...grpcTarget("Tally, Connect binary", tallyUrl, tally.child), bodyFile: bodies.connectBinary, headers: connectBinaryHeaders, protocol: "connect" },
     { ...grpcTarget("Tally, Connect JSON", tallyUrl, tally.child), bodyFile: bodies.connectJson, headers: connectJsonHeaders, protocol: "connect" },
     grpcTarget(GRPC_JS, at(grpcjs.port), grpcjs.child),
+    grpcTarget(GRPC_JS_CONSTANT, at(grpcjsConstant.port), grpcjsConstant.child),
     ...(stock ? [grpcTarget("stock connect-node, gRPC", at(stock.port), stock.child)] : []),
     grpcTarget(CEILING, at(ceiling.port), ceiling.child),
   ];
@@ -232,7 +234,7 @@ async function getBalancePhase(fx: Fixture, dir: string): Promise<NonNullable<Be
       );
     }
   }
-  await Promise.all([tally.child, grpcjs.child, stock?.child, ceiling.child].map((c) => c?.stop()));
+  await Promise.all([tally.child, grpcjs.child, grpcjsConstant.child, stock?.child, ceiling.child].map((c) => c?.stop()));
   return { targets: targets.map((t) => t.name), runs };
 }
 

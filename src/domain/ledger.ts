@@ -17,6 +17,7 @@ import type {
 import { checkedAdd, checkedSub, isInt64, requirePositiveAmount } from "./money.js";
 import type { Store, WriteTx } from "./store.js";
 import { verifyCredits, withCredits } from "./credits/verify.js";
+import { SharedReads } from "./shared-reads.js";
 import { decodeTransfer, encodeTransfer, transferRequestHash } from "./transfer-codec.js";
 import {
   LIMITS,
@@ -93,6 +94,8 @@ export class Ledger {
   readonly store: Store;
   readonly feed: BalanceFeed;
   private readonly clock: Clock;
+  /** Watchers of one account read each commit's entries (and the lock state) once between them. */
+  private readonly watchReads = new SharedReads();
 
   constructor(options: LedgerOptions) {
     this.store = options.store;
@@ -516,16 +519,16 @@ export class Ledger {
       let last = at;
       const scales = new Map<string, number>();
       while (!q.signal?.aborted) {
-        const batch = await this.store.entriesAfter({
-          tenantId: q.tenantId,
-          accountId: q.accountId,
-          asset: q.asset,
-          afterSequence: last,
-          limit: WATCH_BATCH,
-        });
+        const after = last;
+        const batch = await this.watchReads.run(`e\u0000${q.tenantId}\u0000${q.accountId}\u0000${q.asset ?? ""}\u0000${after}`, () =>
+          this.store.entriesAfter({ tenantId: q.tenantId, accountId: q.accountId, asset: q.asset, afterSequence: after, limit: WATCH_BATCH }),
+        );
         if (batch.length > 0) {
           // The lock state is read once per batch: it is not journaled.
-          const current = (await this.store.getAccount(q.tenantId, q.accountId)) ?? account;
+          const current =
+            (await this.watchReads.run(`a\u0000${q.tenantId}\u0000${q.accountId}\u0000${batch[batch.length - 1]!.sequence}`, () =>
+              this.store.getAccount(q.tenantId, q.accountId),
+            )) ?? account;
           for (const entry of batch) {
             let scale = scales.get(entry.asset);
             if (scale === undefined) {
