@@ -57,6 +57,13 @@ async function h2Server(onRequest: (req: http2.Http2ServerRequest, res: http2.Ht
   return client;
 }
 
+/** Sends one bodyless POST and drains the answer. */
+function call(client: http2.ClientHttp2Session): void {
+  const s = client.request({ ":path": "/", ":method": "POST" });
+  s.end();
+  s.resume();
+}
+
 describe("a unary call's lazily built signal", () => {
   it("is not aborted while the call runs, and is aborted once the call has ended", async () => {
     let seen: { during: boolean; after: boolean; reason: unknown } | undefined;
@@ -67,9 +74,7 @@ describe("a unary call's lazily built signal", () => {
       seen = { during, after: call.signal.aborted, reason: call.signal.reason };
       res.end();
     });
-    const s = client.request({ ":path": "/", ":method": "POST" });
-    s.end();
-    s.resume();
+    call(client);
     expect(await becomesTrue(() => seen !== undefined, 10_000)).toBe(true);
     expect(seen!.during).toBe(false);
     expect(seen!.after).toBe(true);
@@ -86,9 +91,7 @@ describe("a unary call's lazily built signal", () => {
         res.end();
       });
     });
-    const s = client.request({ ":path": "/", ":method": "POST" });
-    s.end();
-    s.resume();
+    call(client);
     expect(await becomesTrue(() => reason !== undefined, 10_000)).toBe(true);
     expect(reason).toBeInstanceOf(ConnectError);
     expect((reason as ConnectError).code).toBe(Code.DeadlineExceeded);
@@ -107,9 +110,7 @@ describe("a unary call's lazily built signal", () => {
         res.end();
       });
     });
-    const s = client.request({ ":path": "/", ":method": "POST" });
-    s.end();
-    s.resume();
+    call(client);
     expect(await becomesTrue(() => reason !== undefined, 10_000)).toBe(true);
     expect((reason as ConnectError).code).toBe(Code.DeadlineExceeded);
   });
@@ -169,9 +170,7 @@ describe("a unary call's lazily built signal", () => {
       });
       shutdown.abort(stopping);
     });
-    const s = client.request({ ":path": "/", ":method": "POST" });
-    s.end();
-    s.resume();
+    call(client);
     expect(await becomesTrue(() => reason !== undefined, 10_000)).toBe(true);
     expect(reason).toBe(stopping);
   });
