@@ -391,6 +391,19 @@ describe("GET /v1/balance/events", () => {
     expect([res.statusCode, res.headers["content-type"], text]).toEqual([401, "application/json", '{"error":"auth required"}']);
   });
 
+  it("takes a Tally account-scoped key like the other routes, and refuses a tenant admin key", async () => {
+    const k = await admin.createApiKey({ scope: KeyScope.ACCOUNT_READ, accountId: "alice", label: "alice-sse" });
+    const res = await openStream({ authorization: `Bearer ${k.secret}` });
+    expect(res.statusCode).toBe(200);
+    const s = new SseReader(res);
+    expect(await s.next()).toMatch(/^id: \d+\nevent: snapshot\ndata: \{"amount_micro":\d+,/);
+    s.close();
+    const refused = await openStream({ authorization: `Bearer ${server.adminKey}` });
+    let text = "";
+    for await (const c of refused) text += String(c);
+    expect([refused.statusCode, text]).toEqual([401, '{"error":"auth required"}']);
+  });
+
   it("sends a snapshot, then each posted change within 1 s of its commit; Last-Event-ID resumes without gaps or repeats", async () => {
     const t1 = at(3000);
     await fund("erin", 1_000_000n, "e1");
