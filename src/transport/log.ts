@@ -8,6 +8,8 @@ import { principalKey } from "../services/principal.js";
 export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** False when info lines are dropped (--log-level error or silent): callers can skip building them. */
+  readonly infoEnabled?: boolean;
 }
 
 /** Writes JSON lines to a stream (stderr by default). */
@@ -15,6 +17,7 @@ export function jsonLogger(out: NodeJS.WritableStream = process.stderr, level: "
   const write = (lvl: string, msg: string, fields?: Record<string, unknown>) =>
     out.write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }, bigintSafe) + "\n");
   return {
+    infoEnabled: level === "info",
     info: (msg, fields) => {
       if (level === "info") write("info", msg, fields);
     },
@@ -34,6 +37,8 @@ function bigintSafe(_k: string, v: unknown): unknown {
  * A stream is logged when it ends.
  */
 export function logInterceptor(log: Logger): Interceptor {
+  // Nothing to write: no per-call timing, closure or line object at all.
+  if (log.infoEnabled === false) return (next) => next;
   return (next) => async (req) => {
     const start = performance.now();
     const done = (err: unknown) => {

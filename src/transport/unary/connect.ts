@@ -106,7 +106,10 @@ export async function serveConnectUnary(
     body = await compression.response.compress(body);
     ctx.responseHeader.set(headerUnaryEncoding, compression.response.name);
   }
-  const out = trailerMux(ctx.responseHeader, ctx.responseTrailer);
+  // trailerMux copies the headers; without trailers the copy would equal them.
+  let empty = true;
+  ctx.responseTrailer.forEach(() => (empty = false));
+  const out = empty ? ctx.responseHeader : trailerMux(ctx.responseHeader, ctx.responseTrailer);
   out.set(headerUnaryContentLength, String(body.byteLength));
   writeResponse(res, status, out, [body]);
 }
