@@ -1,7 +1,7 @@
 import { createClient } from "@connectrpc/connect";
 import type { Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { AdminService } from "../gen/tally/admin/v1/admin_pb.js";
+import { AdminService, KeyScope } from "../gen/tally/admin/v1/admin_pb.js";
 import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
 import type { Fixture } from "./fixture.js";
 
@@ -61,5 +61,6 @@ export async function prepareFixtureViaApi(baseUrl: string, operatorKey: string,
     });
   await fund(readAccount, 123_456_789n);
   await fund(payer, 1_000_000_000_000_000n);
-  return { tenantId, adminKey, readAccount, payer, payees, asset };
+  const reader = await tallyClients(baseUrl, adminKey).admin.createApiKey({ scope: KeyScope.ACCOUNT_READ, accountId: readAccount, label: "bench reader" });
+  return { tenantId, adminKey, readAccount, readerKey: reader.secret, payer, payees, asset };
 }

@@ -14,6 +14,8 @@ export interface Fixture {
   readonly adminKey: string;
   /** The account GetBalance reads: funded, so its balance row exists. */
   readonly readAccount: string;
+  /** An account-scoped (read) key of readAccount: what the REST dialects' GET /balance routes act for. */
+  readonly readerKey: string;
   /** The account PostTransfer debits; funded far beyond what a run can spend. */
   readonly payer: string;
   /** The accounts PostTransfer credits, one per client. */
@@ -55,7 +57,8 @@ export async function prepareFixture(dir: string, payeeCount: number): Promise<F
       });
     await fund(readAccount, 123_456_789n);
     await fund(payer, 1_000_000_000_000_000n);
-    return { dbPath, tenantId, adminKey: admin.secret, readAccount, payer, payees, asset };
+    const reader = await access.createKey(tenantId, { scope: "account_read", accountId: readAccount, label: "bench reader" });
+    return { dbPath, tenantId, adminKey: admin.secret, readAccount, readerKey: reader.secret, payer, payees, asset };
   } finally {
     await store.close();
   }

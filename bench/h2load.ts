@@ -26,7 +26,10 @@ export interface H2loadResult {
 /** Options of one h2load run. */
 export interface H2loadOptions {
   readonly url: string;
-  readonly bodyFile: string;
+  /** -d: the request body (a POST); omitted: a GET. */
+  readonly bodyFile?: string | undefined;
+  /** --h1: HTTP/1.1 instead of h2c (then -m is requests pipelined per connection). */
+  readonly h1?: boolean | undefined;
   readonly headers: Readonly<Record<string, string>>;
   /** -c: connections. */
   readonly clients: number;
@@ -62,7 +65,8 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     "-m", String(o.streams),
     "-t", "1",
     "-D", String(o.durationS),
-    "-d", o.bodyFile,
+    ...(o.bodyFile === undefined ? [] : ["-d", o.bodyFile]),
+    ...(o.h1 ? ["--h1"] : []),
     ...Object.entries(o.headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
     ...(o.logFile ? ["--log-file", o.logFile] : []),
     o.url,

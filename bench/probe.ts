@@ -1,3 +1,4 @@
+import * as http from "node:http";
 import * as http2 from "node:http2";
 
 /** One HTTP/2 exchange, seen from the wire. */
@@ -66,4 +67,22 @@ export function requireSuccess(name: string, protocol: "grpc" | "connect", r: Pr
   } else if (r.status !== 200 || r.body.length === 0) {
     throw new Error(`${name}: probe failed: HTTP ${r.status}: ${r.body.toString("utf8").slice(0, 300)}`);
   }
+}
+
+/** The same check over HTTP/1.1, for the REST and HTTP/1.1 targets: a GET without a body, else a POST. */
+export function probeH1(url: string, headers: Readonly<Record<string, string>>, body: Uint8Array | undefined, timeoutMs = 10_000): Promise<ProbeResult> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: body === undefined ? "GET" : "POST", headers, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const h: Record<string, string> = {};
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h[k] = Array.isArray(v) ? v.join(", ") : v;
+        resolve({ status: res.statusCode ?? 0, headers: h, trailers: {}, body: Buffer.concat(chunks) });
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on("error", reject);
+    req.end(body);
+  });
 }

@@ -69,6 +69,8 @@ export interface RawRun extends Contention {
 export const GRPC_JS = "(a) grpc-js, same logic";
 export const CEILING = "(b) bare node:http2 ceiling";
 export const GRPC_JS_CONSTANT = "(c) grpc-js, constant answer";
+/** The row the REST dialects' rows are compared with. */
+export const REST_BASE = "Tally, Connect JSON (HTTP/1.1)";
 
 const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(x < 10 ? 2 : 1) : "n/a");
 const span = (xs: number[]) => (xs.length > 1 ? `${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}` : "");
@@ -133,6 +135,24 @@ export function renderReport(r: BenchResults, runsLabel: string): { text: string
       table(["target", "req/s", "range", "p50 ms", "p99 ms", "server CPU", "req/CPU-s", "÷ grpc-js", "÷ ceiling", "÷ (a) per CPU-s", "÷ (c) per CPU-s", "÷ (b) per CPU-s", "CPU stall"], rows),
       "",
     );
+    const restRows = r.getBalance.targets.filter((n) => n.endsWith("(HTTP/1.1)"));
+    if (restRows.includes(REST_BASE)) {
+      const base = med(REST_BASE, (x) => x.reqPerSec);
+      const basePerCpu = med(REST_BASE, (x) => x.reqPerSec / x.serverCpu);
+      out.push(
+        `REST over HTTP/1.1 (h2load --h1 -c ${s.connections * s.streams} -m 1: the same calls in flight, one per connection; one account-scoped Tally key for every row), against ${REST_BASE}:`,
+        "",
+        table(
+          ["target", "req/s", "req/CPU-s", `÷ Connect JSON h1`, `÷ Connect JSON h1 per CPU-s`],
+          restRows.map((n) => {
+            const rps = med(n, (x) => x.reqPerSec);
+            const perCpu = med(n, (x) => x.reqPerSec / x.serverCpu);
+            return [n, fmt(rps), fmt(perCpu), ratio(rps, base), ratio(perCpu, basePerCpu)];
+          }),
+        ),
+        "",
+      );
+    }
   }
 
   let tallyPost: number | undefined;

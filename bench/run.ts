@@ -27,10 +27,10 @@ import type { H2loadResult } from "./h2load.js";
 import { h2loadAvailable, h2loadVersion, runH2load } from "./h2load.js";
 import { PressureMeter, filesystemOf, loadAverages, machineLine } from "./machine.js";
 import type { PostLoadResult } from "./post-load.js";
-import { probe, requireSuccess } from "./probe.js";
+import { probe, probeH1, requireSuccess } from "./probe.js";
 import type { RawResult } from "./raw-sqlite.js";
 import type { BenchResults, Contention, GetBalanceRun, PostTransferRun, RawRun } from "./report.js";
-import { CEILING, GRPC_JS, GRPC_JS_CONSTANT, pct, renderReport } from "./report.js";
+import { CEILING, GRPC_JS, GRPC_JS_CONSTANT, REST_BASE, pct, renderReport } from "./report.js";
 import { fmt } from "./stats.js";
 
 // ---- settings -------------------------------------------------------------
@@ -43,7 +43,7 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
   return n;
 }
 
-const PARTS = ["getbalance", "stock", "post", "raw"] as const;
+const PARTS = ["getbalance", "stock", "rest", "post", "raw"] as const;
 
 /** Every knob, from the environment; the defaults keep a whole run under about three minutes. */
 const S = {
@@ -115,9 +115,16 @@ function startTallyServer(fx: Fixture, profileSub: string) {
 interface Target {
   readonly name: string;
   readonly url: string;
-  readonly bodyFile: string;
+  /** The request body; undefined for a GET. */
+  readonly bodyFile: string | undefined;
   readonly headers: Readonly<Record<string, string>>;
   readonly protocol: "grpc" | "connect";
+  /**
+   * Loaded over HTTP/1.1 (h2load --h1) instead of h2c: as many connections as
+   * the h2c targets have calls in flight, one request at a time on each (no
+   * pipelining, as browsers and HTTP/1.1 client libraries do).
+   */
+  readonly h1?: boolean;
   /** The process whose CPU time is measured. */
   readonly server: Child;
   /** Response DATA bytes of one successful call, from the probe. */
@@ -141,6 +148,11 @@ function checkRun(t: Target, h2: H2loadResult): string | undefined {
   return undefined;
 }
 
+/** h2load's -c and -m for a target: the same calls in flight on every target. */
+function load(t: Target): { clients: number; streams: number } {
+  return t.h1 ? { clients: S.connections * S.streams, streams: 1 } : { clients: S.connections, streams: S.streams };
+}
+
 async function measureTarget(t: Target, dir: string): Promise<GetBalanceRun> {
   const meter = new PressureMeter();
   const cpu0 = cpuSeconds(t.server.proc.pid);
@@ -148,9 +160,9 @@ async function measureTarget(t: Target, dir: string): Promise<GetBalanceRun> {
   const h2 = await runH2load({
     url: t.url,
     bodyFile: t.bodyFile,
+    h1: t.h1,
     headers: t.headers,
-    clients: S.connections,
-    streams: S.streams,
+    ...load(t),
     durationS: S.duration,
     logFile: join(dir, "h2load.log"),
   });
@@ -167,6 +179,41 @@ async function measureTarget(t: Target, dir: string): Promise<GetBalanceRun> {
 }
 
 const TALLY_GRPC = "Tally, gRPC";
+
+/**
+ * The REST rows: the same balance read over HTTP/1.1, as native Connect JSON
+ * and as two dialects' GET routes, all with the same account-scoped Tally
+ * key, so what differs is only the protocol path (transcoding and the
+ * dialect's JSON profile against Connect's codec).
+ */
+function restTargets(fx: Fixture, connectJsonBody: string, base: string, server: Child): Target[] {
+  const auth = { authorization: `Bearer ${fx.readerKey}` };
+  const common = { protocol: "connect" as const, server, responseBytes: 0, h1: true };
+  return [
+    {
+      ...common,
+      name: REST_BASE,
+      url: `${base}${GET_BALANCE_PATH}`,
+      bodyFile: connectJsonBody,
+      headers: { "content-type": "application/json", "connect-protocol-version": "1", ...auth },
+    },
+    {
+      ...common,
+      name: "Tally, Connect JSON GET (HTTP/1.1)",
+      url: `${base}${GET_BALANCE_PATH}?${new URLSearchParams({ connect: "v1", encoding: "json", message: readFileSync(connectJsonBody, "utf8") })}`,
+      bodyFile: undefined,
+      headers: auth,
+    },
+    { ...common, name: "Triport GET /v1/balance (HTTP/1.1)", url: `${base}/v1/balance`, bodyFile: undefined, headers: auth },
+    { ...common, name: "3PLGuys GET /v0/balance (HTTP/1.1)", url: `${base}/v0/balance`, bodyFile: undefined, headers: auth },
+  ];
+}
+
+/** The REST answers carry the seeded balance (123.456789 USD) in their own unit: micro-USD (Triport), whole cents (3PLGuys), minor units (Connect). */
+function requireBalance(name: string, body: string): void {
+  const expected = name.startsWith("Triport") ? '"amount_micro":123456789,' : name.startsWith("3PLGuys") ? '"balance":12345,' : '"posted":"123456789"';
+  if (!body.includes(expected)) throw new Error(`${name}: probe answered ${body.slice(0, 300)}, expected it to contain ${expected}`);
+}
 
 async function getBalancePhase(fx: Fixture, dir: string): Promise<NonNullable<BenchResults["getBalance"]>> {
   const bodies = writeGetBalanceBodies(dir, fx.readAccount, fx.asset);
@@ -207,10 +254,13 @@ async function getBalancePhase(fx: Fixture, dir: string): Promise<NonNullable<Be
     grpcTarget(GRPC_JS_CONSTANT, at(grpcjsConstant.port), grpcjsConstant.child),
     ...(stock ? [grpcTarget("stock connect-node, gRPC", at(stock.port), stock.child)] : []),
     grpcTarget(CEILING, at(ceiling.port), ceiling.child),
+    ...(S.skip.has("rest") ? [] : restTargets(fx, bodies.connectJson, `http://127.0.0.1:${tally.port}`, tally.child)),
   ];
   for (const t of targets) {
-    const r = await probe(t.url, t.headers, readFileSync(t.bodyFile));
+    const body = t.bodyFile === undefined ? undefined : readFileSync(t.bodyFile);
+    const r = t.h1 ? await probeH1(t.url, t.headers, body) : await probe(t.url, t.headers, body!);
     requireSuccess(t.name, t.protocol, r);
+    if (t.h1) requireBalance(t.name, r.body.toString("utf8"));
     t.responseBytes = r.body.length;
   }
 
@@ -219,7 +269,7 @@ async function getBalancePhase(fx: Fixture, dir: string): Promise<NonNullable<Be
     // Once per target: the JIT and the SQLite page cache only need warming once per process.
     log(`GetBalance: warming up ${targets.length} targets, ${S.warmup} s each`);
     for (const t of targets) {
-      await runH2load({ url: t.url, bodyFile: t.bodyFile, headers: t.headers, clients: S.connections, streams: S.streams, durationS: S.warmup });
+      await runH2load({ url: t.url, bodyFile: t.bodyFile, h1: t.h1, headers: t.headers, ...load(t), durationS: S.warmup });
     }
   }
   for (let round = 1; round <= S.repeat; round++) {
