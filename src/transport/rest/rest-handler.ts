@@ -27,8 +27,9 @@ export interface RestHandlerOptions {
   /** The RPC layer the routes call into: its procedure paths and its in-process unary call. */
   readonly rpc: Pick<RpcHandler, "paths" | "invokeUnary">;
   /**
-   * Authentication, as the auth interceptor runs it: unary routes go through
-   * that interceptor; a streamer's caller is resolved with this first.
+   * Authentication, the same function the auth interceptor runs: called for
+   * every REST call once its body is read and before it is parsed; the
+   * interceptor then finds the principal already set.
    */
   readonly authenticate?: Authenticate;
   /** Handlers for server-streaming routes, by "/pkg.Service/Method". */
