@@ -20,7 +20,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as http2 from "node:http2";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LedgerService, WatchBalanceRequestSchema, WatchBalanceResponseSchema } from "../gen/tally/ledger/v1/ledger_pb.js";
@@ -35,6 +35,8 @@ const PER_CONNECTION = 250;
 const WATCHERS = Number(process.env["BENCH_FANOUT_WATCHERS"] ?? 100);
 const COMMITS = Number(process.env["BENCH_FANOUT_COMMITS"] ?? 200);
 const START_TIMEOUT_MS = 60_000;
+/** A directory for two heap snapshots of the server, around the idle streams (see bench/heap-summary.ts). */
+const HEAP_DIR = process.env["BENCH_HEAP_SNAPSHOT"];
 const PATH = "/tally.ledger.v1.LedgerService/WatchBalance";
 
 const log = (msg: string) => process.stderr.write(`[bench:streams] ${msg}\n`);
@@ -72,6 +74,24 @@ function openWatch(session: http2.ClientHttp2Session, key: string, body: Buffer,
   return s;
 }
 
+/** With BENCH_HEAP_SNAPSHOT, has the server write its `n`th heap snapshot and waits until it is complete. */
+async function heapSnapshot(pid: number, n: number): Promise<void> {
+  if (HEAP_DIR === undefined) return;
+  process.kill(pid, "SIGUSR2");
+  const done = () => readdirSync(HEAP_DIR).filter((f) => f.endsWith(".heapsnapshot")).length >= n;
+  await until(done, 120_000, `heap snapshot ${n}`);
+  // The file appears when the snapshot starts; it is complete when its size stops changing.
+  let size = -1;
+  for (;;) {
+    await sleep(1000);
+    const files = readdirSync(HEAP_DIR).filter((f) => f.endsWith(".heapsnapshot")).sort();
+    const now = statSync(join(HEAP_DIR, files[n - 1]!)).size;
+    if (now === size) break;
+    size = now;
+  }
+  log(`heap snapshot ${n} written to ${HEAP_DIR}`);
+}
+
 async function until(f: () => boolean, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
   while (!f()) {
@@ -85,7 +105,8 @@ async function main(): Promise<void> {
   const fx = await prepareFixture(dir, 1);
   const server = spawnChild("tally", "taskset", [
     "-c", "0",
-    process.execPath, "--import", "tsx", join(ROOT, "src/main.ts"),
+    process.execPath, ...(HEAP_DIR === undefined ? [] : [`--heapsnapshot-signal=SIGUSR2`, `--diagnostic-dir=${HEAP_DIR}`]),
+    "--import", "tsx", join(ROOT, "src/main.ts"),
     "serve", "--db", fx.dbPath, "--port", "0", "--log-level", "error",
     "--streams-per-tenant", String(IDLE + WATCHERS + 10),
   ]);
@@ -104,6 +125,7 @@ async function main(): Promise<void> {
     const client = createClient(LedgerService, createGrpcTransport({ baseUrl: url, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${fx.adminKey}`), next(req))] }));
     for (let i = 0; i < 200; i++) await client.getBalance({ accountId: fx.readAccount, asset: "USD" });
     await sleep(1000);
+    await heapSnapshot(pid, 1);
     const before = rssKiB(pid);
     let snapshots = 0;
     const body = watchBody(fx.readAccount);
@@ -118,6 +140,7 @@ async function main(): Promise<void> {
     const openMs = performance.now() - t0;
     await sleep(3000);
     const after = rssKiB(pid);
+    await heapSnapshot(pid, 2);
     const perStream = (after - before) / IDLE;
     log(`idle: ${IDLE} streams on ${sessions.length} connections open in ${fmt(openMs)} ms; RSS ${fmt(before)} → ${fmt(after)} KiB, ${perStream.toFixed(1)} KiB per stream`);
     for (const s of sessions.splice(0)) s.destroy();

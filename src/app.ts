@@ -221,7 +221,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
           routes: restRoutes,
           rpc,
           authenticate,
-          streamers: new Map(dialects.flatMap((d) => [...(d.streamers ?? [])])),
+          eventStreams: new Map(dialects.flatMap((d) => [...(d.eventStreams ?? [])])),
           envelopes: new Map(dialects.flatMap((d) => [...(d.envelopes ?? [])])),
           readMaxBytes,
           ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),

@@ -232,6 +232,7 @@ const post = (path: string, r: Call, until?: RawRequest["until"]): RawRequest =>
   ...(until ? { until } : {}),
 });
 const getBalance = { accountId: "@world", asset: "USD" };
+const watched = { accountId: "watched", asset: "USD" };
 
 const CASES: readonly Case[] = [
   { name: "unary ok", expect: (r, p) => expect(codeOf(r, p)).toBe("ok"), build: (p) => post(`${SVC}/GetBalance`, p.request("unary", GetBalanceRequestSchema, getBalance, { key: key() })) },
@@ -312,6 +313,68 @@ const CASES: readonly Case[] = [
     name: "server stream deadline exceeded",
     expect: (r, p) => expect(codeOf(r, p)).toBe("deadline_exceeded"),
     build: (p) => post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, { accountId: "watched", asset: "USD" }, { key: key(), timeoutMs: 300 })),
+  },
+  {
+    name: "server stream error with details",
+    expect: (r, p) => {
+      expect(codeOf(r, p)).toBe("not_found");
+      if (p.family === "grpc") expect(r.trailers["grpc-status-details-bin"]).toBeTruthy();
+    },
+    build: (p) => post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, { accountId: "no-such-account", asset: "USD" }, { key: key() })),
+  },
+  {
+    name: "server stream, unsupported content type",
+    expect: (r) => expect(r.status).toBe(415),
+    build: (p) =>
+      post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, watched, { key: key(), contentType: p.family !== "connect" ? "application/grpc+bogus" : "application/connect+bogus" })),
+  },
+  {
+    name: "server stream, unparseable timeout",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("invalid_argument"),
+    build: (p) => post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, watched, { key: key(), rawTimeout: "12x" })),
+  },
+  {
+    name: "server stream, unknown request compression",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("unimplemented"),
+    build: (p) => post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, watched, { key: key(), rawEncoding: "snappy" })),
+  },
+  {
+    name: "server stream, gzip request",
+    expect: (r) => expect(r.body.length).toBeGreaterThan(5),
+    build: (p) => post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, watched, { key: key(), gzipRequest: true }), "first-envelope"),
+  },
+  {
+    name: "server stream, gzip response negotiated",
+    expect: (r, p) => expect(r.headers[p.family !== "connect" ? "grpc-encoding" : "connect-content-encoding"]).toBe("gzip"),
+    build: (p) => post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, watched, { key: key(), acceptGzip: true }), "first-envelope"),
+  },
+  {
+    name: "server stream, two request messages",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("unimplemented"),
+    build: (p) => {
+      const r = p.request("stream", WatchBalanceRequestSchema, watched, { key: key() });
+      return post(`${SVC}/WatchBalance`, { headers: r.headers, body: Buffer.concat([r.body, r.body]) });
+    },
+  },
+  {
+    name: "server stream, an incomplete envelope",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("invalid_argument"),
+    build: (p) => {
+      const r = p.request("stream", WatchBalanceRequestSchema, watched, { key: key() });
+      return post(`${SVC}/WatchBalance`, { headers: r.headers, body: r.body.subarray(0, r.body.length - 1) });
+    },
+  },
+  {
+    name: "server stream, oversized message",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("resource_exhausted"),
+    build: (p) => post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, { accountId: "x".repeat(MAX_BYTES + 100), asset: "USD" }, { key: key() })),
+  },
+  {
+    name: "server stream, malformed message",
+    expect: (r, p) => expect(codeOf(r, p)).toBe("invalid_argument"),
+    build: (p) => post(`${SVC}/WatchBalance`, p.request("stream", WatchBalanceRequestSchema, p.json ? Buffer.from('{"accountId": ') : Buffer.from([0x0a, 0xff]), { key: key() })),
+    // As for unary calls: the client's bytes are the client's invalid_argument, not the server's internal error.
+    differs: (_t, r, p) => expect(codeOf(r, p)).toBe(p.json ? "invalid_argument" : "internal"),
   },
 ];
 

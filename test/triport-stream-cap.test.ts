@@ -1,4 +1,5 @@
 import { Code } from "@connectrpc/connect";
+import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService, KeyScope } from "../gen/tally/admin/v1/admin_pb.js";
 import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
@@ -51,5 +52,50 @@ describe.each(["connect-binary", "grpc"] as const)("Triport StreamBalanceEvents 
     }
     expect(again).toBeDefined();
     for (const close of [...open, again!]) close();
+  });
+});
+
+/** Opens GET /v1/balance/events over HTTP/1.1; resolves with the status once the headers (and, for 200, the snapshot frame) are in. */
+function openSse(): Promise<{ status: number; body: string; close: () => void }> {
+  const u = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: u.hostname, port: u.port, path: "/v1/balance/events", headers: { accept: "text/event-stream", authorization: `Bearer ${readKey}` } },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          body += chunk;
+          if (res.statusCode !== 200 || body.includes("\n\n")) resolve({ status: res.statusCode ?? 0, body, close: () => req.destroy() });
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, close: () => req.destroy() }));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("Triport events over SSE", () => {
+  it("count against the same cap as the stream over Connect and gRPC", async () => {
+    const sse = await openSse();
+    expect(sse.status).toBe(200);
+    expect(sse.body).toMatch(/^id: \d+\nevent: snapshot\ndata: \{/);
+    const grpc = await openEvents("grpc");
+    // Two open (one SSE, one gRPC): a third is refused on every protocol.
+    const third = await openSse();
+    expect(third.status).toBe(429);
+    expect(JSON.parse(third.body)).toEqual({ error: "too many streams" });
+    const r = await refused(openEvents("connect-binary"));
+    expect(r.reason).toBe("too_many_streams");
+    sse.close();
+    let again: (() => void) | undefined;
+    for (let i = 0; i < 100 && !again; i++) {
+      again = await openEvents("connect-binary").catch(() => undefined);
+      if (!again) await new Promise((res) => setTimeout(res, 20));
+    }
+    expect(again).toBeDefined();
+    again!();
+    grpc();
   });
 });

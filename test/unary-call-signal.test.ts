@@ -4,8 +4,8 @@ import type { AddressInfo } from "node:net";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
-import { UnaryCall } from "../src/transport/unary/call.js";
-import type { UnarySpec } from "../src/transport/unary/method-table.js";
+import { Call } from "../src/transport/lean/call.js";
+import type { UnarySpec } from "../src/transport/lean/method-table.js";
 import { becomesTrue, sleep } from "./support/poll.js";
 
 /**
@@ -28,8 +28,8 @@ afterEach(() => {
   for (const c of closers.splice(0)) c();
 });
 
-function callFor(req: Req, res: Res, init: { timeoutMs?: number; shutdown?: AbortSignal } = {}): UnaryCall {
-  return new UnaryCall({
+function callFor(req: Req, res: Res, init: { timeoutMs?: number; shutdown?: AbortSignal } = {}): Call {
+  return new Call({
     req,
     res,
     spec,

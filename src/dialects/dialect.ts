@@ -1,6 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import type { DescMessage, DescService, MessageShape } from "@bufbuild/protobuf";
+import type { DescMessage, DescService, Message, MessageShape } from "@bufbuild/protobuf";
 import type { ConnectError, ConnectRouter } from "@connectrpc/connect";
 import type { CredentialKind, Credentials } from "../domain/credentials.js";
 import type { Credits } from "../domain/credits/credits.js";
@@ -9,8 +7,8 @@ import type { PageTokens } from "../domain/page-token.js";
 import type { StreamLimiter } from "../domain/stream-limiter.js";
 import type { Principal } from "../domain/access.js";
 
-// The contract between the core and a dialect, in domain, gen, Connect and
-// Node types only: src/transport implements it and imports it from here.
+// The contract between the core and a dialect, in domain, gen, protobuf and
+// Connect types only: src/transport implements it and imports it from here.
 
 /** What an authenticator sees of a call, whatever its protocol. */
 export interface AuthRequest {
@@ -40,21 +38,31 @@ export interface HttpRequestParts {
  */
 export type Authenticator = (req: AuthRequest) => Promise<Principal | undefined>;
 
-/** What the core gives a streamer besides the request and the response. */
-export interface RestStreamContext {
-  readonly principal: Principal | undefined;
-  /** Aborts when the client goes away. */
-  readonly signal: AbortSignal;
-  /** A message as JSON in the route's JSON profile (field names, int64 and enum forms). */
+/** Writes a message as JSON in a route's JSON profile (field names, int64 and enum forms). */
+export interface ProfileJson {
   toJson<D extends DescMessage>(schema: D, message: MessageShape<D>): string;
 }
 
-/** A route-level hook that answers a request itself (server-sent events, for one). */
-export type RestStreamer = (
-  req: IncomingMessage | Http2ServerRequest,
-  res: ServerResponse | Http2ServerResponse,
-  ctx: RestStreamContext,
-) => Promise<void>;
+/**
+ * How a server-streaming method answers over REST as server-sent events
+ * (text/event-stream). The REST layer runs the method through the same
+ * pipeline as every other call (so the per-tenant stream cap and the
+ * interceptors apply) and owns the loop: headers, keep-alive comments,
+ * back-pressure, Last-Event-ID. The dialect supplies only the frame.
+ */
+export interface EventStreamFormat {
+  /** One message as one frame (`id:`, `event:` and `data:` lines, then a blank line); "" sends nothing for it. */
+  frame(message: Message, json: ProfileJson): string;
+  /**
+   * The request field (an int64 or uint64 field, by its JSON-less local
+   * name) that a reconnecting client's `Last-Event-ID` header sets. A value
+   * that is not a canonical non-negative integer of the field's range is
+   * ignored: the stream starts afresh, as for a first connection.
+   */
+  readonly lastEventIdField?: string;
+  /** Interval of the `:` keep-alive comment, in ms. */
+  readonly keepAliveMs: number;
+}
 
 /** A written error: status, headers and body. */
 export interface WrittenError {
@@ -104,8 +112,8 @@ export interface Dialect {
   register(router: ConnectRouter): void;
   /** Authenticates calls to the dialect's services; without one, they take Tally's Bearer API keys. */
   readonly authenticate?: Authenticator;
-  /** REST streamers by "/pkg.Service/Method". */
-  readonly streamers?: ReadonlyMap<string, RestStreamer>;
+  /** Server-sent event formats of its server-streaming REST routes, by "/pkg.Service/Method". */
+  readonly eventStreams?: ReadonlyMap<string, EventStreamFormat>;
   /** Error envelope writers by name. */
   readonly envelopes?: ReadonlyMap<string, ErrorEnvelopeWriter>;
   readonly credentialKinds?: readonly CredentialKind[];

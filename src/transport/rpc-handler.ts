@@ -24,13 +24,15 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { constants as http2constants } from "node:http2";
 import { untilDeadline } from "./read-body.js";
 import type { Logger } from "./log.js";
-import { connectGetFormat, serveConnectUnary } from "./unary/connect.js";
-import { serveGrpcUnary } from "./unary/grpc.js";
-import { checkJson, decodeBinary, decompress, tooLarge } from "./unary/message.js";
-import { recordUnaryMethods, unaryOptions } from "./unary/method-table.js";
-import { UnaryCall } from "./unary/call.js";
-import { nodeHeaderToWebHeader } from "./unary/headers.js";
-import type { UnaryMethod } from "./unary/method-table.js";
+import { connectGetFormat, serveConnectUnary } from "./lean/connect.js";
+import { serveGrpcUnary } from "./lean/grpc.js";
+import { checkJson, decodeBinary, decompress, tooLarge } from "./lean/message.js";
+import { recordMethods, unaryOptions } from "./lean/method-table.js";
+import { serveServerStream } from "./lean/server-stream.js";
+import type { StreamProtocol } from "./lean/server-stream.js";
+import { Call } from "./lean/call.js";
+import { nodeHeaderToWebHeader } from "./lean/headers.js";
+import type { LeanMethods } from "./lean/method-table.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -62,6 +64,19 @@ export interface RpcHandler {
    * no codec, errors thrown as ConnectError.
    */
   readonly invokeUnary: (path: string, input: Message, call: InProcessCall) => Promise<Message>;
+  /**
+   * Starts a server-streaming procedure in-process for a decoded request
+   * (the REST layer's server-sent events): the same interceptors and
+   * handler; the caller reads the messages and ends the call.
+   */
+  readonly invokeServerStream: (path: string, input: Message, call: InProcessCall) => Promise<InProcessStream>;
+}
+
+/** A server stream started in-process. */
+export interface InProcessStream {
+  readonly messages: AsyncIterator<Message>;
+  /** Ends the call (its signal aborts, if anyone holds it); call once the messages are read or abandoned. */
+  end(): void;
 }
 
 /** The HTTP request an in-process call answers. */
@@ -96,8 +111,9 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
   const routerOptions = { ...options, acceptCompression: [...acceptCompression] };
   const router = createConnectRouter(routerOptions);
   const opt = unaryOptions(routerOptions);
-  const unary = new Map<string, UnaryMethod>();
-  options.routes(recordUnaryMethods(router, unary, opt));
+  const lean: LeanMethods = { unary: new Map(), serverStreams: new Map() };
+  const { unary, serverStreams } = lean;
+  options.routes(recordMethods(router, lean, opt));
   const handlers = new Map<string, UniversalHandler>();
   for (const h of router.handlers) handlers.set(h.requestPath, h);
   const max = options.readMaxBytes;
@@ -132,6 +148,12 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
         } else if (connect !== undefined && !connect.stream) {
           return serveConnectUnary(req, res, m, { binary: connect.binary }, opt, requestTimeoutMs, contextValues, refuse);
         }
+      } else if (req.method === "POST" && serverStreams.has(path)) {
+        const lean = streamProtocol(req);
+        if (lean !== undefined) {
+          notFast = await serveServerStream(req, res, serverStreams.get(path)!, lean.protocol, lean.binary, opt, requestTimeoutMs, contextValues);
+          if (notFast === undefined) return;
+        }
       } else if (m !== undefined && req.method === "GET" && m.noSideEffects) {
         // connect answers a GET with any other Content-Type 415, and an unknown encoding too.
         const ct = req.headers["content-type"] ?? "";
@@ -159,13 +181,11 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       }
     });
   };
-  const invokeUnary = async (path: string, input: Message, c: InProcessCall): Promise<Message> => {
-    const m = unary.get(path);
-    if (m === undefined) throw new ConnectError(`${path} is not a unary procedure`, Code.Unimplemented);
-    const call = new UnaryCall({
+  const inProcess = (spec: Call["spec"], c: InProcessCall) =>
+    new Call({
       req: c.req,
       res: c.res,
-      spec: m.spec,
+      spec,
       protocolName: "rest",
       requestMethod: c.req.method ?? "GET",
       requestHeader: nodeHeaderToWebHeader(c.req.headers),
@@ -175,10 +195,25 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       timeoutMs: undefined,
       shutdownSignal: opt.shutdownSignal,
     });
+  const invokeUnary = async (path: string, input: Message, c: InProcessCall): Promise<Message> => {
+    const m = unary.get(path);
+    if (m === undefined) throw new ConnectError(`${path} is not a unary procedure`, Code.Unimplemented);
+    const call = inProcess(m.spec, c);
     try {
       return await call.invoke(input, opt.interceptors);
     } finally {
       call.end();
+    }
+  };
+  const invokeServerStream = async (path: string, input: Message, c: InProcessCall): Promise<InProcessStream> => {
+    const s = serverStreams.get(path);
+    if (s === undefined) throw new ConnectError(`${path} is not a server-streaming procedure`, Code.Unimplemented);
+    const call = inProcess(s.spec, c);
+    try {
+      return { messages: await call.invokeStream(input, opt.interceptors), end: () => call.end() };
+    } catch (e) {
+      call.end();
+      throw e;
     }
   };
   return {
@@ -186,7 +221,20 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
     paths: new Set(handlers.keys()),
     servicePrefixes: new Set(router.handlers.map((x) => `/${x.service.typeName}/`)),
     invokeUnary,
+    invokeServerStream,
   };
+}
+
+/** The protocol of a server-stream request the lean path serves; undefined for the rest (connect's). */
+function streamProtocol(req: Req): { readonly protocol: StreamProtocol; readonly binary: boolean } | undefined {
+  const ct = req.headers["content-type"] ?? null;
+  // gRPC needs HTTP/2 trailers; over HTTP/1.1 connect answers it in its own way.
+  const grpc = "stream" in req ? parseGrpcContentType(ct) : undefined;
+  if (grpc !== undefined) return grpc.binary ? { protocol: "grpc", binary: true } : undefined;
+  const web = parseGrpcWebContentType(ct);
+  if (web !== undefined) return web.binary && !web.text ? { protocol: "grpc-web", binary: true } : undefined;
+  const connect = parseConnectContentType(ct);
+  return connect?.stream === true ? { protocol: "connect", binary: connect.binary } : undefined;
 }
 
 /** A body that fails with `error` when read: connect reports it in the call's protocol. */

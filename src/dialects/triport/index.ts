@@ -4,7 +4,7 @@ import { StreamLimiter } from "../../domain/stream-limiter.js";
 import type { SessionResolver } from "./auth.js";
 import { anySessionKey, hmacSessionResolver, sessionAuthenticator, sessionKeyKind } from "./auth.js";
 import { triportEnvelope } from "./envelope.js";
-import { registerTriport, sseStreamer } from "./service.js";
+import { registerTriport, triportEventStream } from "./service.js";
 
 /** Options of the Triport dialect; every one has a default. */
 export interface TriportOptions {
@@ -26,15 +26,16 @@ function keepAliveFromEnv(): number {
 export function createTriportDialect(options: TriportOptions = {}): DialectFactory {
   return (deps): Dialect => {
     const resolver = options.sessionResolver?.(deps) ?? hmacSessionResolver(deps.credentials, anySessionKey(deps.credentials));
-    // One cap for the SSE route and the same stream over Connect, gRPC and gRPC-Web.
+    // One cap for the stream on every protocol: SSE runs the same handler.
     const streams = options.streamsPerTenant === undefined ? deps.streams : new StreamLimiter(options.streamsPerTenant);
-    const streamer = sseStreamer(deps, { keepAliveMs: options.keepAliveMs ?? keepAliveFromEnv(), streams });
     return {
       name: "triport",
       services: [BalanceService],
       register: (router) => registerTriport(router, deps, streams),
       authenticate: sessionAuthenticator(resolver),
-      streamers: new Map([[`/${BalanceService.typeName}/${BalanceService.method.streamBalanceEvents.name}`, streamer]]),
+      eventStreams: new Map([
+        [`/${BalanceService.typeName}/${BalanceService.method.streamBalanceEvents.name}`, triportEventStream(options.keepAliveMs ?? keepAliveFromEnv())],
+      ]),
       envelopes: new Map([["triport", triportEnvelope]]),
       credentialKinds: [sessionKeyKind(deps.credentials)],
     };

@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, isMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
   BalanceChangeSchema,
@@ -17,7 +17,7 @@ import type { StreamLimiter } from "../../domain/stream-limiter.js";
 import { timestampFromMicros } from "../../services/convert.js";
 import { whyAborted } from "../../services/errors.js";
 import { principalOf } from "../../services/principal.js";
-import type { RestStreamContext, RestStreamer } from "../dialect.js";
+import type { EventStreamFormat, ProfileJson } from "../dialect.js";
 import { SESSION_KEY_KIND, authRequired } from "./auth.js";
 import { ASSET, balanceMessage, entryKind, fromMicro, toMicro, usdScale } from "./money.js";
 
@@ -208,8 +208,6 @@ export interface EventQuery {
   readonly signal: AbortSignal;
 }
 
-const INT64_MAX = 9223372036854775807n;
-
 /**
  * The Triport event stream over Ledger.watch, the same rule as WatchBalance:
  * a `snapshot` as of S (the head, or `after`), then every POSTED change of the
@@ -299,67 +297,24 @@ async function accountExists(ledger: Ledger, tenantId: string, accountId: string
   }
 }
 
-/** Parses Last-Event-ID; anything but a plain non-negative int64 is ignored (fresh snapshot). */
-export function parseLastEventId(raw: string | string[] | undefined): bigint | undefined {
-  const v = Array.isArray(raw) ? raw[0] : raw;
-  if (v === undefined || !/^(0|[1-9][0-9]{0,18})$/.test(v.trim())) return undefined;
-  const n = BigInt(v.trim());
-  return n <= INT64_MAX ? n : undefined;
-}
-
-/** Options of the SSE route. */
-export interface SseOptions {
-  /** Interval of the `:` keep-alive comment, in ms. */
-  readonly keepAliveMs: number;
-  /** Shared with WatchBalance: one cap on open streams per tenant. */
-  readonly streams: StreamLimiter;
-}
-
 /**
- * Serves GET /v1/balance/events as text/event-stream. Errors before the first
- * frame (no session, too many streams) are thrown, so the REST layer writes
- * them in the Triport envelope; after that the stream only ends.
+ * GET /v1/balance/events as server-sent events: the StreamBalanceEvents
+ * handler above, run by the REST layer, which maps Last-Event-ID to
+ * `last_event_id` (anything but a plain non-negative int64 is ignored: a
+ * fresh snapshot). Errors before the first frame (no session, too many
+ * streams) are answered in the Triport envelope; after that the stream only
+ * ends.
  */
-export function sseStreamer(deps: EventDeps, opts: SseOptions): RestStreamer {
-  return async (req, res, ctx) => {
-    const { tenantId, accountId } = userOf(ctx.principal);
-    const release = opts.streams.acquire(tenantId);
-    const signal = AbortSignal.any([ctx.signal, deps.shutdown]);
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const events = balanceEvents(deps, { tenantId, accountId, after: parseLastEventId(req.headers["last-event-id"]), signal });
-      // The first frame is read before the headers go out, so a failure to
-      // start is still a proper JSON error response.
-      const first = await events.next();
-      res.writeHead(200, {
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache",
-        "x-accel-buffering": "no",
-      });
-      const out = res as unknown as { write(chunk: string): boolean; once(event: "drain", fn: () => void): void };
-      const write = (text: string): boolean => (res.writableEnded || res.destroyed ? true : out.write(text));
-      timer = setInterval(() => write(":\n\n"), opts.keepAliveMs);
-      timer.unref();
-      for (let r = first; !r.done; r = await events.next()) {
-        // A slow reader pauses the watch (and its journal reads) instead of
-        // buffering frames without bound.
-        if (!write(frame(r.value, ctx)) && !signal.aborted) {
-          await new Promise<void>((resolve) => {
-            out.once("drain", resolve);
-            signal.addEventListener("abort", () => resolve(), { once: true });
-          });
-        }
-      }
-    } finally {
-      if (timer) clearInterval(timer);
-      release();
-    }
-    if (!res.writableEnded) res.end();
+export function triportEventStream(keepAliveMs: number): EventStreamFormat {
+  return {
+    keepAliveMs,
+    lastEventIdField: "lastEventId",
+    frame: (message, json) => (isMessage(message, StreamBalanceEventsResponseSchema) ? frame(message, json) : ""),
   };
 }
 
 /** One SSE frame: `id:`, `event:`, and the JSON data on one line. */
-function frame(ev: StreamBalanceEventsResponse, json: RestStreamContext): string {
+function frame(ev: StreamBalanceEventsResponse, json: ProfileJson): string {
   const e = ev.event;
   let name: string;
   let data: string;

@@ -5,12 +5,14 @@ import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 import type { Message } from "@bufbuild/protobuf";
 import { normalizeError } from "../../services/errors.js";
 import { principalKey } from "../../services/principal.js";
-import { nodeHeaderToWebHeader } from "../unary/headers.js";
+import { nodeHeaderToWebHeader } from "../lean/headers.js";
 import type { RpcHandler } from "../rpc-handler.js";
 import { restCallKey } from "../rest-call.js";
 import type { Logger } from "../log.js";
 import { readBounded } from "../read-body.js";
-import type { ErrorEnvelopeWriter, RestStreamer } from "../../dialects/dialect.js";
+import type { ErrorEnvelopeWriter, EventStreamFormat } from "../../dialects/dialect.js";
+import type { LastEventIdSetter } from "./event-stream.js";
+import { lastEventIdSetter, serveEventStream } from "./event-stream.js";
 import type { Authenticate } from "../auth-interceptor.js";
 import { HTTP_STATUS, connectEnvelope, messageEnvelope, statusEnvelope } from "./errors.js";
 import { writeFieldJson, writeMessageJson, writeProfileOf } from "./json-writer.js";
@@ -25,15 +27,15 @@ type Res = ServerResponse | Http2ServerResponse;
 export interface RestHandlerOptions {
   readonly routes: readonly Route[];
   /** The RPC layer the routes call into: its procedure paths and its in-process unary call. */
-  readonly rpc: Pick<RpcHandler, "paths" | "invokeUnary">;
+  readonly rpc: Pick<RpcHandler, "paths" | "invokeUnary" | "invokeServerStream">;
   /**
    * Authentication, the same function the auth interceptor runs: called for
    * every REST call once its body is read and before it is parsed; the
    * interceptor then finds the principal already set.
    */
   readonly authenticate?: Authenticate;
-  /** Handlers for server-streaming routes, by "/pkg.Service/Method". */
-  readonly streamers?: ReadonlyMap<string, RestStreamer>;
+  /** How server-streaming routes answer as server-sent events, by "/pkg.Service/Method". */
+  readonly eventStreams?: ReadonlyMap<string, EventStreamFormat>;
   /** Envelope writers by name, beside the built-in "connect" and "status". */
   readonly envelopes?: ReadonlyMap<string, ErrorEnvelopeWriter>;
   readonly readMaxBytes: number;
@@ -71,6 +73,14 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
     const name = r.profile?.errorEnvelope || "connect";
     if (!envelopes.has(name)) throw new Error(`${r.service.typeName}: unknown error envelope "${name}"`);
     if (!opts.rpc.paths.has(procedure(r))) throw new Error(`${procedure(r)} has an http rule but no handler`);
+  }
+  // Server-sent events, prepared once per procedure.
+  const events = new Map<string, { readonly format: EventStreamFormat; readonly resume: LastEventIdSetter | undefined }>();
+  for (const r of table.all) {
+    const format = opts.eventStreams?.get(procedure(r));
+    if (r.method.methodKind === "server_streaming" && format !== undefined) {
+      events.set(procedure(r), { format, resume: lastEventIdSetter(r.method.input, format) });
+    }
   }
 
   const match = (httpMethod: string, rawPath: string): RestMatch | undefined => {
@@ -138,19 +148,11 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
         procedure: procedure(route),
         http: call,
       });
-      if (route.method.methodKind === "server_streaming") {
-        const streamer = opts.streamers?.get(procedure(route));
-        if (!streamer) return fail(new ConnectError("streaming is not available over this REST route", Code.Unimplemented));
-        const streamProfile = writeProfileOf(route.profile);
-        const controller = new AbortController();
-        res.once("close", () => controller.abort());
-        return streamer(req, res, {
-          principal,
-          signal: controller.signal,
-          toJson: (schema, message) => writeMessageJson(schema, message, streamProfile),
-        });
+      const stream = route.method.methodKind === "server_streaming" ? events.get(procedure(route)) : undefined;
+      if (route.method.methodKind === "server_streaming" && stream === undefined) {
+        return fail(new ConnectError("streaming is not available over this REST route", Code.Unimplemented));
       }
-      if (route.method.methodKind !== "unary") {
+      if (route.method.methodKind !== "unary" && stream === undefined) {
         return fail(new ConnectError("only unary and server-streaming methods have REST routes", Code.Unimplemented));
       }
       const input = buildRequest(route, route.method.input, { bindings: found.bindings, query, body: body.toString("utf8") }, route.profile?.rejectUnknownQuery ?? false);
@@ -159,8 +161,13 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
       if (principal !== undefined) contextValues.set(principalKey, principal);
       // The decoded request goes straight to the interceptors and the handler: no codec in between.
       inPipeline = true;
-      const output = await opts.rpc.invokeUnary(procedure(route), input as Message, { req, res, contextValues });
       const profile = writeProfileOf(route.profile);
+      if (stream !== undefined) {
+        stream.resume?.(input as Message, req);
+        const started = await opts.rpc.invokeServerStream(procedure(route), input as Message, { req, res, contextValues });
+        return serveEventStream(res, started, stream.format, { toJson: (schema, message) => writeMessageJson(schema, message, profile) });
+      }
+      const output = await opts.rpc.invokeUnary(procedure(route), input as Message, { req, res, contextValues });
       const json = route.responseBody
         ? writeFieldJson(route.method.output, output, route.responseBody, profile)
         : writeMessageJson(route.method.output, output, profile);

@@ -17,7 +17,7 @@ export function writeResponse(res: Res, status: number, header: Headers, body: r
 }
 
 /** Headers as Node takes them: one value per name (Headers joins repeats), Set-Cookie kept apart. */
-function nodeHeaders(h: Headers): Record<string, string | string[]> {
+export function nodeHeaders(h: Headers): Record<string, string | string[]> {
   const o: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   h.forEach((value, key) => {
     o[key] = value;

@@ -18,7 +18,7 @@ import {
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { UnaryCall } from "./call.js";
+import { Call } from "./call.js";
 import { header } from "./grpc.js";
 import { nodeHeaderToWebHeader } from "./headers.js";
 import { decodeBinary, decodeJson, decompress, readUnaryBody } from "./message.js";
@@ -75,7 +75,7 @@ export async function serveConnectUnary(
   const input = binary ? decodeBinary(bytes, schema, opt.binaryOptions) : decodeJson(bytes, schema, opt.jsonOptions);
   if (input instanceof ConnectError) return refuse(input);
 
-  const call = new UnaryCall({
+  const call = new Call({
     req,
     res,
     spec: m.spec,

@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import type { DescMessage, DescService, Message } from "@bufbuild/protobuf";
-import type { ContextValues, HandlerContext, Interceptor, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
+import type { ContextValues, HandlerContext, Interceptor, StreamRequest, StreamResponse, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { constants as h2 } from "node:http2";
-import type { UnarySpec } from "./method-table.js";
+import type { ServerStreamSpec, UnarySpec } from "./method-table.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -13,11 +13,11 @@ type Res = ServerResponse | Http2ServerResponse;
 /** Why a finished call's signal is aborted: nobody listens by then, so one shared reason does. */
 const CALL_DONE = new ConnectError("the call has ended", Code.Canceled);
 
-/** What a unary call is made of, as the protocol read it from the request. */
+/** What a call is made of, as the protocol read it from the request. */
 export interface CallInit {
   readonly req: Req;
   readonly res: Res;
-  readonly spec: UnarySpec;
+  readonly spec: UnarySpec | ServerStreamSpec;
   readonly protocolName: string;
   readonly requestMethod: string;
   readonly requestHeader: Headers;
@@ -30,9 +30,9 @@ export interface CallInit {
 }
 
 /**
- * One unary call's state: the HandlerContext its implementation gets and the
- * request its interceptors get, with the same meaning as connect's
- * createHandlerContext, but built lazily. Connect links three AbortSignals
+ * One call's state (unary or server stream): the HandlerContext its
+ * implementation gets and the request its interceptors get, with the same
+ * meaning as connect's createHandlerContext, but built lazily. Connect links three AbortSignals
  * (deadline, client gone, shutdown) and arms a timer for every call; here the
  * signal, and the listeners and timer that feed it, exist only once someone
  * reads it. A unary implementation that never looks at its signal, the
@@ -40,7 +40,7 @@ export interface CallInit {
  * it is read, it is already aborted for a passed deadline, a client that has
  * gone or a server that is stopping, with connect's own reasons.
  */
-export class UnaryCall {
+export class Call {
   readonly #init: CallInit;
   readonly #deadline: number | undefined;
   #controller: AbortController | undefined;
@@ -48,6 +48,11 @@ export class UnaryCall {
   #url: string | undefined;
   /** The HandlerContext of this call. */
   readonly context: HandlerContext;
+
+  /** The implementation this call runs. */
+  get spec(): UnarySpec | ServerStreamSpec {
+    return this.#init.spec;
+  }
 
   constructor(init: CallInit) {
     this.#init = init;
@@ -98,9 +103,9 @@ export class UnaryCall {
 
   /** Runs the interceptors and the implementation, as connect's invokeUnaryImplementation does. */
   async invoke(input: Message, interceptors: readonly Interceptor[]): Promise<Message> {
-    const spec = this.#init.spec;
+    const spec = this.#init.spec as UnarySpec;
     const ctx = this.context;
-    const first = this.#request(input);
+    const first = this.#request(input) as UnaryRequest;
     const impl = async (req: UnaryRequest): Promise<UnaryResponse> => {
       // Interceptors usually pass the request on as it is; one that made a new
       // one gets connect's merge of it into the context.
@@ -124,11 +129,51 @@ export class UnaryCall {
     return res.message as Message;
   }
 
-  #request(message: unknown): UnaryRequest {
+  /**
+   * Runs the interceptors and a server-streaming implementation, as connect's
+   * invokeStreamImplementation does: the response headers are final once
+   * this resolves, the trailers once the returned messages have all been
+   * read (see {@link Call.streamEnded}). Each message is a complete message of
+   * the output type (connect normalizes the implementation's partial ones).
+   */
+  async invokeStream(input: Message, interceptors: readonly Interceptor[]): Promise<AsyncIterator<Message>> {
+    const spec = this.#init.spec as ServerStreamSpec;
+    const ctx = this.context;
+    const single = singleInput(input);
+    const first = this.#request(single, true) as StreamRequest;
+    const impl = async (req: StreamRequest): Promise<StreamResponse> => {
+      const handlerCtx =
+        req === first ? ctx : { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
+      const message = req.message === single ? input : await ensureSingle(req.message);
+      return {
+        stream: true,
+        message: normalized(spec.method.output, spec.impl(message as never, handlerCtx)),
+        method: spec.method,
+        service: spec.method.parent,
+        header: ctx.responseHeader,
+        trailer: ctx.responseTrailer,
+      } as StreamResponse;
+    };
+    let next = impl as (req: StreamRequest) => Promise<StreamResponse>;
+    for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next as never) as never;
+    const res = await next(first);
+    copyHeaders(res.header, ctx.responseHeader);
+    this.#streamTrailer = res.trailer;
+    return (res.message as AsyncIterable<Message>)[Symbol.asyncIterator]();
+  }
+
+  /** After a stream's last message: the trailers its interceptors returned become the call's. */
+  streamEnded(): void {
+    if (this.#streamTrailer !== undefined) copyHeaders(this.#streamTrailer, this.context.responseTrailer);
+  }
+
+  #streamTrailer: Headers | undefined;
+
+  #request(message: unknown, stream = false): UnaryRequest | StreamRequest {
     const call = this;
     const init = this.#init;
     return {
-      stream: false,
+      stream,
       message,
       method: init.spec.method,
       service: init.spec.method.parent as DescService,
@@ -141,7 +186,7 @@ export class UnaryCall {
       get signal() {
         return call.signal;
       },
-    } as UnaryRequest;
+    } as UnaryRequest | StreamRequest;
   }
 
   /** The AbortController connect would have linked: deadline, client gone, shutdown. */
@@ -189,6 +234,54 @@ export class UnaryCall {
     }
     return c;
   }
+}
+
+/** The one request message of a server stream, as the iterable connect's interceptors see. */
+function singleInput(input: Message): AsyncIterable<Message> {
+  return {
+    [Symbol.asyncIterator]() {
+      let done = false;
+      return {
+        next: () => {
+          const r: IteratorResult<Message> = done ? { done: true, value: undefined } : { done: false, value: input };
+          done = true;
+          return Promise.resolve(r);
+        },
+      };
+    },
+  };
+}
+
+/** connect's ensureSingle: an interceptor that replaced the input must still send exactly one message. */
+async function ensureSingle(iterable: AsyncIterable<unknown>): Promise<unknown> {
+  const it = iterable[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done === true) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
+  const second = await it.next();
+  if (second.done !== true) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
+  return first.value;
+}
+
+/**
+ * The implementation's messages as complete messages of `schema`, as
+ * connect's normalizeIterable gives them, through one small iterator object
+ * instead of another async generator per stream.
+ */
+function normalized(schema: DescMessage, source: AsyncIterable<unknown>): AsyncIterable<Message> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = source[Symbol.asyncIterator]();
+      return {
+        // A promise reaction, not a suspended async function, while the stream is idle.
+        next: () => it.next().then((r) => (r.done === true ? r : { done: false, value: create(schema, r.value as never) as Message })),
+        return: async (value?: unknown) => {
+          await it.return?.(value);
+          return { done: true, value: undefined };
+        },
+        throw: (e?: unknown) => (it.throw === undefined ? Promise.reject(e) : (it.throw(e) as Promise<IteratorResult<Message>>)),
+      };
+    },
+  };
 }
 
 function copyHeaders(from: Headers, to: Headers): void {

@@ -8,6 +8,9 @@ import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 /** A unary method's implementation, as connect holds it. */
 export type UnarySpec = MethodImplSpec & { kind: "unary" };
 
+/** A server-streaming method's implementation, as connect holds it. */
+export type ServerStreamSpec = MethodImplSpec & { kind: "server_streaming" };
+
 /** The router options the fast paths follow, validated once (connect's defaults filled in). */
 export type UnaryOptions = ReturnType<typeof validateUniversalHandlerOptions>;
 
@@ -20,24 +23,41 @@ export interface UnaryMethod {
   readonly noSideEffects: boolean;
 }
 
+/** Everything the lean path needs about one server-streaming method, prepared once per server. */
+export interface StreamMethod {
+  readonly spec: ServerStreamSpec;
+  readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
+}
+
+/** The methods the lean path serves, by request path (`/package.Service/Method`). */
+export interface LeanMethods {
+  readonly unary: Map<string, UnaryMethod>;
+  readonly serverStreams: Map<string, StreamMethod>;
+}
+
 /** Validates the router options the way connect does for its handlers. */
 export function unaryOptions(options: ConnectRouterOptions): UnaryOptions {
   return validateUniversalHandlerOptions(options);
 }
 
 /**
- * Wraps a router so that every unary method registered on it (without
- * per-service options, which could change its protocols) is also prepared
- * in `methods`, by request path, for the fast paths.
+ * Wraps a router so that every unary and server-streaming method registered
+ * on it (without per-service options, which could change its protocols) is
+ * also prepared in `methods`, by request path, for the lean path.
  */
-export function recordUnaryMethods(router: ConnectRouter, methods: Map<string, UnaryMethod>, opt: UnaryOptions): ConnectRouter {
+export function recordMethods(router: ConnectRouter, methods: LeanMethods, opt: UnaryOptions): ConnectRouter {
   const add = (spec: MethodImplSpec) => {
-    if (spec.kind !== "unary") return;
-    methods.set(`/${spec.method.parent.typeName}/${spec.method.name}`, {
-      spec,
-      serialization: createMethodSerializationLookup(spec.method, opt.binaryOptions, opt.jsonOptions, opt),
-      noSideEffects: spec.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
-    });
+    const path = `/${spec.method.parent.typeName}/${spec.method.name}`;
+    const serialization = createMethodSerializationLookup(spec.method, opt.binaryOptions, opt.jsonOptions, opt);
+    if (spec.kind === "unary") {
+      methods.unary.set(path, {
+        spec,
+        serialization,
+        noSideEffects: spec.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
+      });
+    } else if (spec.kind === "server_streaming") {
+      methods.serverStreams.set(path, { spec, serialization });
+    }
   };
   const wrapped: ConnectRouter = {
     handlers: router.handlers,

@@ -14,7 +14,7 @@ import { contentTypeProto as grpcWebProto, trailerFlag, trailerSerialize } from 
 import { nodeHeaderToWebHeader } from "./headers.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { UnaryCall } from "./call.js";
+import { Call } from "./call.js";
 import { envelope, readEnvelopes, singleMessage } from "./envelope.js";
 import type { UnaryMethod, UnaryOptions } from "./method-table.js";
 import { writeResponse } from "./write.js";
@@ -31,7 +31,7 @@ export type NotFast = { readonly raw: Uint8Array } | { readonly error: unknown }
  * envelope, no or negotiated compression, a valid grpc-timeout — without
  * connect's streaming pipeline: the body is read once, decoded once (the
  * decode is the strict check), the interceptors and the implementation run
- * once through a lazily linked call (see UnaryCall), and the answer is
+ * once through a lazily linked call (see Call), and the answer is
  * written as connect writes it: status, headers, one envelope, then the
  * status in HTTP trailers (gRPC) or in a trailer envelope (gRPC-Web).
  * Anything else returns the bytes read, for the general path to answer
@@ -70,7 +70,7 @@ export async function serveGrpcUnary(
 
   const responseHeader = new Headers({ "content-type": web ? grpcWebProto : grpcProto });
   if (compression.response) responseHeader.set(headerEncoding, compression.response.name);
-  const call = new UnaryCall({
+  const call = new Call({
     req,
     res,
     spec: m.spec,
