@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -51,10 +51,20 @@ const MAX_OUTPUT = 64 * 1024;
 /**
  * Runs a TypeScript file of this repository under Node with tsx's loader: the
  * same runtime as `tsx src/main.ts`, without tsx's extra watcher process, so
- * that the pid we signal is the process doing the work.
+ * that the pid we signal is the process doing the work. With BENCH_DIST=1 it
+ * runs the file as `npm run build` compiled it into dist/ instead (plain
+ * Node, no loader), for every server of a run alike.
  */
 export function spawnTs(name: string, script: string, args: readonly string[], opts: SpawnOptions = {}): Child {
-  return spawnChild(name, process.execPath, [...(opts.nodeArgs ?? []), "--import", "tsx", join(ROOT, script), ...args], opts);
+  return spawnChild(name, process.execPath, [...(opts.nodeArgs ?? []), ...scriptArgs(script), ...args], opts);
+}
+
+/** Node's arguments that run `script` (a .ts path from the repository root), under tsx or compiled (BENCH_DIST=1). */
+export function scriptArgs(script: string): string[] {
+  if (process.env["BENCH_DIST"] !== "1") return ["--import", "tsx", join(ROOT, script)];
+  const compiled = join(ROOT, "dist", script.replace(/\.ts$/, ".js"));
+  if (!existsSync(compiled)) throw new Error(`BENCH_DIST=1: ${compiled} is missing; run npm run build first`);
+  return [compiled];
 }
 
 /** Spawns any executable and tracks it. */

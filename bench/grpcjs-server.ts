@@ -30,7 +30,8 @@ import { requireAccountRead } from "../src/services/principal.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 
 // Not imported from children.ts: that module installs the bench's own signal handlers.
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+// The repository root, from bench/ or, compiled (BENCH_DIST=1), from dist/bench/.
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), import.meta.url.includes("/dist/bench/") ? "../.." : "..");
 
 const { values } = parseArgs({ options: { db: { type: "string" }, host: { type: "string", default: "127.0.0.1" }, constant: { type: "string" } } });
 if (!values.db) throw new Error("--db FILE is required");

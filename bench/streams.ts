@@ -4,7 +4,11 @@
  * 1. Idle streams: opens BENCH_IDLE_STREAMS (10,000) WatchBalance streams
  *    over gRPC, 250 per HTTP/2 connection, waits until every one got its
  *    snapshot, lets the server settle, and reports the server's RSS growth
- *    per stream (VmRSS of /proc/<pid>/status).
+ *    per stream (VmRSS of /proc/<pid>/status); then the same against two
+ *    baselines, bench/idle-stream-server.ts holding the same streams on bare
+ *    node:http2 (its request/response API, as Tally's front door, and its
+ *    raw stream API). With BENCH_HEAP_SNAPSHOT=<dir>, the Tally server writes
+ *    a heap snapshot before and after (bench/heap-summary.ts compares them).
  * 2. Fan-out: BENCH_FANOUT_WATCHERS (100) streams on one account, then
  *    BENCH_FANOUT_COMMITS (200) transfers to it, one at a time; for every
  *    watcher and commit, the time from the commit's acknowledgement (as the
@@ -24,7 +28,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LedgerService, WatchBalanceRequestSchema, WatchBalanceResponseSchema } from "../gen/tally/ledger/v1/ledger_pb.js";
-import { ROOT, spawnChild } from "./children.js";
+import { scriptArgs, spawnChild } from "./children.js";
 import { prepareFixture } from "./fixture.js";
 import { loadAverages, machineLine } from "./machine.js";
 import { fmt, quantileSorted } from "./stats.js";
@@ -100,13 +104,61 @@ async function until(f: () => boolean, ms: number, what: string): Promise<void> 
   }
 }
 
+/** A new HTTP/2 connection to `url`, kept in `sessions` (to be destroyed). */
+function connectTo(url: string, sessions: http2.ClientHttp2Session[]): http2.ClientHttp2Session {
+  const s = http2.connect(url);
+  s.on("error", () => undefined);
+  sessions.push(s);
+  return s;
+}
+
+interface IdleRow {
+  readonly name: string;
+  readonly before: number;
+  readonly after: number;
+  readonly connections: number;
+}
+
+/**
+ * Opens IDLE streams on `url` (PER_CONNECTION per HTTP/2 connection), waits
+ * until each got its first message and the server settled, and reads the
+ * server's RSS before and after; the streams are closed again.
+ */
+async function idleStreams(url: string, pid: number, key: string, body: Buffer, snapshots: boolean): Promise<Omit<IdleRow, "name">> {
+  const sessions: http2.ClientHttp2Session[] = [];
+  const connect = () => connectTo(url, sessions);
+  try {
+    await sleep(1000);
+    if (snapshots) await heapSnapshot(pid, 1);
+    const before = rssKiB(pid);
+    let first = 0;
+    let session = connect();
+    const t0 = performance.now();
+    for (let i = 0; i < IDLE; i++) {
+      if (i > 0 && i % PER_CONNECTION === 0) session = connect();
+      openWatch(session, key, body, () => first++);
+      if (i % 500 === 499) await sleep(10);
+    }
+    await until(() => first >= IDLE, 120_000, `${IDLE} first messages`);
+    const openMs = performance.now() - t0;
+    await sleep(3000);
+    const after = rssKiB(pid);
+    if (snapshots) await heapSnapshot(pid, 2);
+    log(`idle on ${url}: ${IDLE} streams on ${sessions.length} connections open in ${fmt(openMs)} ms; RSS ${fmt(before)} → ${fmt(after)} KiB, ${((after - before) / IDLE).toFixed(1)} KiB per stream`);
+    return { before, after, connections: sessions.length };
+  } finally {
+    for (const s of sessions) s.destroy();
+    await sleep(2000);
+  }
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "tally-bench-streams-"));
   const fx = await prepareFixture(dir, 1);
   const server = spawnChild("tally", "taskset", [
     "-c", "0",
     process.execPath, ...(HEAP_DIR === undefined ? [] : [`--heapsnapshot-signal=SIGUSR2`, `--diagnostic-dir=${HEAP_DIR}`]),
-    "--import", "tsx", join(ROOT, "src/main.ts"),
+    ...scriptArgs("src/main.ts"),
     "serve", "--db", fx.dbPath, "--port", "0", "--log-level", "error",
     "--streams-per-tenant", String(IDLE + WATCHERS + 10),
   ]);
@@ -114,37 +166,23 @@ async function main(): Promise<void> {
   const pid = server.proc.pid!;
   const url = `http://127.0.0.1:${port}`;
   const sessions: http2.ClientHttp2Session[] = [];
-  const connect = () => {
-    const s = http2.connect(url);
-    s.on("error", () => undefined);
-    sessions.push(s);
-    return s;
-  };
+  const connect = () => connectTo(url, sessions);
   try {
     // ---- idle streams ----
     const client = createClient(LedgerService, createGrpcTransport({ baseUrl: url, interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${fx.adminKey}`), next(req))] }));
     for (let i = 0; i < 200; i++) await client.getBalance({ accountId: fx.readAccount, asset: "USD" });
-    await sleep(1000);
-    await heapSnapshot(pid, 1);
-    const before = rssKiB(pid);
-    let snapshots = 0;
-    const body = watchBody(fx.readAccount);
-    let session = connect();
-    const t0 = performance.now();
-    for (let i = 0; i < IDLE; i++) {
-      if (i > 0 && i % PER_CONNECTION === 0) session = connect();
-      openWatch(session, fx.adminKey, body, () => snapshots++);
-      if (i % 500 === 499) await sleep(10);
+    const idle: IdleRow[] = [{ name: "Tally, WatchBalance over gRPC", ...(await idleStreams(url, pid, fx.adminKey, watchBody(fx.readAccount), true)) }];
+    // The baselines: Node's HTTP/2 stack alone, holding the same number of streams.
+    for (const api of ["compat", "stream"] as const) {
+      const bare = spawnChild(`bare-${api}`, "taskset", ["-c", "0", process.execPath, ...scriptArgs("bench/idle-stream-server.ts"), "--api", api]);
+      try {
+        const bport = Number((await bare.waitFor(/READY port=(\d+)/, START_TIMEOUT_MS))[1]);
+        const label = api === "compat" ? "bare node:http2, request/response API (Tally's)" : "bare node:http2, raw stream API";
+        idle.push({ name: label, ...(await idleStreams(`http://127.0.0.1:${bport}`, bare.proc.pid!, fx.adminKey, watchBody(fx.readAccount), false)) });
+      } finally {
+        await bare.stop();
+      }
     }
-    await until(() => snapshots >= IDLE, 120_000, `${IDLE} snapshots`);
-    const openMs = performance.now() - t0;
-    await sleep(3000);
-    const after = rssKiB(pid);
-    await heapSnapshot(pid, 2);
-    const perStream = (after - before) / IDLE;
-    log(`idle: ${IDLE} streams on ${sessions.length} connections open in ${fmt(openMs)} ms; RSS ${fmt(before)} → ${fmt(after)} KiB, ${perStream.toFixed(1)} KiB per stream`);
-    for (const s of sessions.splice(0)) s.destroy();
-    await sleep(2000);
 
     // ---- fan-out ----
     await client.createAccount({ id: "fan", overdraftLimit: 0n, overdraftUnlimited: false });
@@ -152,7 +190,7 @@ async function main(): Promise<void> {
     const received: number[][] = Array.from({ length: WATCHERS }, () => []);
     const sequences: bigint[][] = Array.from({ length: WATCHERS }, () => []);
     let fanSnapshots = 0;
-    session = connect();
+    const session = connect();
     for (let w = 0; w < WATCHERS; w++) {
       openWatch(session, fx.adminKey, fanBody, (m) => {
         const ev = fromBinary(WatchBalanceResponseSchema, m);
@@ -182,8 +220,12 @@ async function main(): Promise<void> {
       `machine: ${machineLine()} (nproc as seen from the load generator, pinned to core 1; the server on core 0); load average after: ${loadAverages()}`,
       "",
       table(
-        ["idle WatchBalance streams", "connections", "RSS before KiB", "RSS after KiB", "KiB per stream"],
-        [[fmt(IDLE), String(Math.ceil(IDLE / PER_CONNECTION)), fmt(before), fmt(after), perStream.toFixed(1)]],
+        [`${fmt(IDLE)} idle streams`, "connections", "RSS before KiB", "RSS after KiB", "KiB per stream", "÷ bare (compat)"],
+        idle.map((r) => {
+          const per = (r.after - r.before) / IDLE;
+          const bare = (idle[1]!.after - idle[1]!.before) / IDLE;
+          return [r.name, String(r.connections), fmt(r.before), fmt(r.after), per.toFixed(1), `${(per / bare).toFixed(2)}x`];
+        }),
       ),
       "",
       table(

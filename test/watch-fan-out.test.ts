@@ -41,7 +41,7 @@ function counted(store: SqliteStore): { store: Store; reads: { entriesAfter: num
 }
 
 describe("balance watchers of one account", () => {
-  it(`share the journal read of each commit: ${WATCHERS} watchers, one read per commit, every change to every watcher`, async () => {
+  it(`share the journal read and the change event of each commit: ${WATCHERS} watchers, one read per commit, every change to every watcher`, async () => {
     const { dir, remove } = tempDir();
     const sqlite = SqliteStore.open({ path: join(dir, "tally.db") });
     cleanups.push(remove, () => sqlite.close());
@@ -54,11 +54,17 @@ describe("balance watchers of one account", () => {
     cleanups.push(() => stop.abort());
     const seen: bigint[][] = Array.from({ length: WATCHERS }, () => []);
     const snapshots: boolean[] = [];
+    // The distinct event objects delivered for each journal entry.
+    const events = new Map<bigint, Set<WatchEvent>>();
     for (let i = 0; i < WATCHERS; i++) {
       void (async () => {
         for await (const ev of ledger.watch({ tenantId: "t1", accountId: "a", asset: "USD", signal: stop.signal }) as AsyncGenerator<WatchEvent>) {
           if (ev.type === "snapshot") snapshots.push(true);
-          else seen[i]!.push(ev.balance.posted);
+          else {
+            seen[i]!.push(ev.balance.posted);
+            const same = events.get(ev.entry.sequence) ?? new Set<WatchEvent>();
+            events.set(ev.entry.sequence, same.add(ev));
+          }
         }
       })().catch(() => undefined);
     }
@@ -84,6 +90,10 @@ describe("balance watchers of one account", () => {
       // The watchers are woken together and ask for the same entries: one read between them
       // (a second, at most, if a watcher was still busy when the first read settled).
       expect(reads.entriesAfter - before).toBeLessThanOrEqual(2);
+      // And they get the same event object from it (one per read), so the message the service
+      // makes of it, and its encoding, are made once for all of them.
+      const delivered = [...events.values()].at(-1)!;
+      expect(delivered.size).toBeLessThanOrEqual(2);
     }
     for (const s of seen) expect(s).toEqual([10n, 20n, 30n, 40n, 50n]);
     // The lock state, read once per batch, is shared too.

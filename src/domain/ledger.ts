@@ -96,6 +96,13 @@ export class Ledger {
   private readonly clock: Clock;
   /** Watchers of one account read each commit's entries (and the lock state) once between them. */
   private readonly watchReads = new SharedReads();
+  /**
+   * The change event of each journal entry a shared read returned: watchers
+   * of one account that read the same batch get the same event object, so
+   * what the layers above derive from it (the response message, its
+   * encoding) can be made once and fanned out.
+   */
+  private readonly changeEvents = new WeakMap<EntryView, WatchEvent>();
 
   constructor(options: LedgerOptions) {
     this.store = options.store;
@@ -535,7 +542,12 @@ export class Ledger {
               scale = await this.scaleOf(q.tenantId, entry.asset);
               scales.set(entry.asset, scale);
             }
-            yield { type: "change", entry, balance: toBalance(current, rowFromEntry(entry), scale) };
+            let ev = this.changeEvents.get(entry);
+            if (ev === undefined) {
+              ev = { type: "change", entry, balance: toBalance(current, rowFromEntry(entry), scale) };
+              this.changeEvents.set(entry, ev);
+            }
+            yield ev;
             last = entry.sequence;
           }
         }

@@ -1,9 +1,10 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { BalanceChangeKind, LedgerService } from "../../gen/tally/ledger/v1/ledger_pb.js";
-import type { PostTransferRequest } from "../../gen/tally/ledger/v1/ledger_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { BalanceChangeKind, LedgerService, WatchBalanceResponseSchema } from "../../gen/tally/ledger/v1/ledger_pb.js";
+import type { PostTransferRequest, WatchBalanceResponse } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import { LedgerError, invalidArgument } from "../domain/errors.js";
 import { whyAborted } from "./errors.js";
-import type { Ledger, TransferInput } from "../domain/ledger.js";
+import type { Ledger, TransferInput, WatchEvent } from "../domain/ledger.js";
 import { validatePageSize } from "../domain/validate.js";
 import { accountToProto, balanceToProto, entryToProto, transferToProto } from "./convert.js";
 import type { PageTokens } from "../domain/page-token.js";
@@ -147,19 +148,7 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
           if (ev.type === "snapshot") {
             yield { event: { case: "snapshot", value: { sequence: ev.sequence, balances: ev.balances.map(balanceToProto) } } };
           } else {
-            const e = ev.entry;
-            yield {
-              event: {
-                case: "change",
-                value: {
-                  sequence: e.sequence,
-                  kind: e.amount < 0n ? BalanceChangeKind.DEBIT : BalanceChangeKind.CREDIT,
-                  delta: e.amount,
-                  balance: balanceToProto(ev.balance),
-                  transaction: entryToProto(e),
-                },
-              },
-            };
+            yield changeMessage(ev);
           }
         }
         // watch() only returns when the call's signal fired. On shutdown, an error
@@ -199,4 +188,31 @@ function transferInput(req: PostTransferRequest): TransferInput {
     metadata: req.metadata,
     pending: req.pending,
   };
+}
+
+/**
+ * The WatchBalance message of a change event, made once per event: watchers
+ * of one account share their events (Ledger.watch), so they share this
+ * message too, and the transport encodes it once for all of them.
+ */
+const changeMessages = new WeakMap<WatchEvent, WatchBalanceResponse>();
+function changeMessage(ev: WatchEvent & { type: "change" }): WatchBalanceResponse {
+  let m = changeMessages.get(ev);
+  if (m === undefined) {
+    const e = ev.entry;
+    m = create(WatchBalanceResponseSchema, {
+      event: {
+        case: "change",
+        value: {
+          sequence: e.sequence,
+          kind: e.amount < 0n ? BalanceChangeKind.DEBIT : BalanceChangeKind.CREDIT,
+          delta: e.amount,
+          balance: balanceToProto(ev.balance),
+          transaction: entryToProto(e),
+        },
+      },
+    });
+    changeMessages.set(ev, m);
+  }
+  return m;
 }

@@ -107,22 +107,10 @@ export class Call {
     const ctx = this.context;
     const first = this.#request(input) as UnaryRequest;
     const impl = async (req: UnaryRequest): Promise<UnaryResponse> => {
-      // Interceptors usually pass the request on as it is; one that made a new
-      // one gets connect's merge of it into the context.
-      const handlerCtx =
-        req === first ? ctx : { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
-      const out = await spec.impl(req.message as never, handlerCtx);
-      return {
-        stream: false,
-        message: create(spec.method.output as DescMessage, out as never),
-        method: spec.method,
-        service: spec.method.parent,
-        header: ctx.responseHeader,
-        trailer: ctx.responseTrailer,
-      } as UnaryResponse;
+      const out = await spec.impl(req.message as never, req === first ? ctx : this.#merged(req));
+      return this.#response(false, create(spec.method.output as DescMessage, out as never)) as UnaryResponse;
     };
-    let next = impl as (req: UnaryRequest) => Promise<UnaryResponse>;
-    for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next as never) as never;
+    const next = withInterceptors(impl, interceptors);
     const res = await next(first);
     copyHeaders(res.header, ctx.responseHeader);
     copyHeaders(res.trailer, ctx.responseTrailer);
@@ -142,20 +130,11 @@ export class Call {
     const single = singleInput(input);
     const first = this.#request(single, true) as StreamRequest;
     const impl = async (req: StreamRequest): Promise<StreamResponse> => {
-      const handlerCtx =
-        req === first ? ctx : { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
       const message = req.message === single ? input : await ensureSingle(req.message);
-      return {
-        stream: true,
-        message: normalized(spec.method.output, spec.impl(message as never, handlerCtx)),
-        method: spec.method,
-        service: spec.method.parent,
-        header: ctx.responseHeader,
-        trailer: ctx.responseTrailer,
-      } as StreamResponse;
+      const out = spec.impl(message as never, req === first ? ctx : this.#merged(req));
+      return this.#response(true, normalized(spec.method.output, out)) as StreamResponse;
     };
-    let next = impl as (req: StreamRequest) => Promise<StreamResponse>;
-    for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next as never) as never;
+    const next = withInterceptors(impl, interceptors);
     const res = await next(first);
     copyHeaders(res.header, ctx.responseHeader);
     this.#streamTrailer = res.trailer;
@@ -168,6 +147,21 @@ export class Call {
   }
 
   #streamTrailer: Headers | undefined;
+
+  /**
+   * The context an implementation gets when an interceptor passed on a new
+   * request instead of the one it got: connect's merge of it into the context.
+   */
+  #merged(req: UnaryRequest | StreamRequest): HandlerContext {
+    return { ...this.context, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
+  }
+
+  /** The response the implementation's answer makes, with the call's header and trailer. */
+  #response(stream: boolean, message: unknown): UnaryResponse | StreamResponse {
+    const method = this.#init.spec.method;
+    const ctx = this.context;
+    return { stream, message, method, service: method.parent, header: ctx.responseHeader, trailer: ctx.responseTrailer } as UnaryResponse | StreamResponse;
+  }
 
   #request(message: unknown, stream = false): UnaryRequest | StreamRequest {
     const call = this;
@@ -234,6 +228,13 @@ export class Call {
     }
     return c;
   }
+}
+
+/** Wraps the implementation in the interceptors, the first one outermost, as connect's applyInterceptors. */
+function withInterceptors<Q, R>(impl: (req: Q) => Promise<R>, interceptors: readonly Interceptor[]): (req: Q) => Promise<R> {
+  let next = impl;
+  for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i]!(next as never) as never;
+  return next;
 }
 
 /** The one request message of a server stream, as the iterable connect's interceptors see. */

@@ -17,6 +17,15 @@ export async function readEnvelopes(req: IncomingMessage | Http2ServerRequest, m
   return r.bytes;
 }
 
+/** {@link readEnvelopes} for a lean path: the bytes, or why reading failed, for the general path to answer. */
+export async function readEnvelopesOrError(req: IncomingMessage | Http2ServerRequest, max: number, timeoutMs: number): Promise<Buffer | { readonly error: unknown }> {
+  try {
+    return await readEnvelopes(req, max, timeoutMs);
+  } catch (error) {
+    return { error };
+  }
+}
+
 /**
  * The message of a body that is exactly one complete envelope within `max`
  * bytes, decompressed; undefined for anything else (none, two, truncated,
@@ -45,6 +54,11 @@ export async function envelope(bytes: Uint8Array, compression: Compression | nul
     data = await compression.compress(bytes);
     flags |= 1;
   }
+  return envelopeBytes(data, flags);
+}
+
+/** One envelope of `data` as it is: the flags byte, the 4-byte length, the data. */
+export function envelopeBytes(data: Uint8Array, flags = 0): Uint8Array {
   const out = new Uint8Array(5 + data.byteLength);
   out[0] = flags;
   new DataView(out.buffer).setUint32(1, data.byteLength);

@@ -15,7 +15,7 @@ import { nodeHeaderToWebHeader } from "./headers.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Call } from "./call.js";
-import { envelope, readEnvelopes, singleMessage } from "./envelope.js";
+import { envelope, readEnvelopesOrError, singleMessage } from "./envelope.js";
 import type { UnaryMethod, UnaryOptions } from "./method-table.js";
 import { writeResponse } from "./write.js";
 
@@ -49,12 +49,8 @@ export async function serveGrpcUnary(
   requestTimeoutMs: number,
   contextValues: ContextValues,
 ): Promise<NotFast | undefined> {
-  let body: Buffer;
-  try {
-    body = await readEnvelopes(req, opt.readMaxBytes, requestTimeoutMs);
-  } catch (error) {
-    return { error };
-  }
+  const body = await readEnvelopesOrError(req, opt.readMaxBytes, requestTimeoutMs);
+  if (!Buffer.isBuffer(body)) return body;
   const timeout = parseTimeout(header(req, TIMEOUT), opt.maxTimeoutMs);
   if (timeout.error) return { raw: body };
   const compression = compressionNegotiate(opt.acceptCompression, header(req, ENCODING), header(req, ACCEPT_ENCODING), headerAcceptEncoding);

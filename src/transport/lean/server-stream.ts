@@ -25,13 +25,13 @@ import { contentTypeProto as grpcWebProto, trailerFlag, trailerSerialize } from 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Call } from "./call.js";
-import { envelope, readEnvelopes, singleMessage } from "./envelope.js";
+import { envelope, envelopeBytes, readEnvelopesOrError, singleMessage } from "./envelope.js";
 import type { NotFast } from "./grpc.js";
 import { header } from "./grpc.js";
 import { nodeHeaderToWebHeader } from "./headers.js";
 import { decodeJson } from "./message.js";
 import type { StreamMethod, UnaryOptions } from "./method-table.js";
-import { nodeHeaders } from "./write.js";
+import { drained, nodeHeaders } from "./write.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -67,12 +67,8 @@ export async function serveServerStream(
   requestTimeoutMs: number,
   contextValues: ContextValues,
 ): Promise<NotFast | undefined> {
-  let body: Buffer;
-  try {
-    body = await readEnvelopes(req, opt.readMaxBytes, requestTimeoutMs);
-  } catch (error) {
-    return { error };
-  }
+  const body = await readEnvelopesOrError(req, opt.readMaxBytes, requestTimeoutMs);
+  if (!Buffer.isBuffer(body)) return body;
   const grpc = protocol !== "connect";
   // connect refuses a missing Connect-Protocol-Version in the stream itself; leave that to it.
   if (!grpc && opt.requireConnectProtocolHeader) return { raw: body };
@@ -122,7 +118,7 @@ export async function serveServerStream(
     const messages = await call.invokeStream(input, opt.interceptors);
     try {
       for (let r = await messages.next(); r.done !== true; r = await messages.next()) {
-        const bytes = await envelope(serialize.serialize(r.value), compression.response, opt.compressMinBytes);
+        const bytes = compression.response === null ? plainEnvelope(serialize, r.value) : await envelope(serialize.serialize(r.value), compression.response, opt.compressMinBytes);
         // The client left: stop reading the implementation (its finally blocks run).
         if (!(await out.write(bytes))) break;
       }
@@ -158,6 +154,25 @@ const CONNECT_TIMEOUT = connectTimeoutHeader.toLowerCase();
 const STREAM_ENCODING = headerStreamEncoding.toLowerCase();
 const STREAM_ACCEPT_ENCODING = headerStreamAcceptEncoding.toLowerCase();
 
+type Serializer = StreamMethod["serialization"] extends { getO(binary: boolean): infer S } ? S : never;
+
+/**
+ * Uncompressed envelopes by message, per serializer: a message that many
+ * streams send (one change fanned out to every watcher of an account) is
+ * encoded once and the same bytes are written to each.
+ */
+const envelopes = new WeakMap<Serializer, WeakMap<Message, Uint8Array>>();
+function plainEnvelope(serializer: Serializer, message: Message): Uint8Array {
+  let bySerializer = envelopes.get(serializer);
+  if (bySerializer === undefined) envelopes.set(serializer, (bySerializer = new WeakMap()));
+  let bytes = bySerializer.get(message);
+  if (bytes === undefined) {
+    bytes = envelopeBytes(serializer.serialize(message));
+    bySerializer.set(message, bytes);
+  }
+  return bytes;
+}
+
 const endStreams = new WeakMap<UnaryOptions, ReturnType<typeof createEndStreamSerialization>>();
 /** connect's end-stream serializer for these options, made once. */
 function endStream(opt: UnaryOptions): ReturnType<typeof createEndStreamSerialization> {
@@ -192,15 +207,7 @@ class StreamWriter {
     this.#head();
     const res = this.#res as ServerResponse;
     if (res.write(chunk)) return true;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        res.off("drain", done);
-        res.off("close", done);
-        resolve();
-      };
-      res.on("drain", done);
-      res.on("close", done);
-    });
+    await drained(res);
     return !this.gone();
   }
 

@@ -26,3 +26,16 @@ export function nodeHeaders(h: Headers): Record<string, string | string[]> {
   if (cookies.length > 0) o["set-cookie"] = cookies;
   return o;
 }
+
+/** Resolves once the response has drained, or closed (the client left): a slow reader's back-pressure. */
+export function drained(res: Res): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}

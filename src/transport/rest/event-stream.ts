@@ -3,6 +3,7 @@ import { ScalarType } from "@bufbuild/protobuf";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { EventStreamFormat, ProfileJson } from "../../dialects/dialect.js";
+import { drained } from "../lean/write.js";
 import type { InProcessStream } from "../rpc-handler.js";
 
 type Res = ServerResponse | Http2ServerResponse;
@@ -87,17 +88,4 @@ export async function serveEventStream(res: Res, stream: InProcessStream, format
 
 function gone(res: Res): boolean {
   return res.destroyed || res.writableEnded;
-}
-
-/** Resolves once the response drained, or closed (the client left). */
-function drained(res: Res): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
 }
