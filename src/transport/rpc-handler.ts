@@ -200,7 +200,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
     if (m === undefined) throw new ConnectError(`${path} is not a unary procedure`, Code.Unimplemented);
     const call = inProcess(m.spec, c);
     try {
-      return await call.invoke(input, opt.interceptors);
+      return await call.invoke(input, m.chain);
     } finally {
       call.end();
     }

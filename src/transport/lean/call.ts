@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { DescMessage, DescService, Message } from "@bufbuild/protobuf";
 import type { ContextValues, HandlerContext, Interceptor, StreamRequest, StreamResponse, UnaryRequest, UnaryResponse } from "@connectrpc/connect";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { constants as h2 } from "node:http2";
@@ -9,6 +9,12 @@ import type { ServerStreamSpec, UnarySpec } from "./method-table.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
+
+/** A unary method's interceptors and implementation, prepared once (see Call.unaryChain). */
+export type UnaryChain = (req: UnaryRequest) => Promise<UnaryResponse>;
+
+/** Where a unary call puts itself for the prepared chain's implementation to find. */
+const CALL_KEY = createContextKey<Call | undefined>(undefined, { description: "the lean path's call" });
 
 /** Why a finished call's signal is aborted: nobody listens by then, so one shared reason does. */
 const CALL_DONE = new ConnectError("the call has ended", Code.Canceled);
@@ -101,20 +107,38 @@ export class Call {
     this.#controller?.abort(CALL_DONE);
   }
 
-  /** Runs the interceptors and the implementation, as connect's invokeUnaryImplementation does. */
-  async invoke(input: Message, interceptors: readonly Interceptor[]): Promise<Message> {
-    const spec = this.#init.spec as UnarySpec;
+  /**
+   * A unary method's interceptor chain, built once per method instead of
+   * once per call (connect applies the interceptors anew for every call):
+   * the implementation at its end finds the call it serves in the request's
+   * context values, which interceptors pass on even when they replace the
+   * request.
+   */
+  static unaryChain(interceptors: readonly Interceptor[]): UnaryChain {
+    return withInterceptors((req: UnaryRequest): Promise<UnaryResponse> => {
+      const call = req.contextValues.get(CALL_KEY);
+      if (call === undefined) throw new ConnectError("an interceptor dropped the call's context values", Code.Internal);
+      return call.#runUnary(req);
+    }, interceptors);
+  }
+
+  /** Runs a prepared chain (see {@link Call.unaryChain}) and the implementation, as connect's invokeUnaryImplementation does. */
+  async invoke(input: Message, chain: UnaryChain): Promise<Message> {
     const ctx = this.context;
-    const first = this.#request(input) as UnaryRequest;
-    const impl = async (req: UnaryRequest): Promise<UnaryResponse> => {
-      const out = await spec.impl(req.message as never, req === first ? ctx : this.#merged(req));
-      return this.#response(false, create(spec.method.output as DescMessage, out as never)) as UnaryResponse;
-    };
-    const next = withInterceptors(impl, interceptors);
-    const res = await next(first);
+    this.#first = this.#request(input) as UnaryRequest;
+    this.#init.contextValues.set(CALL_KEY, this);
+    const res = await chain(this.#first);
     copyHeaders(res.header, ctx.responseHeader);
     copyHeaders(res.trailer, ctx.responseTrailer);
     return res.message as Message;
+  }
+
+  #first: UnaryRequest | undefined;
+
+  async #runUnary(req: UnaryRequest): Promise<UnaryResponse> {
+    const spec = this.#init.spec as UnarySpec;
+    const out = await spec.impl(req.message as never, req === this.#first ? this.context : this.#merged(req));
+    return this.#response(false, create(spec.method.output as DescMessage, out as never)) as UnaryResponse;
   }
 
   /**

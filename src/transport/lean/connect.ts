@@ -92,7 +92,7 @@ export async function serveConnectUnary(
   let status = 200;
   let body: Uint8Array;
   try {
-    body = m.serialization.getO(binary).serialize(await call.invoke(input, opt.interceptors));
+    body = m.serialization.getO(binary).serialize(await call.invoke(input, m.chain));
   } catch (e) {
     const error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
     status = codeToHttpStatus(error.code);

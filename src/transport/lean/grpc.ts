@@ -82,7 +82,7 @@ export async function serveGrpcUnary(
   const trailer = call.context.responseTrailer;
   const out: Uint8Array[] = [];
   try {
-    const message = await call.invoke(input, opt.interceptors);
+    const message = await call.invoke(input, m.chain);
     out.push(await envelope(m.serialization.getO(true).serialize(message), compression.response, opt.compressMinBytes));
   } catch (e) {
     setTrailerStatus(trailer, e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e));

@@ -4,6 +4,8 @@ import { createMethodSerializationLookup, validateUniversalHandlerOptions } from
 import type { MethodSerializationLookup } from "@connectrpc/connect/protocol";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import { Call } from "./call.js";
+import type { UnaryChain } from "./call.js";
 
 /** A unary method's implementation, as connect holds it. */
 export type UnarySpec = MethodImplSpec & { kind: "unary" };
@@ -21,6 +23,8 @@ export interface UnaryMethod {
   readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
   /** Connect serves GET for it. */
   readonly noSideEffects: boolean;
+  /** Its interceptors and implementation, chained once. */
+  readonly chain: UnaryChain;
 }
 
 /** Everything the lean path needs about one server-streaming method, prepared once per server. */
@@ -54,6 +58,7 @@ export function recordMethods(router: ConnectRouter, methods: LeanMethods, opt: 
         spec,
         serialization,
         noSideEffects: spec.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
+        chain: Call.unaryChain(opt.interceptors),
       });
     } else if (spec.kind === "server_streaming") {
       methods.serverStreams.set(path, { spec, serialization });
