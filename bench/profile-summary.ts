@@ -4,7 +4,11 @@
  * protobuf-es, node:http2, Tally's own layers, SQLite, GC), the hottest
  * functions, and the inclusive time of Tally's per-call layers.
  *
- * Usage: npx tsx bench/profile-summary.ts FILE.cpuprofile [top=25]
+ * Usage: npx tsx bench/profile-summary.ts FILE.cpuprofile [top=25] [FRAMES [UNITS]]
+ * FRAMES, a regular expression over frame labels ("name path:line"), picks
+ * the frames whose inclusive time is listed (default: Tally's per-call
+ * layers); UNITS (e.g. the number of transfers the profile served) adds a
+ * column of microseconds per unit.
  */
 import { readFileSync } from "node:fs";
 
@@ -83,7 +87,10 @@ export function summarize(p: CpuProfile): { totalMs: number; byComponent: Map<st
   return { totalMs: total / 1000, byComponent: toMs(byComponent), selfByFrame: toMs(selfByFrame), inclusive: toMs(inclusive) };
 }
 
-function print(file: string, top: number): void {
+const DEFAULT_FRAMES =
+  /^(\(anonymous\) src\/transport\/(auth-interceptor|log)|\(anonymous\) src\/services\/errors|authenticate |getBalance src|postTransfers? src|commitBatch|handle .*protocol-(grpc|connect)\/handler-factory|universalRequestFromNodeRequest|universalResponseToNodeResponse|DOMException|abort .*implementation|exec .*better-sqlite3)/;
+
+function print(file: string, top: number, frames: RegExp, units: number | undefined): void {
   const s = summarize(JSON.parse(readFileSync(file, "utf8")) as CpuProfile);
   const busy = s.totalMs - (s.byComponent.get("idle") ?? 0);
   const rows = (m: Map<string, number>, n: number, filter: (k: string) => boolean = () => true) =>
@@ -91,21 +98,19 @@ function print(file: string, top: number): void {
       .filter(([k]) => filter(k))
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
-      .map(([k, v]) => `  ${((100 * v) / busy).toFixed(1).padStart(5)}%  ${v.toFixed(0).padStart(7)} ms  ${k}`)
+      .map(([k, v]) => `  ${((100 * v) / busy).toFixed(1).padStart(5)}%  ${v.toFixed(0).padStart(7)} ms${units === undefined ? "" : `  ${((1000 * v) / units).toFixed(1).padStart(7)} µs/unit`}  ${k}`)
       .join("\n");
   process.stdout.write(`${file}\nbusy ${busy.toFixed(0)} ms of ${s.totalMs.toFixed(0)} ms profiled (percentages are of busy time)\n`);
   process.stdout.write(`self time by component:\n${rows(s.byComponent, 30, (k) => k !== "idle")}\n`);
   process.stdout.write(`hottest functions (self):\n${rows(s.selfByFrame, top, (k) => !k.startsWith("(idle)"))}\n`);
   process.stdout.write(
-    `Tally's layers and other frames of interest (inclusive):\n${rows(s.inclusive, 40, (k) =>
-      /^(\(anonymous\) src\/transport\/(auth-interceptor|log)|\(anonymous\) src\/services\/errors|authenticate |getBalance src|postTransfers? src|commitBatch|handle .*protocol-(grpc|connect)\/handler-factory|universalRequestFromNodeRequest|universalResponseToNodeResponse|DOMException|abort .*implementation|exec .*better-sqlite3)/.test(k),
-    )}\n`,
+    `Tally's layers and other frames of interest (inclusive):\n${rows(s.inclusive, 40, (k) => frames.test(k))}\n`,
   );
 }
 
-const [file, topArg] = process.argv.slice(2);
+const [file, topArg, framesArg, unitsArg] = process.argv.slice(2);
 if (!file) {
   process.stderr.write("usage: npx tsx bench/profile-summary.ts FILE.cpuprofile [top]\n");
   process.exit(2);
 }
-print(file, Number(topArg ?? 25));
+print(file, Number(topArg ?? 25), framesArg === undefined ? DEFAULT_FRAMES : new RegExp(framesArg), unitsArg === undefined ? undefined : Number(unitsArg));
