@@ -9,15 +9,25 @@
  * `warmup` seconds are not counted; the measured window is `duration`
  * seconds; the run is also bounded by `max` calls and every call by a deadline.
  *
+ * Two clients (`--client`): `lean` (the default) writes each call as one
+ * pre-built gRPC frame on a raw node:http2 stream (the request message
+ * encoded by protobuf-es with only its idempotency key changed, the answer
+ * read from the frame and the grpc-status trailer), so that the load
+ * generator costs far less than the server it measures; `connect` is
+ * connect-node's gRPC client, as an application would call Tally.
+ *
  * Prints `WINDOW start` and `WINDOW end` when the measured window opens and
  * closes (the bench samples the server's CPU time there), then one JSON line
  * with the result.
  */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { parseArgs } from "node:util";
-import { LedgerService, TransferStatus } from "../gen/tally/ledger/v1/ledger_pb.js";
+import * as http2 from "node:http2";
+import { LedgerService, PostTransferRequestSchema, PostTransferResponseSchema, TransferStatus } from "../gen/tally/ledger/v1/ledger_pb.js";
+import type { PostTransferResponse } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { p50p99 } from "./stats.js";
 
 /** The JSON line this process prints. */
@@ -48,6 +58,7 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "1" },
     max: { type: "string", default: "2000000" },
     "run-id": { type: "string", default: String(Date.now()) },
+    client: { type: "string", default: "lean" },
   },
 });
 if (!values.url || !values.key || !values.payer || !values.payees) throw new Error("--url, --key, --payer and --payees are required");
@@ -77,31 +88,87 @@ const errors: Record<string, number> = {};
 const latencies = new Float64Array(Math.min(max, 4_000_000));
 let nLat = 0;
 
+/** One call's outcome: the answer, or the gRPC code it failed with. */
+type Outcome = { readonly ok: PostTransferResponse } | { readonly code: string };
+
+/** A closed-loop client: one call in flight, until the run stops. */
 async function worker(id: number): Promise<void> {
-  const client = createClient(LedgerService, createGrpcTransport({ baseUrl: values.url!, interceptors: [bearer] }));
-  const payee = payees[id % payees.length]!;
+  const call = values.client === "connect" ? connectCaller(id) : leanCaller(id);
   let n = 0;
   while (!stopping && issued < max) {
     issued++;
     const t0 = performance.now();
-    try {
-      const res = await client.postTransfer(
-        { idempotencyKey: `${runId}-${id}-${n++}`, debitAccountId: payer, creditAccountId: payee, asset, amount: 1n, kind: "payment" },
-        { timeoutMs: 30_000 },
-      );
+    const r = await call(`${runId}-${id}-${n++}`);
+    if ("ok" in r) {
       okTotal++;
-      if (res.replayed || res.transfer?.status !== TransferStatus.POSTED) unexpected++;
+      if (r.ok.replayed || r.ok.transfer?.status !== TransferStatus.POSTED) unexpected++;
       else if (inWindow) {
         windowOk++;
         if (nLat < latencies.length) latencies[nLat++] = performance.now() - t0;
       }
-    } catch (e) {
-      const code = Code[ConnectError.from(e).code] ?? "Unknown";
-      errors[code] = (errors[code] ?? 0) + 1;
+    } else {
+      errors[r.code] = (errors[r.code] ?? 0) + 1;
       // A failing server must not turn this loop into a busy spin.
-      await new Promise((r) => setTimeout(r, 10));
+      await new Promise((res) => setTimeout(res, 10));
     }
   }
+}
+
+/** connect-node's gRPC client, one transport (HTTP/2 connection) per worker. */
+function connectCaller(id: number): (key: string) => Promise<Outcome> {
+  const client = createClient(LedgerService, createGrpcTransport({ baseUrl: values.url!, interceptors: [bearer] }));
+  const payee = payees[id % payees.length]!;
+  return async (idempotencyKey) => {
+    try {
+      return { ok: await client.postTransfer({ idempotencyKey, debitAccountId: payer, creditAccountId: payee, asset, amount: 1n, kind: "payment" }, { timeoutMs: 30_000 }) };
+    } catch (e) {
+      return { code: Code[ConnectError.from(e).code] ?? "Unknown" };
+    }
+  };
+}
+
+/** Raw gRPC over one node:http2 connection per worker: one frame out, one frame and a trailer in. */
+function leanCaller(id: number): (key: string) => Promise<Outcome> {
+  const session = http2.connect(values.url!);
+  session.on("error", () => undefined);
+  const message = create(PostTransferRequestSchema, { debitAccountId: payer, creditAccountId: payees[id % payees.length]!, asset, amount: 1n, kind: "payment" });
+  const headers = {
+    ":method": "POST",
+    ":path": `/${LedgerService.typeName}/${LedgerService.method.postTransfer.name}`,
+    "content-type": "application/grpc",
+    te: "trailers",
+    authorization: `Bearer ${key}`,
+    "grpc-timeout": "30S",
+  };
+  return (idempotencyKey) =>
+    new Promise<Outcome>((resolve) => {
+      message.idempotencyKey = idempotencyKey;
+      const data = toBinary(PostTransferRequestSchema, message);
+      const frame = Buffer.alloc(5 + data.length);
+      frame.writeUInt32BE(data.length, 1);
+      frame.set(data, 5);
+      const stream = session.request(headers);
+      const chunks: Buffer[] = [];
+      let status: string | undefined;
+      stream.on("response", (h) => {
+        if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
+      });
+      stream.on("trailers", (t) => {
+        status = String(t["grpc-status"]);
+      });
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("error", () => resolve({ code: "Unavailable" }));
+      stream.on("end", () => {
+        const body = Buffer.concat(chunks);
+        if (status !== "0" || body.length < 5) return resolve({ code: Code[Number(status)] ?? `grpc-status ${status}` });
+        try {
+          resolve({ ok: fromBinary(PostTransferResponseSchema, body.subarray(5, 5 + body.readUInt32BE(1))) });
+        } catch {
+          resolve({ code: "Internal" });
+        }
+      });
+      stream.end(frame);
+    });
 }
 
 const workers = Array.from({ length: concurrency }, (_, i) => worker(i));

@@ -24,6 +24,8 @@ export interface BenchSettings {
   readonly streams: number;
   readonly postDuration: number;
   readonly postClients: number;
+  /** The PostTransfer load generator: "lean" (raw HTTP/2 frames) or "connect" (connect-node's client). */
+  readonly postClient?: string;
   readonly rawDuration: number;
   readonly tallyLog: string;
   /** Tally's --durability: "full" (fsync every commit) or "normal". */
@@ -162,7 +164,7 @@ export function renderReport(r: BenchResults, runsLabel: string): { text: string
     const m = (f: (x: PostTransferRun) => number) => median(runs.map(f));
     tallyPost = m((x) => x.perSec);
     out.push(
-      `PostTransfer: ${s.postClients} concurrent gRPC clients (one HTTP/2 connection and one call in flight each), ` +
+      `PostTransfer: ${s.postClients} concurrent gRPC clients (one HTTP/2 connection and one call in flight each; load generator: ${s.postClient === "connect" ? "connect-node's gRPC client" : "raw HTTP/2 frames"}), ` +
         `unique idempotency keys, ${s.postDuration} s per run, ${runsLabel}; SQLite WAL, Tally --durability ${s.tallyDurability} ` +
         `(synchronous=${s.tallyDurability === "normal" ? "NORMAL" : "FULL"})`,
       "",

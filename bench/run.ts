@@ -56,6 +56,8 @@ const S = {
   postWarmup: envNumber("BENCH_POST_WARMUP", 1, 0, 600),
   postClients: envNumber("BENCH_POST_CLIENTS", 64, 1, 1000),
   postMax: envNumber("BENCH_POST_MAX", 2_000_000, 1, 100_000_000),
+  /** PostTransfer load generator: lean (raw HTTP/2 frames, the default) or connect (connect-node's client). */
+  postClient: process.env.BENCH_POST_CLIENT === "connect" ? "connect" : "lean",
   rawDuration: envNumber("BENCH_RAW_DURATION", 2, 1, 600),
   rawBatches: (process.env.BENCH_RAW_BATCHES ?? "1,64,512").split(",").map((s) => {
     const n = Number(s);
@@ -307,6 +309,7 @@ async function postTransferPhase(fx: Fixture): Promise<NonNullable<BenchResults[
       "--warmup", String(S.postWarmup),
       "--max", String(S.postMax),
       "--run-id", `bench-${Date.now()}-${round}`,
+      "--client", S.postClient,
     ]);
     await child.waitFor(/^WINDOW start/, START_TIMEOUT_MS + S.postWarmup * 1000);
     const meter = new PressureMeter();
@@ -412,6 +415,7 @@ async function main(): Promise<number> {
       streams: S.streams,
       postDuration: S.postDuration,
       postClients: S.postClients,
+      postClient: S.postClient,
       rawDuration: S.rawDuration,
       tallyLog: S.tallyLog,
       tallyDurability: S.tallyDurability,

@@ -74,7 +74,7 @@ const ledgerCases: Record<keyof typeof LedgerService.method, Case> = {
     expect(account?.createdAt?.seconds).toBeGreaterThan(0n);
     // A generated id when none is given.
     const gen = await ledger.createAccount({});
-    expect(gen.account?.id).toMatch(/^acct_[0-9a-z]{20}$/);
+    expect(gen.account?.id).toMatch(/^acct_[0-9a-hjkmnp-tv-z]{26}$/);
   },
 
   async getAccount({ ledger, p }) {

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { invalidArgument } from "./errors.js";
 
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -28,16 +28,41 @@ export function validateTenantId(id: string): string {
   return id;
 }
 
+// Crockford-style base32 in ascending character order, so that ids sort as their bits do.
 const ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz";
+/** Characters of an id's time part: 10 base32 digits carry 50 bits of milliseconds (until the year 37,648). */
+const TIME_CHARS = 10;
+/** Characters of an id's random part: 16 base32 digits, 80 bits. */
+const RANDOM_CHARS = 16;
+
+// Random bytes are drawn in blocks: one getrandom call per 256 ids instead of
+// one per id (it cost ~30 µs per call on the benchmark machine).
+const pool = Buffer.alloc(RANDOM_CHARS * 256);
+let poolAt = pool.length;
 
 /**
- * A random id with a readable prefix. 20 chars of base32 carry 100 bits of
- * randomness, so ids can be created without coordination between replicas.
+ * A new id with a readable prefix: `prefix_` + 10 characters of the
+ * creation time in milliseconds + 16 random characters (80 bits), all
+ * lower-case base32. Ids sort by creation time to the millisecond (UUIDv7's
+ * idea), so new rows go to the right edge of a B-tree index instead of
+ * splitting pages all over it; the random part makes them unique without
+ * coordination between replicas (two ids in the same millisecond collide
+ * with probability 2^-80).
  */
-export function newId(prefix: string): string {
-  const bytes = randomBytes(20);
+export function newId(prefix: string, nowMs: number = Date.now()): string {
+  if (poolAt + RANDOM_CHARS > pool.length) {
+    randomFillSync(pool);
+    poolAt = 0;
+  }
   let out = prefix + "_";
-  for (const b of bytes) out += ALPHABET[b & 31];
+  let t = Math.max(0, Math.floor(nowMs));
+  const time: string[] = new Array<string>(TIME_CHARS);
+  for (let i = TIME_CHARS - 1; i >= 0; i--) {
+    time[i] = ALPHABET[t % 32]!;
+    t = Math.floor(t / 32);
+  }
+  out += time.join("");
+  for (let i = 0; i < RANDOM_CHARS; i++) out += ALPHABET[pool[poolAt++]! & 31];
   return out;
 }
 
