@@ -29,6 +29,7 @@ import {
   sleep,
 } from "./support/durability.js";
 import { bearer, tempDir } from "./support/server.js";
+import { becomesTrue } from "./support/poll.js";
 import { freshPgUrl, testStore } from "./support/postgres.js";
 import { queryPg } from "./support/pg-probe.js";
 import type { ChildServer } from "./support/server.js";
@@ -166,12 +167,16 @@ describe("SIGKILL during load, restart, retry with the same key", () => {
     const integrity: string[] = [];
     let killed = 0;
     for (let k = 0; k < KILLS && Date.now() < deadline - 10_000; k++) {
+      // Load must really be running when the kill comes (else the test proves nothing): wait for
+      // this server life's first acknowledgement however long a busy machine takes to give it,
+      // then let the load run for 300-1000 ms more.
+      const ackedAtStart = acks.length;
+      expect(await becomesTrue(() => acks.length > ackedAtStart, 60_000)).toBe(true);
       await sleep(300 + Math.floor(random() * 700));
       const ackedBefore = acks.length;
       await current.server.stop("SIGKILL");
       killed++;
-      // Load was really running when the kill came (else the test proves nothing).
-      expect(ackedBefore).toBeGreaterThan(0);
+      expect(ackedBefore).toBeGreaterThan(ackedAtStart);
       const next = await fleet.spawn(dbPath, storeArgs);
       startMs.push(next.startMs);
       // A read-only connection beside the restarted server: the file it recovered is sound.
