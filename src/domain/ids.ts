@@ -54,16 +54,12 @@ export function newId(prefix: string, nowMs: number = Date.now()): string {
     randomFillSync(pool);
     poolAt = 0;
   }
-  let out = prefix + "_";
-  let t = Math.max(0, Math.floor(nowMs));
-  const time: string[] = new Array<string>(TIME_CHARS);
-  for (let i = TIME_CHARS - 1; i >= 0; i--) {
-    time[i] = ALPHABET[t % 32]!;
-    t = Math.floor(t / 32);
-  }
-  out += time.join("");
-  for (let i = 0; i < RANDOM_CHARS; i++) out += ALPHABET[pool[poolAt++]! & 31];
-  return out;
+  // Most significant digit first, so that the string order is the time order.
+  let time = "";
+  for (let i = 0, t = Math.max(0, Math.floor(nowMs)); i < TIME_CHARS; i++, t = Math.floor(t / 32)) time = ALPHABET[t % 32]! + time;
+  let random = "";
+  for (let i = 0; i < RANDOM_CHARS; i++) random += ALPHABET[pool[poolAt++]! & 31];
+  return `${prefix}_${time}${random}`;
 }
 
 function truncate(s: string): string {

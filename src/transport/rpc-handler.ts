@@ -32,7 +32,7 @@ import { serveServerStream } from "./lean/server-stream.js";
 import type { StreamProtocol } from "./lean/server-stream.js";
 import { Call } from "./lean/call.js";
 import { nodeHeaderToWebHeader } from "./lean/headers.js";
-import type { LeanMethods } from "./lean/method-table.js";
+import type { LeanMethods, ServerStreamSpec, UnarySpec } from "./lean/method-table.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -137,23 +137,18 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       const contextValues = createContextValues();
       const m = unary.get(path);
       let notFast: { readonly raw: Uint8Array } | { readonly error: unknown } | undefined;
-      if (m !== undefined && req.method === "POST") {
-        const ct = req.headers["content-type"] ?? null;
-        const grpc = "stream" in req ? parseGrpcContentType(ct) : undefined;
-        const web = grpc === undefined ? parseGrpcWebContentType(ct) : undefined;
-        const connect = grpc === undefined && web === undefined ? parseConnectContentType(ct) : undefined;
-        if (grpc?.binary === true || (web?.binary === true && !web.text)) {
-          notFast = await serveGrpcUnary(req, res, m, web !== undefined, opt, requestTimeoutMs, contextValues);
+      const s = m === undefined ? serverStreams.get(path) : undefined;
+      const lean = req.method === "POST" && (m !== undefined || s !== undefined) ? leanProtocol(req) : undefined;
+      if (m !== undefined && lean !== undefined) {
+        if (lean.protocol !== "connect") {
+          notFast = await serveGrpcUnary(req, res, m, lean.protocol === "grpc-web", opt, requestTimeoutMs, contextValues);
           if (notFast === undefined) return;
-        } else if (connect !== undefined && !connect.stream) {
-          return serveConnectUnary(req, res, m, { binary: connect.binary }, opt, requestTimeoutMs, contextValues, refuse);
+        } else if (!lean.stream) {
+          return serveConnectUnary(req, res, m, { binary: lean.binary }, opt, requestTimeoutMs, contextValues, refuse);
         }
-      } else if (req.method === "POST" && serverStreams.has(path)) {
-        const lean = streamProtocol(req);
-        if (lean !== undefined) {
-          notFast = await serveServerStream(req, res, serverStreams.get(path)!, lean.protocol, lean.binary, opt, requestTimeoutMs, contextValues);
-          if (notFast === undefined) return;
-        }
+      } else if (s !== undefined && lean !== undefined && (lean.protocol !== "connect" || lean.stream)) {
+        notFast = await serveServerStream(req, res, s, lean.protocol, lean.binary, opt, requestTimeoutMs, contextValues);
+        if (notFast === undefined) return;
       } else if (m !== undefined && req.method === "GET" && m.noSideEffects) {
         // connect answers a GET with any other Content-Type 415, and an unknown encoding too.
         const ct = req.headers["content-type"] ?? "";
@@ -181,7 +176,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       }
     });
   };
-  const inProcess = (spec: Call["spec"], c: InProcessCall) =>
+  const inProcess = (spec: UnarySpec | ServerStreamSpec, c: InProcessCall) =>
     new Call({
       req: c.req,
       res: c.res,
@@ -225,16 +220,20 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
   };
 }
 
-/** The protocol of a server-stream request the lean path serves; undefined for the rest (connect's). */
-function streamProtocol(req: Req): { readonly protocol: StreamProtocol; readonly binary: boolean } | undefined {
+/**
+ * The protocol of a POST the lean paths serve — gRPC binary over HTTP/2,
+ * gRPC-Web binary, or Connect (unary or streaming content type) — and
+ * undefined for the rest, which connect's pipeline answers.
+ */
+function leanProtocol(req: Req): { readonly protocol: StreamProtocol; readonly binary: boolean; readonly stream: boolean } | undefined {
   const ct = req.headers["content-type"] ?? null;
   // gRPC needs HTTP/2 trailers; over HTTP/1.1 connect answers it in its own way.
   const grpc = "stream" in req ? parseGrpcContentType(ct) : undefined;
-  if (grpc !== undefined) return grpc.binary ? { protocol: "grpc", binary: true } : undefined;
+  if (grpc !== undefined) return grpc.binary ? { protocol: "grpc", binary: true, stream: true } : undefined;
   const web = parseGrpcWebContentType(ct);
-  if (web !== undefined) return web.binary && !web.text ? { protocol: "grpc-web", binary: true } : undefined;
+  if (web !== undefined) return web.binary && !web.text ? { protocol: "grpc-web", binary: true, stream: true } : undefined;
   const connect = parseConnectContentType(ct);
-  return connect?.stream === true ? { protocol: "connect", binary: connect.binary } : undefined;
+  return connect === undefined ? undefined : { protocol: "connect", binary: connect.binary, stream: connect.stream };
 }
 
 /** A body that fails with `error` when read: connect reports it in the call's protocol. */

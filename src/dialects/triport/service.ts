@@ -187,10 +187,10 @@ export function registerTriport(router: ConnectRouter, deps: EventDeps, streams:
   });
 }
 
-// The event stream: one generator over Ledger.watch serves both the
-// StreamBalanceEvents handler above (Connect, gRPC, gRPC-Web) and the SSE
-// route's streamer below, which is the same RPC's REST answer, so the two
-// cannot drift apart.
+// The event stream: one generator over Ledger.watch behind the
+// StreamBalanceEvents handler above, which serves Connect, gRPC, gRPC-Web
+// and, run by the REST layer, the SSE route (triportEventStream below gives
+// only its frames), so the protocols cannot drift apart.
 
 /** What the event stream needs. */
 export interface EventDeps {

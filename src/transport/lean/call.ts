@@ -55,11 +55,6 @@ export class Call {
   /** The HandlerContext of this call. */
   readonly context: HandlerContext;
 
-  /** The implementation this call runs. */
-  get spec(): UnarySpec | ServerStreamSpec {
-    return this.#init.spec;
-  }
-
   constructor(init: CallInit) {
     this.#init = init;
     this.#deadline = init.timeoutMs === undefined ? undefined : Date.now() + init.timeoutMs;
