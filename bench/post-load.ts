@@ -5,7 +5,8 @@
  * Every call carries a unique idempotency key (so h2load's fixed body cannot
  * be used): `concurrency` closed-loop clients, each with its own gRPC
  * transport (HTTP/2 connection) and exactly one call in flight, move 1 unit
- * from the payer to their own payee. Calls completed during the first
+ * from the payer to their own payee (`--batch N`: N transfers per call, as
+ * one PostTransfers of N items, each with its own key). Calls completed during the first
  * `warmup` seconds are not counted; the measured window is `duration`
  * seconds; the run is also bounded by `max` calls and every call by a deadline.
  *
@@ -26,19 +27,26 @@ import type { Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { parseArgs } from "node:util";
 import * as http2 from "node:http2";
-import { LedgerService, PostTransferRequestSchema, PostTransferResponseSchema, TransferStatus } from "../gen/tally/ledger/v1/ledger_pb.js";
+import {
+  LedgerService,
+  PostTransferRequestSchema,
+  PostTransferResponseSchema,
+  PostTransfersRequestSchema,
+  PostTransfersResponseSchema,
+  TransferStatus,
+} from "../gen/tally/ledger/v1/ledger_pb.js";
 import type { PostTransferResponse } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { p50p99 } from "./stats.js";
 
 /** The JSON line this process prints. */
 export interface PostLoadResult {
-  /** Successful, non-replayed calls completed inside the window. */
+  /** Transfers of successful, non-replayed calls completed inside the window. */
   readonly ok: number;
   readonly seconds: number;
   readonly perSec: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
-  /** Every successful call of the run, warm-up included. */
+  /** Transfers of every successful call of the run, warm-up included. */
   readonly okTotal: number;
   /** Failures by Connect code name, over the whole run. */
   readonly errors: Readonly<Record<string, number>>;
@@ -59,6 +67,7 @@ const { values } = parseArgs({
     max: { type: "string", default: "2000000" },
     "run-id": { type: "string", default: String(Date.now()) },
     client: { type: "string", default: "lean" },
+    batch: { type: "string", default: "1" },
   },
 });
 if (!values.url || !values.key || !values.payer || !values.payees) throw new Error("--url, --key, --payer and --payees are required");
@@ -71,6 +80,9 @@ const runId = values["run-id"];
 const key = values.key;
 const payer = values.payer;
 const asset = values.asset;
+/** Transfers per call: 1 sends PostTransfer, more send PostTransfers with that many items. */
+const batch = Number(values.batch);
+if (!Number.isInteger(batch) || batch < 1 || batch > 1000) throw new Error("--batch must be 1..1000");
 
 const bearer: Interceptor = (next) => (req) => {
   req.header.set("authorization", `Bearer ${key}`);
@@ -88,8 +100,10 @@ const errors: Record<string, number> = {};
 const latencies = new Float64Array(Math.min(max, 4_000_000));
 let nLat = 0;
 
-/** One call's outcome: the answer, or the gRPC code it failed with. */
-type Outcome = { readonly ok: PostTransferResponse } | { readonly code: string };
+/** One call's outcome: whether every transfer it carried is a fresh POSTED one, or the gRPC code it failed with. */
+type Outcome = { readonly fresh: boolean } | { readonly code: string };
+
+const isFresh = (r: PostTransferResponse) => !r.replayed && r.transfer?.status === TransferStatus.POSTED;
 
 /** A closed-loop client: one call in flight, until the run stops. */
 async function worker(id: number): Promise<void> {
@@ -99,11 +113,11 @@ async function worker(id: number): Promise<void> {
     issued++;
     const t0 = performance.now();
     const r = await call(`${runId}-${id}-${n++}`);
-    if ("ok" in r) {
-      okTotal++;
-      if (r.ok.replayed || r.ok.transfer?.status !== TransferStatus.POSTED) unexpected++;
+    if ("fresh" in r) {
+      okTotal += batch;
+      if (!r.fresh) unexpected++;
       else if (inWindow) {
-        windowOk++;
+        windowOk += batch;
         if (nLat < latencies.length) latencies[nLat++] = performance.now() - t0;
       }
     } else {
@@ -118,9 +132,12 @@ async function worker(id: number): Promise<void> {
 function connectCaller(id: number): (key: string) => Promise<Outcome> {
   const client = createClient(LedgerService, createGrpcTransport({ baseUrl: values.url!, interceptors: [bearer] }));
   const payee = payees[id % payees.length]!;
-  return async (idempotencyKey) => {
+  const item = (idempotencyKey: string) => ({ idempotencyKey, debitAccountId: payer, creditAccountId: payee, asset, amount: 1n, kind: "payment" });
+  return async (key) => {
     try {
-      return { ok: await client.postTransfer({ idempotencyKey, debitAccountId: payer, creditAccountId: payee, asset, amount: 1n, kind: "payment" }, { timeoutMs: 30_000 }) };
+      if (batch === 1) return { fresh: isFresh(await client.postTransfer(item(key), { timeoutMs: 30_000 })) };
+      const res = await client.postTransfers({ transfers: Array.from({ length: batch }, (_, i) => item(`${key}-${i}`)) }, { timeoutMs: 30_000 });
+      return { fresh: res.results.length === batch && res.results.every(isFresh) };
     } catch (e) {
       return { code: Code[ConnectError.from(e).code] ?? "Unknown" };
     }
@@ -131,10 +148,25 @@ function connectCaller(id: number): (key: string) => Promise<Outcome> {
 function leanCaller(id: number): (key: string) => Promise<Outcome> {
   const session = http2.connect(values.url!);
   session.on("error", () => undefined);
-  const message = create(PostTransferRequestSchema, { debitAccountId: payer, creditAccountId: payees[id % payees.length]!, asset, amount: 1n, kind: "payment" });
+  const item = create(PostTransferRequestSchema, { debitAccountId: payer, creditAccountId: payees[id % payees.length]!, asset, amount: 1n, kind: "payment" });
+  const items = create(PostTransfersRequestSchema, { transfers: Array.from({ length: batch }, () => create(PostTransferRequestSchema, item)) });
+  const encode = (key: string): Uint8Array => {
+    if (batch === 1) {
+      item.idempotencyKey = key;
+      return toBinary(PostTransferRequestSchema, item);
+    }
+    items.transfers.forEach((t, i) => (t.idempotencyKey = `${key}-${i}`));
+    return toBinary(PostTransfersRequestSchema, items);
+  };
+  const decode = (body: Uint8Array): boolean => {
+    if (batch === 1) return isFresh(fromBinary(PostTransferResponseSchema, body));
+    const res = fromBinary(PostTransfersResponseSchema, body);
+    return res.results.length === batch && res.results.every(isFresh);
+  };
+  const method = batch === 1 ? LedgerService.method.postTransfer : LedgerService.method.postTransfers;
   const headers = {
     ":method": "POST",
-    ":path": `/${LedgerService.typeName}/${LedgerService.method.postTransfer.name}`,
+    ":path": `/${LedgerService.typeName}/${method.name}`,
     "content-type": "application/grpc",
     te: "trailers",
     authorization: `Bearer ${key}`,
@@ -142,8 +174,7 @@ function leanCaller(id: number): (key: string) => Promise<Outcome> {
   };
   return (idempotencyKey) =>
     new Promise<Outcome>((resolve) => {
-      message.idempotencyKey = idempotencyKey;
-      const data = toBinary(PostTransferRequestSchema, message);
+      const data = encode(idempotencyKey);
       const frame = Buffer.alloc(5 + data.length);
       frame.writeUInt32BE(data.length, 1);
       frame.set(data, 5);
@@ -162,7 +193,7 @@ function leanCaller(id: number): (key: string) => Promise<Outcome> {
         const body = Buffer.concat(chunks);
         if (status !== "0" || body.length < 5) return resolve({ code: Code[Number(status)] ?? `grpc-status ${status}` });
         try {
-          resolve({ ok: fromBinary(PostTransferResponseSchema, body.subarray(5, 5 + body.readUInt32BE(1))) });
+          resolve({ fresh: decode(body.subarray(5, 5 + body.readUInt32BE(1))) });
         } catch {
           resolve({ code: "Internal" });
         }

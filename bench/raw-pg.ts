@@ -7,8 +7,8 @@
  *
  * Per transfer, in one BEGIN ... COMMIT: 2 journal entries (RETURNING their
  * sequence, as the store needs it), 2 balance upserts (payer and one payee),
- * 1 transfer and 1 idempotency row whose `result` is the real encoded
- * transfer. `connections` workers, each on its own connection with one
+ * 1 transfer and 1 idempotency row, as Tally writes them.
+ * `connections` workers, each on its own connection with one
  * transaction in flight: what a Tally process with `--pg-pool-size N` could
  * at most do if every connection were always busy.
  *
@@ -27,7 +27,6 @@ import pg from "pg";
 import { parseArgs } from "node:util";
 import { newId } from "../src/domain/ids.js";
 import type { Transfer } from "../src/domain/model.js";
-import { encodeTransfer } from "../src/domain/transfer-codec.js";
 import { PG_MIGRATIONS } from "../src/store/postgres/migrations.js";
 import { Q, all, run } from "../src/store/postgres/pg-queries.js";
 import { transferParams } from "../src/store/rows.js";
@@ -121,7 +120,7 @@ async function writeOne(client: pg.PoolClient, worker: number): Promise<void> {
       creditBalanceAfter: cAfter,
     };
     await run(client, Q.insertTransfer, transferParams(t));
-    await run(client, Q.putIdempotency, [tenant, t.idempotencyKey, HASH, id, encodeTransfer(t), now]);
+    await run(client, Q.putIdempotency, [tenant, t.idempotencyKey, HASH, id, t.sequence, t.debitBalanceAfter, t.creditBalanceAfter]);
     await client.query("COMMIT");
   } catch (e) {
     await client.query("ROLLBACK").catch(() => {});

@@ -5,21 +5,24 @@
  * synchronous=FULL) as the server.
  *
  * Per transfer: 2 journal entries, 2 balance upserts (payer and one payee),
- * 1 transfer and 1 idempotency row whose `result` is the real encoded
- * transfer, so every row has the size it has in Tally. `batch` transfers share
+ * 1 transfer and 1 idempotency row, each with the size it has in Tally. `batch` transfers share
  * one BEGIN IMMEDIATE ... COMMIT, i.e. one WAL fsync.
  *
- * Usage: node --import tsx bench/raw-sqlite.ts --db FILE --batch N --duration S [--max N] [--payees N]
+ * `--schema minimal` writes the same transfer into a minimal schema instead
+ * (see MINIMAL_SCHEMA), so that what Tally's own indexes and row sizes cost
+ * shows too.
+ *
+ * Usage: node --import tsx bench/raw-sqlite.ts --db FILE --batch N --duration S [--max N] [--payees N] [--schema tally|minimal]
  * Prints one JSON line. Runs in its own process so each measurement starts
  * from a fresh file and a fresh heap.
  */
 import Database from "better-sqlite3";
+import { existsSync, statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { newId } from "../src/domain/ids.js";
 import type { Transfer } from "../src/domain/model.js";
 import { transferParams } from "../src/store/rows.js";
 import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
-import { encodeTransfer } from "../src/domain/transfer-codec.js";
 
 /** The JSON line this process prints. */
 export interface RawResult {
@@ -29,6 +32,30 @@ export interface RawResult {
   readonly seconds: number;
   readonly perSec: number;
   readonly commitsPerSec: number;
+  /** Growth of the database file (with its WAL) per transfer. */
+  readonly bytesPerTransfer: number;
+}
+
+/**
+ * The minimal schema: 2 entries with one (account, asset, sequence) index, a
+ * balance row per (account, asset), the transfer, the idempotency key. Same
+ * pragmas as Tally's.
+ */
+const MINIMAL_SCHEMA = `
+CREATE TABLE entries (sequence INTEGER PRIMARY KEY, transfer_id TEXT NOT NULL, account_id TEXT NOT NULL, asset TEXT NOT NULL,
+  amount INTEGER NOT NULL, posted_after INTEGER NOT NULL) STRICT;
+CREATE INDEX entries_by_account_asset ON entries (account_id, asset, sequence);
+CREATE TABLE balances (account_id TEXT NOT NULL, asset TEXT NOT NULL, posted INTEGER NOT NULL, sequence INTEGER NOT NULL,
+  PRIMARY KEY (account_id, asset)) STRICT, WITHOUT ROWID;
+CREATE TABLE transfers (id TEXT PRIMARY KEY, debit_account_id TEXT NOT NULL, credit_account_id TEXT NOT NULL, asset TEXT NOT NULL,
+  amount INTEGER NOT NULL, created_at INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+CREATE TABLE idempotency (key TEXT PRIMARY KEY, transfer_id TEXT NOT NULL) STRICT, WITHOUT ROWID;
+`;
+
+function fileBytes(path: string): number {
+  let total = 0;
+  for (const suffix of ["", "-wal"]) total += existsSync(path + suffix) ? statSync(path + suffix).size : 0;
+  return total;
 }
 
 const { values } = parseArgs({
@@ -38,8 +65,11 @@ const { values } = parseArgs({
     duration: { type: "string", default: "3" },
     max: { type: "string", default: "5000000" },
     payees: { type: "string", default: "64" },
+    schema: { type: "string", default: "tally" },
   },
 });
+if (values.schema !== "tally" && values.schema !== "minimal") throw new Error("--schema is tally or minimal");
+const minimal = values.schema === "minimal";
 if (!values.db) throw new Error("--db FILE is required");
 const batch = Number(values.batch);
 const durationMs = Number(values.duration) * 1000;
@@ -50,9 +80,12 @@ const db = new Database(values.db);
 db.defaultSafeIntegers(true);
 db.pragma("journal_mode = WAL");
 db.pragma("synchronous = FULL");
-for (const m of MIGRATIONS) db.exec(m.sql);
+if (minimal) db.exec(MINIMAL_SCHEMA);
+else for (const m of MIGRATIONS) db.exec(m.sql);
+const emptyBytes = fileBytes(values.db);
 
 // The same statements the store prepares (src/store/sqlite/statements.ts).
+const tallyStatements = () => {
 const insertEntry = db.prepare(
   `INSERT INTO entries (tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,
      pending_change, posted_after, pending_in_after, pending_out_after, created_at)
@@ -71,8 +104,10 @@ const insertTransfer = db.prepare(
    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 );
 const putIdempotency = db.prepare(
-  "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, result, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+  "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, sequence, debit_balance_after, credit_balance_after) VALUES (?, ?, ?, ?, ?, ?, ?)",
 );
+return { insertEntry, putBalance, insertTransfer, putIdempotency };
+};
 
 const tenant = "bench";
 const asset = "USD";
@@ -83,41 +118,73 @@ const posted = new Map<string, bigint>([[payer, 1_000_000_000_000_000n]]);
 const HASH = "x".repeat(43);
 
 let n = 0;
-function writeOne(): void {
-  const payee = payees[n % payees.length]!;
-  const now = BigInt(Date.now()) * 1000n;
-  const id = newId("tr");
-  const dAfter = posted.get(payer)! - 1n;
-  const cAfter = (posted.get(payee) ?? 0n) + 1n;
-  posted.set(payer, dAfter);
-  posted.set(payee, cAfter);
-  const de = insertEntry.run(tenant, id, payer, payee, asset, "debit", "POSTED", -1n, 0n, dAfter, 0n, 0n, now);
-  const ce = insertEntry.run(tenant, id, payee, payer, asset, "credit", "POSTED", 1n, 0n, cAfter, 0n, 0n, now);
-  putBalance.run(tenant, payer, asset, dAfter, 0n, 0n, BigInt(de.lastInsertRowid), now);
-  putBalance.run(tenant, payee, asset, cAfter, 0n, 0n, BigInt(ce.lastInsertRowid), now);
-  const t: Transfer = {
-    tenantId: tenant,
-    id,
-    idempotencyKey: `raw-${n}`,
-    debitAccountId: payer,
-    creditAccountId: payee,
-    asset,
-    amount: 1n,
-    postedAmount: 1n,
-    kind: "payment",
-    note: "",
-    metadata: {},
-    status: "POSTED",
-    createdAt: now,
-    updatedAt: now,
-    sequence: BigInt(ce.lastInsertRowid),
-    debitBalanceAfter: dAfter,
-    creditBalanceAfter: cAfter,
+/** One transfer's rows in Tally's tables, as the store writes them. */
+function tallyWriter(): () => void {
+  const { insertEntry, putBalance, insertTransfer, putIdempotency } = tallyStatements();
+  return () => {
+    const payee = payees[n % payees.length]!;
+    const now = BigInt(Date.now()) * 1000n;
+    const id = newId("tr");
+    const dAfter = posted.get(payer)! - 1n;
+    const cAfter = (posted.get(payee) ?? 0n) + 1n;
+    posted.set(payer, dAfter);
+    posted.set(payee, cAfter);
+    const de = insertEntry.run(tenant, id, payer, payee, asset, "debit", "POSTED", -1n, 0n, dAfter, 0n, 0n, now);
+    const ce = insertEntry.run(tenant, id, payee, payer, asset, "credit", "POSTED", 1n, 0n, cAfter, 0n, 0n, now);
+    putBalance.run(tenant, payer, asset, dAfter, 0n, 0n, BigInt(de.lastInsertRowid), now);
+    putBalance.run(tenant, payee, asset, cAfter, 0n, 0n, BigInt(ce.lastInsertRowid), now);
+    const t: Transfer = {
+      tenantId: tenant,
+      id,
+      idempotencyKey: `raw-${n}`,
+      debitAccountId: payer,
+      creditAccountId: payee,
+      asset,
+      amount: 1n,
+      postedAmount: 1n,
+      kind: "payment",
+      note: "",
+      metadata: {},
+      status: "POSTED",
+      createdAt: now,
+      updatedAt: now,
+      sequence: BigInt(ce.lastInsertRowid),
+      debitBalanceAfter: dAfter,
+      creditBalanceAfter: cAfter,
+    };
+    insertTransfer.run(...transferParams(t));
+    putIdempotency.run(tenant, t.idempotencyKey, HASH, id, t.sequence, dAfter, cAfter);
+    n++;
   };
-  insertTransfer.run(...transferParams(t));
-  putIdempotency.run(tenant, t.idempotencyKey, HASH, id, encodeTransfer(t), now);
-  n++;
 }
+
+/** The same transfer in the minimal schema: what any ledger has to write at least. */
+function minimalWriter(): () => void {
+  const insertEntry = db.prepare("INSERT INTO entries (transfer_id, account_id, asset, amount, posted_after) VALUES (?, ?, ?, ?, ?)");
+  const putBalance = db.prepare(
+    `INSERT INTO balances (account_id, asset, posted, sequence) VALUES (?, ?, ?, ?)
+     ON CONFLICT (account_id, asset) DO UPDATE SET posted = excluded.posted, sequence = excluded.sequence`,
+  );
+  const insertTransfer = db.prepare("INSERT INTO transfers (id, debit_account_id, credit_account_id, asset, amount, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+  const putKey = db.prepare("INSERT INTO idempotency (key, transfer_id) VALUES (?, ?)");
+  return () => {
+    const payee = payees[n % payees.length]!;
+    const id = newId("tr");
+    const dAfter = posted.get(payer)! - 1n;
+    const cAfter = (posted.get(payee) ?? 0n) + 1n;
+    posted.set(payer, dAfter);
+    posted.set(payee, cAfter);
+    const de = insertEntry.run(id, payer, asset, -1n, dAfter);
+    const ce = insertEntry.run(id, payee, asset, 1n, cAfter);
+    putBalance.run(payer, asset, dAfter, BigInt(de.lastInsertRowid));
+    putBalance.run(payee, asset, cAfter, BigInt(ce.lastInsertRowid));
+    insertTransfer.run(id, payer, payee, asset, 1n, BigInt(Date.now()) * 1000n);
+    putKey.run(`raw-${n}`, id);
+    n++;
+  };
+}
+
+const writeOne = minimal ? minimalWriter() : tallyWriter();
 
 const commitBatch = db.transaction((count: number) => {
   for (let i = 0; i < count; i++) writeOne();
@@ -131,6 +198,15 @@ while (performance.now() - start < durationMs && n < max) {
   commits++;
 }
 const seconds = (performance.now() - start) / 1000;
+// Closing checkpoints the WAL into the file and removes it.
 db.close();
-const result: RawResult = { batch, transfers: n, commits, seconds, perSec: n / seconds, commitsPerSec: commits / seconds };
+const result: RawResult = {
+  batch,
+  transfers: n,
+  commits,
+  seconds,
+  perSec: n / seconds,
+  commitsPerSec: commits / seconds,
+  bytesPerTransfer: (fileBytes(values.db) - emptyBytes) / n,
+};
 process.stdout.write(JSON.stringify(result) + "\n");

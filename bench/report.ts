@@ -12,7 +12,13 @@ export interface BenchResults {
   readonly conditions: readonly string[];
   readonly settings: BenchSettings;
   readonly getBalance?: { readonly targets: readonly string[]; readonly runs: Readonly<Record<string, readonly GetBalanceRun[]>> };
-  readonly postTransfer?: { readonly runs: readonly PostTransferRun[]; readonly verify: readonly string[]; readonly verified: boolean };
+  readonly postTransfer?: {
+    readonly runs: readonly PostTransferRun[];
+    readonly verify: readonly string[];
+    readonly verified: boolean;
+    /** Growth of the database file per journaled transfer over the PostTransfer phase. */
+    readonly bytesPerTransfer?: number;
+  };
   readonly raw?: Readonly<Record<string, readonly RawRun[]>>;
 }
 
@@ -26,6 +32,9 @@ export interface BenchSettings {
   readonly postClients: number;
   /** The PostTransfer load generator: "lean" (raw HTTP/2 frames) or "connect" (connect-node's client). */
   readonly postClient?: string;
+  /** The PostTransfers case: clients, and transfers per call. */
+  readonly postBatchClients?: number;
+  readonly postBatch?: number;
   readonly rawDuration: number;
   readonly tallyLog: string;
   /** Tally's --durability: "full" (fsync every commit) or "normal". */
@@ -51,6 +60,8 @@ export interface GetBalanceRun extends Contention {
 
 /** One PostTransfer load run. */
 export interface PostTransferRun extends Contention {
+  /** Which load: {@link POST_SINGLE} (when absent) or {@link postBatchCase}. */
+  readonly case?: string;
   readonly perSec: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -63,9 +74,19 @@ export interface PostTransferRun extends Contention {
 /** One raw better-sqlite3 run. */
 export interface RawRun extends Contention {
   readonly batch: number;
+  /** "tally" (Tally's own tables, when absent) or "minimal". */
+  readonly schema?: string;
   readonly perSec: number;
   readonly commitsPerSec: number;
+  readonly bytesPerTransfer?: number;
 }
+
+/** The PostTransfer load case: one transfer per call. */
+export const POST_SINGLE = "Tally PostTransfer (gRPC)";
+/** The PostTransfers load case: `batch` transfers per call. */
+export const postBatchCase = (batch: number) => `Tally PostTransfers ×${batch} (gRPC)`;
+/** The key of a raw baseline in BenchResults.raw. */
+export const rawKey = (schema: string, batch: number) => (schema === "tally" ? String(batch) : `${schema}-${batch}`);
 
 /** Target names the ratios are taken against. */
 export const GRPC_JS = "(a) grpc-js, same logic";
@@ -157,61 +178,76 @@ export function renderReport(r: BenchResults, runsLabel: string): { text: string
     }
   }
 
-  let tallyPost: number | undefined;
+  /** Median transfers/s of each PostTransfer case. */
+  const tallyPost = new Map<string, number>();
   if (r.postTransfer) {
-    const runs = r.postTransfer.runs;
-    if (!r.postTransfer.verified || runs.some((x) => Object.keys(x.errors).length > 0 || x.unexpected > 0)) failed = true;
-    const m = (f: (x: PostTransferRun) => number) => median(runs.map(f));
-    tallyPost = m((x) => x.perSec);
+    const allRuns = r.postTransfer.runs;
+    if (!r.postTransfer.verified || allRuns.some((x) => Object.keys(x.errors).length > 0 || x.unexpected > 0)) failed = true;
+    const cases = [...new Set(allRuns.map((x) => x.case ?? POST_SINGLE))];
+    const rows = cases.map((name) => {
+      const runs = allRuns.filter((x) => (x.case ?? POST_SINGLE) === name);
+      const m = (f: (x: PostTransferRun) => number) => median(runs.map(f));
+      tallyPost.set(name, m((x) => x.perSec));
+      return [
+        name,
+        fmt(m((x) => x.perSec)),
+        span(runs.map((x) => x.perSec)),
+        ms(m((x) => x.p50Ms)),
+        ms(m((x) => x.p99Ms)),
+        pct(m((x) => x.serverCpu)),
+        fmt(m((x) => x.perSec / x.serverCpu)),
+        pct(m((x) => x.clientCpu)),
+        pct(m((x) => x.cpuStall)),
+        pct(m((x) => x.ioStall)),
+      ];
+    });
+    const batchNote = s.postBatchClients ? `; PostTransfers: ${s.postBatchClients} clients, ${s.postBatch} transfers per call` : "";
     out.push(
       `PostTransfer: ${s.postClients} concurrent gRPC clients (one HTTP/2 connection and one call in flight each; load generator: ${s.postClient === "connect" ? "connect-node's gRPC client" : "raw HTTP/2 frames"}), ` +
-        `unique idempotency keys, ${s.postDuration} s per run, ${runsLabel}; SQLite WAL, Tally --durability ${s.tallyDurability} ` +
+        `unique idempotency keys${batchNote}, ${s.postDuration} s per run, ${runsLabel}; SQLite WAL, Tally --durability ${s.tallyDurability} ` +
         `(synchronous=${s.tallyDurability === "normal" ? "NORMAL" : "FULL"})`,
       "",
-      table(
-        ["what", "transfers/s", "range", "p50 ms", "p99 ms", "server CPU", "transfers/CPU-s", "client CPU", "CPU stall", "I/O stall"],
-        [
-          [
-            "Tally PostTransfer (gRPC)",
-            fmt(tallyPost),
-            span(runs.map((x) => x.perSec)),
-            ms(m((x) => x.p50Ms)),
-            ms(m((x) => x.p99Ms)),
-            pct(m((x) => x.serverCpu)),
-            fmt(m((x) => x.perSec / x.serverCpu)),
-            pct(m((x) => x.clientCpu)),
-            pct(m((x) => x.cpuStall)),
-            pct(m((x) => x.ioStall)),
-          ],
-        ],
-      ),
+      table(["what", "transfers/s", "range", "p50 ms", "p99 ms", "server CPU", "transfers/CPU-s", "client CPU", "CPU stall", "I/O stall"], rows),
       "",
       ...r.postTransfer.verify.map((v) => `journal check after the runs: ${v}`),
+      ...(r.postTransfer.bytesPerTransfer === undefined ? [] : [`database growth: ${fmt(r.postTransfer.bytesPerTransfer)} bytes per transfer`]),
       "",
     );
   }
 
   if (r.raw) {
-    const batches = Object.keys(r.raw).map(Number).sort((a, b) => a - b);
-    const rows = batches.map((b) => {
-      const rs = r.raw![String(b)] ?? [];
+    const keys = Object.keys(r.raw).sort((a, b) => {
+      const [sa, ba] = [r.raw![a]![0]?.schema ?? "tally", r.raw![a]![0]?.batch ?? 0];
+      const [sb, bb] = [r.raw![b]![0]?.schema ?? "tally", r.raw![b]![0]?.batch ?? 0];
+      return sa === sb ? ba - bb : sa === "tally" ? -1 : 1;
+    });
+    const single = tallyPost.get(POST_SINGLE);
+    const batched = s.postBatch === undefined ? undefined : tallyPost.get(postBatchCase(s.postBatch));
+    const rows = keys.map((k) => {
+      const rs = r.raw![k] ?? [];
+      const b = rs[0]?.batch ?? 0;
+      const schema = rs[0]?.schema ?? "tally";
       const m = (f: (x: RawRun) => number) => median(rs.map(f));
       const perSec = m((x) => x.perSec);
+      const bytes = rs.every((x) => x.bytesPerTransfer !== undefined) ? fmt(m((x) => x.bytesPerTransfer!)) : "n/a";
       return [
-        `raw better-sqlite3, ${b} transfer${b === 1 ? "" : "s"} (${b * 6} rows) per commit`,
+        `raw better-sqlite3, ${schema === "tally" ? "Tally's schema" : "minimal schema"}, ${b} transfer${b === 1 ? "" : "s"} per commit`,
         fmt(perSec),
         span(rs.map((x) => x.perSec)),
         fmt(m((x) => x.commitsPerSec)),
-        tallyPost === undefined ? "n/a" : ratio(tallyPost, perSec),
+        bytes,
+        single === undefined ? "n/a" : ratio(single, perSec),
+        batched === undefined ? "n/a" : ratio(batched, perSec),
         pct(m((x) => x.cpuStall)),
         pct(m((x) => x.ioStall)),
       ];
     });
     out.push(
-      `The store's ceiling: the same 6 rows per transfer (2 entries, 2 balance upserts, 1 transfer, 1 idempotency row) ` +
-        `with raw better-sqlite3, same schema (MIGRATIONS) and pragmas, no RPC, ${s.rawDuration} s per run, ${runsLabel}`,
+      `The store's ceiling: the rows of one transfer (2 entries, 2 balance upserts, 1 transfer, 1 idempotency row) ` +
+        `with raw better-sqlite3 and Tally's pragmas, no RPC, ${s.rawDuration} s per run, ${runsLabel}; in Tally's schema (MIGRATIONS) ` +
+        `and in a minimal one (one entries index, narrow rows: bench/raw-sqlite.ts)`,
       "",
-      table(["what", "transfers/s", "range", "commits/s", "Tally ÷ this", "CPU stall", "I/O stall"], rows),
+      table(["what", "transfers/s", "range", "commits/s", "bytes/transfer", "PostTransfer ÷ this", "PostTransfers ÷ this", "CPU stall", "I/O stall"], rows),
       "",
     );
   }

@@ -14,7 +14,7 @@
  * targets so that a slow minute on a shared machine hits all of them alike,
  * and the tables report medians. The knobs are listed in BENCHMARKS.md.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ledger } from "../src/domain/ledger.js";
@@ -30,7 +30,7 @@ import type { PostLoadResult } from "./post-load.js";
 import { probe, probeH1, requireSuccess } from "./probe.js";
 import type { RawResult } from "./raw-sqlite.js";
 import type { BenchResults, Contention, GetBalanceRun, PostTransferRun, RawRun } from "./report.js";
-import { CEILING, GRPC_JS, GRPC_JS_CONSTANT, REST_BASE, pct, renderReport } from "./report.js";
+import { CEILING, GRPC_JS, GRPC_JS_CONSTANT, POST_SINGLE, REST_BASE, pct, postBatchCase, rawKey, renderReport } from "./report.js";
 import { fmt } from "./stats.js";
 
 // ---- settings -------------------------------------------------------------
@@ -58,6 +58,14 @@ const S = {
   postMax: envNumber("BENCH_POST_MAX", 2_000_000, 1, 100_000_000),
   /** PostTransfer load generator: lean (raw HTTP/2 frames, the default) or connect (connect-node's client). */
   postClient: process.env.BENCH_POST_CLIENT === "connect" ? "connect" : "lean",
+  /** The PostTransfers case: this many clients, each sending calls of `postBatch` transfers (0 clients: skipped). */
+  postBatchClients: envNumber("BENCH_POST_BATCH_CLIENTS", 8, 0, 1000),
+  postBatch: envNumber("BENCH_POST_BATCH", 100, 2, 1000),
+  /** Schemas the raw baseline writes: Tally's own tables, and a minimal one with the same rows. */
+  rawSchemas: (process.env.BENCH_RAW_SCHEMAS ?? "tally,minimal").split(",").map((x) => {
+    if (x !== "tally" && x !== "minimal") throw new Error(`BENCH_RAW_SCHEMAS: "${x}" is neither tally nor minimal`);
+    return x;
+  }),
   rawDuration: envNumber("BENCH_RAW_DURATION", 2, 1, 600),
   rawBatches: (process.env.BENCH_RAW_BATCHES ?? "1,64,512").split(",").map((s) => {
     const n = Number(s);
@@ -293,46 +301,56 @@ async function getBalancePhase(fx: Fixture, dir: string): Promise<NonNullable<Be
 // ---- PostTransfer -----------------------------------------------------------
 
 async function postTransferPhase(fx: Fixture): Promise<NonNullable<BenchResults["postTransfer"]>> {
+  const fixtureBytes = fileSizes(fx.dbPath);
   const tally = await startTallyServer(fx, "post");
   const url = `http://127.0.0.1:${tally.port}`;
   const runs: PostTransferRun[] = [];
   let acknowledged = 0;
+  const cases: { name: string; clients: number; batch: number }[] = [
+    { name: POST_SINGLE, clients: S.postClients, batch: 1 },
+    ...(S.postBatchClients > 0 ? [{ name: postBatchCase(S.postBatch), clients: S.postBatchClients, batch: S.postBatch }] : []),
+  ];
   for (let round = 1; round <= S.repeat; round++) {
-    const child = spawnTs("post-load", "bench/post-load.ts", [
-      "--url", url,
-      "--key", fx.adminKey,
-      "--payer", fx.payer,
-      "--payees", fx.payees.join(","),
-      "--asset", fx.asset,
-      "--concurrency", String(S.postClients),
-      "--duration", String(S.postDuration),
-      "--warmup", String(S.postWarmup),
-      "--max", String(S.postMax),
-      "--run-id", `bench-${Date.now()}-${round}`,
-      "--client", S.postClient,
-    ]);
-    await child.waitFor(/^WINDOW start/, START_TIMEOUT_MS + S.postWarmup * 1000);
-    const meter = new PressureMeter();
-    const s0 = cpuSeconds(tally.child.proc.pid);
-    const c0 = cpuSeconds(child.proc.pid);
-    const t0 = performance.now();
-    await child.waitFor(/^WINDOW end/, (S.postDuration + 30) * 1000);
-    const wall = (performance.now() - t0) / 1000;
-    const serverCpu = (cpuSeconds(tally.child.proc.pid) - s0) / wall;
-    const clientCpu = (cpuSeconds(child.proc.pid) - c0) / wall;
-    const stall = contention(meter);
-    const r = await runJsonChild<PostLoadResult>(child, 60_000);
-    acknowledged += r.okTotal;
-    runs.push({ perSec: r.perSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, unexpected: r.unexpected, serverCpu, clientCpu, ...stall });
-    const errors = Object.entries(r.errors).map(([k, v]) => `${k}: ${v}`).join(", ");
-    log(
-      `PostTransfer ${round}/${S.repeat}: ${fmt(r.perSec)} transfers/s  p50 ${r.p50Ms.toFixed(1)} ms  p99 ${r.p99Ms.toFixed(1)} ms  ` +
-        `server CPU ${pct(serverCpu)}  client CPU ${pct(clientCpu)}  CPU stall ${pct(stall.cpuStall)}  I/O stall ${pct(stall.ioStall)}` +
-        (errors ? `  ERRORS: ${errors}` : "") +
-        (r.unexpected ? `  UNEXPECTED ANSWERS: ${r.unexpected}` : ""),
-    );
+    for (const c of cases) {
+      const child = spawnTs("post-load", "bench/post-load.ts", [
+        "--url", url,
+        "--key", fx.adminKey,
+        "--payer", fx.payer,
+        "--payees", fx.payees.join(","),
+        "--asset", fx.asset,
+        "--concurrency", String(c.clients),
+        "--batch", String(c.batch),
+        "--duration", String(S.postDuration),
+        "--warmup", String(S.postWarmup),
+        "--max", String(S.postMax),
+        "--run-id", `bench-${Date.now()}-${round}-${c.batch}`,
+        "--client", S.postClient,
+      ]);
+      await child.waitFor(/^WINDOW start/, START_TIMEOUT_MS + S.postWarmup * 1000);
+      const meter = new PressureMeter();
+      const s0 = cpuSeconds(tally.child.proc.pid);
+      const c0 = cpuSeconds(child.proc.pid);
+      const t0 = performance.now();
+      await child.waitFor(/^WINDOW end/, (S.postDuration + 30) * 1000);
+      const wall = (performance.now() - t0) / 1000;
+      const serverCpu = (cpuSeconds(tally.child.proc.pid) - s0) / wall;
+      const clientCpu = (cpuSeconds(child.proc.pid) - c0) / wall;
+      const stall = contention(meter);
+      const r = await runJsonChild<PostLoadResult>(child, 60_000);
+      acknowledged += r.okTotal;
+      runs.push({ case: c.name, perSec: r.perSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, unexpected: r.unexpected, serverCpu, clientCpu, ...stall });
+      const errors = Object.entries(r.errors).map(([k, v]) => `${k}: ${v}`).join(", ");
+      log(
+        `${c.name} ${round}/${S.repeat}: ${fmt(r.perSec)} transfers/s  p50 ${r.p50Ms.toFixed(1)} ms  p99 ${r.p99Ms.toFixed(1)} ms  ` +
+          `server CPU ${pct(serverCpu)}  client CPU ${pct(clientCpu)}  CPU stall ${pct(stall.cpuStall)}  I/O stall ${pct(stall.ioStall)}` +
+          (errors ? `  ERRORS: ${errors}` : "") +
+          (r.unexpected ? `  UNEXPECTED ANSWERS: ${r.unexpected}` : ""),
+      );
+    }
   }
   await tally.child.stop();
+  // Measured before anything reopens the file: the server's last close checkpointed the WAL into it.
+  const fileBytes = fileSizes(fx.dbPath);
   // Every acknowledged transfer must be in the journal, and the books must balance.
   const store = SqliteStore.open({ path: fx.dbPath });
   try {
@@ -342,6 +360,7 @@ async function postTransferPhase(fx: Fixture): Promise<NonNullable<BenchResults[
     return {
       runs,
       verified,
+      bytesPerTransfer: (fileBytes - fixtureBytes) / transfers,
       verify: [
         `${verified ? "ok" : "FAILED"}: tally verify found ${report.discrepancies.length} discrepancies; ` +
         `${fmt(transfers)} transfers in the journal, ${fmt(acknowledged)} acknowledged`,
@@ -353,23 +372,32 @@ async function postTransferPhase(fx: Fixture): Promise<NonNullable<BenchResults[
 }
 
 async function rawPhase(dir: string): Promise<Record<string, RawRun[]>> {
-  const results: Record<string, RawRun[]> = Object.fromEntries(S.rawBatches.map((b) => [String(b), []]));
+  const results: Record<string, RawRun[]> = {};
   for (let round = 1; round <= S.repeat; round++) {
-    for (const batch of S.rawBatches) {
-      const db = join(dir, `raw-${batch}-${round}.db`);
-      const meter = new PressureMeter();
-      const child = spawnTs("raw-sqlite", "bench/raw-sqlite.ts", ["--db", db, "--batch", String(batch), "--duration", String(S.rawDuration)]);
-      const r = await runJsonChild<RawResult>(child, (S.rawDuration + 60) * 1000);
-      const stall = contention(meter);
-      results[String(batch)]!.push({ batch, perSec: r.perSec, commitsPerSec: r.commitsPerSec, ...stall });
-      for (const suffix of ["", "-wal", "-shm"]) rmSync(db + suffix, { force: true });
-      log(
-        `raw SQLite ${round}/${S.repeat}: ${String(batch).padStart(3)} transfers/commit: ${fmt(r.perSec)} transfers/s, ` +
-          `${fmt(r.commitsPerSec)} commits/s  CPU stall ${pct(stall.cpuStall)}  I/O stall ${pct(stall.ioStall)}`,
-      );
+    for (const schema of S.rawSchemas) {
+      for (const batch of S.rawBatches) {
+        const db = join(dir, `raw-${schema}-${batch}-${round}.db`);
+        const meter = new PressureMeter();
+        const child = spawnTs("raw-sqlite", "bench/raw-sqlite.ts", ["--db", db, "--batch", String(batch), "--duration", String(S.rawDuration), "--schema", schema]);
+        const r = await runJsonChild<RawResult>(child, (S.rawDuration + 60) * 1000);
+        const stall = contention(meter);
+        (results[rawKey(schema, batch)] ??= []).push({ batch, schema, perSec: r.perSec, commitsPerSec: r.commitsPerSec, bytesPerTransfer: r.bytesPerTransfer, ...stall });
+        for (const suffix of ["", "-wal", "-shm"]) rmSync(db + suffix, { force: true });
+        log(
+          `raw SQLite (${schema} schema) ${round}/${S.repeat}: ${String(batch).padStart(3)} transfers/commit: ${fmt(r.perSec)} transfers/s, ` +
+            `${fmt(r.commitsPerSec)} commits/s, ${r.bytesPerTransfer.toFixed(0)} bytes/transfer  CPU stall ${pct(stall.cpuStall)}  I/O stall ${pct(stall.ioStall)}`,
+        );
+      }
     }
   }
   return results;
+}
+
+/** The size of a database file with its WAL, in bytes. */
+function fileSizes(path: string): number {
+  let n = 0;
+  for (const suffix of ["", "-wal"]) n += existsSync(path + suffix) ? statSync(path + suffix).size : 0;
+  return n;
 }
 
 // ---- main -------------------------------------------------------------------
@@ -416,6 +444,8 @@ async function main(): Promise<number> {
       postDuration: S.postDuration,
       postClients: S.postClients,
       postClient: S.postClient,
+      postBatchClients: S.postBatchClients,
+      postBatch: S.postBatch,
       rawDuration: S.rawDuration,
       tallyLog: S.tallyLog,
       tallyDurability: S.tallyDurability,

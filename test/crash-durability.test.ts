@@ -38,7 +38,9 @@ const CLIENTS = 16;
 const KILLS = 5;
 const ACCOUNTS = ["crash-a", "crash-b", "crash-c", "crash-d"];
 const MAX_OPS = 40_000; // count bound on the load, whatever the speed
-const LOAD_DEADLINE_MS = 35_000; // time bound on load + drain
+// A safety net only (a hung server fails the test instead of hanging it): every kill
+// happens however slowly a busy machine restarts the server.
+const LOAD_DEADLINE_MS = 140_000;
 const RPC_TIMEOUT_MS = 5_000;
 const SEED = Number(process.env.TALLY_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -80,7 +82,7 @@ function request(op: Op): MessageInitShape<typeof PostTransferRequestSchema> {
 
 describe("SIGKILL during load, restart, retry with the same key", () => {
   // The seed fixes accounts, amounts and kill delays (printed; replay with TALLY_SEED=<n>); scheduling is not replayable.
-  it(`loses no acknowledged transfer and duplicates none over ${KILLS} kills`, async () => {
+  it(`loses no acknowledged transfer and duplicates none over ${KILLS} kills`, { timeout: 170_000 }, async () => {
     const random = seededRandom(SEED);
     const dbPath = join(tmp.dir, "crash.db");
     const pgUrl = testStore() === "postgres" ? freshPgUrl("crash") : undefined;
@@ -166,7 +168,7 @@ describe("SIGKILL during load, restart, retry with the same key", () => {
     const startMs: number[] = [];
     const integrity: string[] = [];
     let killed = 0;
-    for (let k = 0; k < KILLS && Date.now() < deadline - 10_000; k++) {
+    for (let k = 0; k < KILLS; k++) {
       // Load must really be running when the kill comes (else the test proves nothing): wait for
       // this server life's first acknowledgement however long a busy machine takes to give it,
       // then let the load run for 300-1000 ms more.

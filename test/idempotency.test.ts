@@ -397,6 +397,34 @@ describe("across endpoints", () => {
     const b = (await L.getBalance({ accountId: payer, asset: "USD" })).balance!;
     expect([b.posted, b.pendingOut]).toEqual([40n, 0n]);
   });
+
+  it("a replay after a partial post or a void is the first (pending) answer, on both endpoints", async () => {
+    // The idempotency record keeps only what the transfer row loses when it settles.
+    const payer = await account("mv2-payer", 100n);
+    const payee = await account("mv2-payee");
+    const body: Body = { debit: payer, credit: payee, asset: "USD", amount: 30n, pending: true };
+    const [partKey, voidKey] = [uniq("mv2-part"), uniq("mv2-void")];
+    const part = (await L.postTransfer(item(partKey, body))).transfer!;
+    const voided = (await L.postTransfers({ transfers: [item(voidKey, body)] })).results[0]!.transfer!;
+    await L.postPendingTransfer({ transferId: part.id, amount: 12n });
+    await L.voidPendingTransfer({ transferId: voided.id });
+    for (const [key, first] of [[partKey, part], [voidKey, voided]] as const) {
+      for (const client of clients) {
+        const one = await client.postTransfer(item(key, body));
+        const many = (await client.postTransfers({ transfers: [item(key, body)] })).results[0]!;
+        for (const again of [one, many]) {
+          expect(again.replayed).toBe(true);
+          expect(again.transfer!.status).toBe(TransferStatus.PENDING);
+          expect(sameBytes(toBinary(TransferSchema, again.transfer!), toBinary(TransferSchema, first))).toBe(true);
+        }
+      }
+    }
+    // The rows themselves moved on, and nothing executed twice.
+    expect((await L.getTransfer({ id: part.id })).transfer!.postedAmount).toBe(12n);
+    expect((await L.getTransfer({ id: voided.id })).transfer!.status).toBe(TransferStatus.VOIDED);
+    const b = (await L.getBalance({ accountId: payer, asset: "USD" })).balance!;
+    expect([b.posted, b.pendingOut]).toEqual([88n, 0n]);
+  });
 });
 
 describe("verify", () => {

@@ -228,7 +228,7 @@ describe.skipIf(skipReason !== undefined)(`PostgreSQL store${skipReason ? ` (ski
         // Only the first attempts meet here, so that both miss the key.
         if (++firstReads === 2) bothRead.open();
         if (firstReads <= 2) await bothRead.wait;
-        await tx.putIdempotency({ tenantId: t, key: "same-key", requestHash: "h", transferId: name, result: "{}", createdAt: 1n });
+        await tx.putIdempotency({ tenantId: t, key: "same-key", requestHash: "h", transferId: name, sequence: 1n, debitBalanceAfter: 0n, creditBalanceAfter: 0n });
         return `${name} inserted`;
       });
     const results = await Promise.all([attempt("w1"), attempt("w2")]);

@@ -18,7 +18,7 @@ import { checkedAdd, checkedSub, isInt64, requirePositiveAmount } from "./money.
 import type { Store, WriteTx } from "./store.js";
 import { verifyCredits, withCredits } from "./credits/verify.js";
 import { SharedReads } from "./shared-reads.js";
-import { decodeTransfer, encodeTransfer, transferRequestHash } from "./transfer-codec.js";
+import { idempotencyRecordOf, replayedTransfer, transferRequestHash } from "./transfer-codec.js";
 import {
   LIMITS,
   validateIdempotencyKey,
@@ -251,19 +251,14 @@ export class Ledger {
               { idempotency_key: input.idempotencyKey, transfer_id: prior.transferId },
             );
           }
-          out.push({ transfer: decodeTransfer(prior.result), replayed: true });
+          const current = await tx.getTransfer(tenantId, prior.transferId);
+          if (!current) throw new LedgerError("internal", "idempotency_without_transfer", `the transfer of idempotency_key "${input.idempotencyKey}" is missing`);
+          out.push({ transfer: replayedTransfer(current, prior), replayed: true });
           continue;
         }
         const transfer = await this.applyTransfer(tx, tenantId, input);
         touched.add(transfer.debitAccountId).add(transfer.creditAccountId);
-        await tx.putIdempotency({
-          tenantId,
-          key: input.idempotencyKey,
-          requestHash: hash,
-          transferId: transfer.id,
-          result: encodeTransfer(transfer),
-          createdAt: transfer.createdAt,
-        });
+        await tx.putIdempotency(idempotencyRecordOf(transfer, hash));
         out.push({ transfer, replayed: false });
       }
       return out;

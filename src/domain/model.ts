@@ -124,11 +124,16 @@ export interface IdempotencyRecord {
   readonly tenantId: string;
   readonly key: string;
   readonly requestHash: string;
-  /** The transfer the request created; its original result is re-read from `result`. */
+  /** The transfer the request created: a replay rebuilds its answer from that row. */
   readonly transferId: string;
-  /** The original result, encoded by the domain. */
-  readonly result: string;
-  readonly createdAt: bigint;
+  /**
+   * What the first answer said and the transfer row may no longer say (a
+   * pending transfer's row changes when it is posted or voided): the sequence
+   * and the two balances after the transfer was created.
+   */
+  readonly sequence: bigint;
+  readonly debitBalanceAfter: bigint;
+  readonly creditBalanceAfter: bigint;
 }
 
 /** One difference found by verify. */

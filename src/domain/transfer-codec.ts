@@ -1,45 +1,39 @@
 import { createHash } from "node:crypto";
-import type { Transfer, TransferStatus } from "./model.js";
+import type { IdempotencyRecord, Transfer } from "./model.js";
 
 /**
- * Encodes a transfer for the idempotency table, bigints as decimal strings, so
- * that a replay returns exactly what the first call returned.
+ * The idempotency record of a newly created transfer: the request's digest,
+ * the transfer's id and what of the first answer its row may later lose.
  */
-export function encodeTransfer(t: Transfer): string {
-  return JSON.stringify({
-    ...t,
-    amount: t.amount.toString(),
-    postedAmount: t.postedAmount.toString(),
-    createdAt: t.createdAt.toString(),
-    updatedAt: t.updatedAt.toString(),
-    sequence: t.sequence.toString(),
-    debitBalanceAfter: t.debitBalanceAfter.toString(),
-    creditBalanceAfter: t.creditBalanceAfter.toString(),
-  });
+export function idempotencyRecordOf(transfer: Transfer, requestHash: string): IdempotencyRecord {
+  return {
+    tenantId: transfer.tenantId,
+    key: transfer.idempotencyKey,
+    requestHash,
+    transferId: transfer.id,
+    sequence: transfer.sequence,
+    debitBalanceAfter: transfer.debitBalanceAfter,
+    creditBalanceAfter: transfer.creditBalanceAfter,
+  };
 }
 
-/** The inverse of {@link encodeTransfer}. */
-export function decodeTransfer(s: string): Transfer {
-  const o = JSON.parse(s) as Record<string, unknown>;
-  const big = (k: string) => BigInt(o[k] as string);
+/**
+ * The transfer exactly as the first call answered it, from its current row
+ * and its idempotency record. A row only changes when a pending transfer is
+ * posted or voided, and that moves its sequence; so a row whose sequence is
+ * the recorded one is as it was created, and any other was created pending
+ * with nothing posted yet.
+ */
+export function replayedTransfer(current: Transfer, record: IdempotencyRecord): Transfer {
+  if (current.sequence === record.sequence) return current;
   return {
-    tenantId: o.tenantId as string,
-    id: o.id as string,
-    idempotencyKey: o.idempotencyKey as string,
-    debitAccountId: o.debitAccountId as string,
-    creditAccountId: o.creditAccountId as string,
-    asset: o.asset as string,
-    amount: big("amount"),
-    postedAmount: big("postedAmount"),
-    kind: o.kind as string,
-    note: o.note as string,
-    metadata: o.metadata as Record<string, string>,
-    status: o.status as TransferStatus,
-    createdAt: big("createdAt"),
-    updatedAt: big("updatedAt"),
-    sequence: big("sequence"),
-    debitBalanceAfter: big("debitBalanceAfter"),
-    creditBalanceAfter: big("creditBalanceAfter"),
+    ...current,
+    status: "PENDING",
+    postedAmount: 0n,
+    updatedAt: current.createdAt,
+    sequence: record.sequence,
+    debitBalanceAfter: record.debitBalanceAfter,
+    creditBalanceAfter: record.creditBalanceAfter,
   };
 }
 

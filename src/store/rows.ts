@@ -163,8 +163,9 @@ export function idempotency(r: unknown): IdempotencyRecord | undefined {
     key: str(x.key),
     requestHash: str(x.request_hash),
     transferId: str(x.transfer_id),
-    result: str(x.result),
-    createdAt: big(x.created_at),
+    sequence: big(x.sequence),
+    debitBalanceAfter: big(x.debit_balance_after),
+    creditBalanceAfter: big(x.credit_balance_after),
   };
 }
 

@@ -27,4 +27,5 @@ export const STORE_TESTS: readonly string[] = [
   "test/dialect-metronome.test.ts",
   "test/dialects-agree.test.ts",
   "test/crash-durability.test.ts",
+  "test/batch-failure.test.ts",
 ];

@@ -295,4 +295,29 @@ CREATE UNIQUE INDEX credit_entries_one_closing ON credit_entries (tenant_id, seg
                  'PREPAID_COMMIT_ROLLOVER', 'POSTPAID_COMMIT_ROLLOVER', 'CREDIT_ROLLOVER');
 `,
   },
+  {
+    version: 6,
+    name: "lean idempotency records",
+    sql: `
+-- An idempotency record names the transfer it created and keeps only what of
+-- the first answer the transfer row may later lose (a pending transfer's
+-- sequence and balances change when it is posted or voided); a replay
+-- rebuilds the answer from the row. It used to hold a full JSON copy of the
+-- answer. Existing records keep their values, read exactly out of that copy.
+ALTER TABLE idempotency
+  ADD COLUMN sequence bigint,
+  ADD COLUMN debit_balance_after bigint,
+  ADD COLUMN credit_balance_after bigint;
+UPDATE idempotency SET
+  sequence = (result::jsonb ->> 'sequence')::bigint,
+  debit_balance_after = (result::jsonb ->> 'debitBalanceAfter')::bigint,
+  credit_balance_after = (result::jsonb ->> 'creditBalanceAfter')::bigint;
+ALTER TABLE idempotency
+  ALTER COLUMN sequence SET NOT NULL,
+  ALTER COLUMN debit_balance_after SET NOT NULL,
+  ALTER COLUMN credit_balance_after SET NOT NULL,
+  DROP COLUMN result,
+  DROP COLUMN created_at;
+`,
+  },
 ];

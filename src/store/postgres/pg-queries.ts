@@ -99,7 +99,7 @@ export const Q = {
   getIdempotency: sql("get_idempotency", "SELECT * FROM idempotency WHERE tenant_id = $1 AND key = $2"),
   putIdempotency: sql(
     "put_idempotency",
-    "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, result, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, sequence, debit_balance_after, credit_balance_after) VALUES ($1, $2, $3, $4, $5, $6, $7)",
   ),
   getApiKey: sql("get_api_key", "SELECT * FROM api_keys WHERE id = $1"),
   insertApiKey: sql(

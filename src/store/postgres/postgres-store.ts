@@ -688,7 +688,7 @@ function makeWriteTx(c: pg.PoolClient, assets: Map<string, Asset>): WriteTx {
       return rows.idempotency(await one(c, Q.getIdempotency, [tenantId, key]));
     },
     async putIdempotency(r) {
-      await run(c, Q.putIdempotency, [r.tenantId, r.key, r.requestHash, r.transferId, r.result, r.createdAt]);
+      await run(c, Q.putIdempotency, [r.tenantId, r.key, r.requestHash, r.transferId, r.sequence, r.debitBalanceAfter, r.creditBalanceAfter]);
     },
     async insertTenant(t) {
       await run(c, Q.insertTenant, [t.id, t.name, t.createdAt]);

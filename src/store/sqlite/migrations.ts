@@ -272,4 +272,34 @@ CREATE UNIQUE INDEX credit_entries_one_closing ON credit_entries (tenant_id, seg
                  'PREPAID_COMMIT_ROLLOVER', 'POSTPAID_COMMIT_ROLLOVER', 'CREDIT_ROLLOVER');
 `,
   },
+  {
+    version: 6,
+    name: "lean idempotency records",
+    sql: `
+-- An idempotency record names the transfer it created and keeps only what of
+-- the first answer the transfer row may later lose (a pending transfer's
+-- sequence and balances change when it is posted or voided); a replay
+-- rebuilds the answer from the row. It used to hold a full JSON copy of the
+-- answer, more than half of the bytes each transfer took. Existing records
+-- keep their values, read exactly out of that copy.
+CREATE TABLE idempotency_v6 (
+  tenant_id            TEXT NOT NULL,
+  key                  TEXT NOT NULL,
+  request_hash         TEXT NOT NULL,
+  transfer_id          TEXT NOT NULL,
+  sequence             INTEGER NOT NULL,
+  debit_balance_after  INTEGER NOT NULL,
+  credit_balance_after INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, key)
+) STRICT, WITHOUT ROWID;
+INSERT INTO idempotency_v6
+  SELECT tenant_id, key, request_hash, transfer_id,
+         CAST(json_extract(result, '$.sequence') AS INTEGER),
+         CAST(json_extract(result, '$.debitBalanceAfter') AS INTEGER),
+         CAST(json_extract(result, '$.creditBalanceAfter') AS INTEGER)
+  FROM idempotency;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_v6 RENAME TO idempotency;
+`,
+  },
 ];

@@ -1,3 +1,4 @@
+import * as require_fs from "node:fs";
 import Database from "better-sqlite3";
 import type { Asset } from "../../domain/asset.js";
 import { LedgerError } from "../../domain/errors.js";
@@ -9,8 +10,6 @@ import type {
   Discrepancy,
   Entry,
   EntryView,
-  IdempotencyRecord,
-  NewEntry,
   Tenant,
   Transfer,
   VerifyReport,
@@ -18,6 +17,7 @@ import type {
 import type { AccountBalance, EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
 import { MIGRATIONS } from "./migrations.js";
 import { SqliteStatements } from "./statements.js";
+import { SqliteBatchTx } from "./batch-tx.js";
 import { CreditStatements } from "./credit-statements.js";
 import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
 import * as rows from "../rows.js";
@@ -38,6 +38,8 @@ export interface SqliteStoreOptions {
   readonly durability?: "full" | "normal";
 }
 
+const DBG: number[] = []; const DBGB: number[] = [];
+if (process.env.TALLY_DBG) process.on("SIGTERM", () => { const a = [...DBG].sort((x, y) => x - y); const q = (f: number) => a[Math.floor(a.length * f)]; require_fs.writeFileSync("/tmp/dbg.json", JSON.stringify({ n: a.length, sum: a.reduce((x, y) => x + y, 0), p50: q(0.5), p90: q(0.9), p99: q(0.99), max: a[a.length - 1], batch: DBGB.reduce((x, y) => x + y, 0) / DBGB.length })); });
 interface Job {
   readonly fn: (tx: WriteTx) => Promise<unknown>;
   readonly resolve: (v: unknown) => void;
@@ -59,8 +61,10 @@ export class SqliteStore implements Store {
   private readonly w: SqliteStatements;
   private readonly r: SqliteStatements;
   private readonly cr: CreditStatements;
-  private readonly tx: WriteTx;
+  private readonly tx: SqliteBatchTx;
   private readonly maxBatch: number;
+  /** What group commit has done so far: commits, and the writes they carried (failed ones included). */
+  readonly commitStats = { commits: 0, writes: 0 };
   private queue: Job[] = [];
   private draining = false;
   private closed = false;
@@ -94,7 +98,7 @@ export class SqliteStore implements Store {
     this.w = new SqliteStatements(this.writer);
     this.r = new SqliteStatements(this.reader);
     this.cr = new CreditStatements(this.reader);
-    this.tx = makeWriteTx(this.w, new CreditStatements(this.writer), () => (this.keysWritten = true));
+    this.tx = new SqliteBatchTx(this.w, new CreditStatements(this.writer), () => (this.keysWritten = true));
     this.dataVersion = this.writer.prepare("PRAGMA data_version").pluck();
   }
 
@@ -147,19 +151,19 @@ export class SqliteStore implements Store {
       return;
     }
     for (const job of batch) {
-      this.w.savepoint.run();
+      this.tx.beginWrite();
       try {
         const value = await job.fn(this.tx);
-        this.w.release.run();
+        this.tx.endWrite();
         outcomes.push({ ok: true, value });
       } catch (error) {
         if (this.writer.inTransaction) {
-          this.w.rollbackTo.run();
-          this.w.release.run();
+          this.tx.abortWrite();
           outcomes.push({ ok: false, error });
         } else {
           // SQLite rolled the whole transaction back (disk full, I/O error):
           // the earlier writes of this batch are gone too, and none was acknowledged.
+          this.tx.reset();
           for (const o of outcomes) if (o.ok) Object.assign(o, { ok: false, error: storeError(error) });
           outcomes.push({ ok: false, error });
           this.writer.exec("BEGIN IMMEDIATE");
@@ -167,13 +171,18 @@ export class SqliteStore implements Store {
       }
     }
     try {
+      this.tx.flush();
       this.writer.exec("COMMIT");
     } catch (e) {
+      this.tx.reset();
       if (this.writer.inTransaction) this.writer.exec("ROLLBACK");
       this.forgetKeysIfWritten();
       for (const job of batch) job.reject(storeError(e));
       return;
     }
+    this.tx.reset();
+    this.commitStats.commits++;
+    this.commitStats.writes += batch.length;
     // Right after COMMIT, before anything else runs: a read between the write and the
     // commit may have cached the old row.
     this.forgetKeysIfWritten();
@@ -183,6 +192,30 @@ export class SqliteStore implements Store {
       else job.reject(o.ok === false && o.error instanceof LedgerError ? o.error : storeError(o.error));
     });
   }
+
+  /**
+   * Empties the key cache when another connection has committed since the
+   * last check. Checked once per event-loop turn, not per call (a per-call
+   * PRAGMA cost tens of µs while the writer commits hundreds of times a
+   * second): the calls of one turn were read from sockets that libuv found
+   * ready before that turn's first check (one epoll_wait, unless more than
+   * 1,024 sockets are ready at once), so a revocation committed before a
+   * call was sent is still seen by that call.
+   */
+  private checkKeyCacheVersion(): void {
+    if (this.keyCacheChecked) return;
+    this.keyCacheChecked = true;
+    setImmediate(this.endKeyCacheTurn);
+    const version: unknown = this.dataVersion.get();
+    if (version !== this.keyCacheVersion) {
+      this.keyCache.clear();
+      this.keyCacheVersion = version;
+    }
+  }
+  private keyCacheChecked = false;
+  private readonly endKeyCacheTurn = (): void => {
+    this.keyCacheChecked = false;
+  };
 
   private forgetKeysIfWritten(): void {
     if (!this.keysWritten) return;
@@ -273,11 +306,7 @@ export class SqliteStore implements Store {
   }
   async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
     // All synchronous: no commit can fall between the version check, the read and the caching.
-    const version: unknown = this.dataVersion.get();
-    if (version !== this.keyCacheVersion) {
-      this.keyCache.clear();
-      this.keyCacheVersion = version;
-    }
+    this.checkKeyCacheVersion();
     const cached = this.keyCache.get(id);
     if (cached !== undefined) return cached ?? undefined;
     const key = rows.apiKey(this.r.getApiKey.get(id));
@@ -405,129 +434,6 @@ export class SqliteStore implements Store {
       throw storeError(e);
     }
   }
-}
-
-function makeWriteTx(s: SqliteStatements, c: CreditStatements, onKeyWrite: () => void): WriteTx {
-  return {
-    async getCreditBalance(tenantId, id) {
-      return c.balance(c.getBalance.get(tenantId, id));
-    },
-    async getCreditBalanceByUniquenessKey(tenantId, key) {
-      return c.balance(c.getByUniquenessKey.get(tenantId, key));
-    },
-    async creditSegmentExists(tenantId, id) {
-      return c.segmentExists.get(tenantId, id) !== undefined;
-    },
-    async insertCreditBalance(b) {
-      return c.insert(b);
-    },
-    async archiveCreditBalance(tenantId, id, archivedAt) {
-      c.archive.run(archivedAt, tenantId, id);
-    },
-    async activeCreditBalances(tenantId, customerId) {
-      return c.allOfCustomer.all(tenantId, customerId).map((x) => c.balance(x)!);
-    },
-    async listCreditEntries(tenantId, balanceId) {
-      return c.entries(tenantId, balanceId);
-    },
-    async appendCreditEntries(list) {
-      return c.append(list);
-    },
-    async getCreditUsage(tenantId, usageId) {
-      return c.usage(tenantId, usageId);
-    },
-    async putCreditUsage(r) {
-      c.putUsage.run(r.tenantId, r.usageId, r.requestHash, r.result, r.createdAt);
-    },
-    async getCreditManualKey(tenantId, key) {
-      return c.manualKey(tenantId, key);
-    },
-    async putCreditManualKey(r) {
-      c.putManualKey.run(r.tenantId, r.key, r.requestHash, r.result, r.createdAt);
-    },
-    async getAccount(tenantId, id) {
-      return rows.account(s.getAccount.get(tenantId, id));
-    },
-    async lockAccounts() {
-      // One writer at a time holds the database lock: nothing more to take.
-    },
-    async insertAccount(a) {
-      s.insertAccount.run(...rows.accountParams(a));
-    },
-    async setAccountLock(tenantId, id, lockedAt) {
-      s.setAccountLock.run(lockedAt, tenantId, id);
-    },
-    async getAsset(tenantId, code) {
-      return rows.asset(s.getAsset.get(tenantId, code));
-    },
-    async insertAsset(tenantId, asset, createdAt) {
-      s.insertAsset.run(tenantId, asset.code, BigInt(asset.scale), createdAt);
-    },
-    async getBalance(tenantId, accountId, asset) {
-      return rows.balance(s.getBalance.get(tenantId, accountId, asset));
-    },
-    async putBalance(b) {
-      s.putBalance.run(b.tenantId, b.accountId, b.asset, b.posted, b.pendingIn, b.pendingOut, b.sequence, b.updatedAt);
-    },
-    async appendEntries(list: readonly NewEntry[]) {
-      return list.map((e) => {
-        const info = s.insertEntry.run(...rows.entryParams(e));
-        return { ...e, sequence: BigInt(info.lastInsertRowid) };
-      });
-    },
-    async getTransfer(tenantId, id) {
-      return rows.transfer(s.getTransfer.get(tenantId, id));
-    },
-    async insertTransfer(t) {
-      s.insertTransfer.run(...rows.transferParams(t));
-    },
-    async updateTransfer(t) {
-      s.updateTransfer.run(t.status, t.postedAmount, t.updatedAt, t.sequence, t.debitBalanceAfter, t.creditBalanceAfter, t.tenantId, t.id);
-    },
-    async getIdempotency(tenantId, key): Promise<IdempotencyRecord | undefined> {
-      return rows.idempotency(s.getIdempotency.get(tenantId, key));
-    },
-    async putIdempotency(r) {
-      s.putIdempotency.run(r.tenantId, r.key, r.requestHash, r.transferId, r.result, r.createdAt);
-    },
-    async insertTenant(t) {
-      s.insertTenant.run(t.id, t.name, t.createdAt);
-    },
-    async getTenant(tenantId) {
-      return rows.tenant(s.getTenant.get(tenantId));
-    },
-    async insertApiKey(k) {
-      onKeyWrite();
-      s.insertApiKey.run(k.id, k.tenantId, k.scope, k.accountId, k.operator ? 1n : 0n, k.label, Buffer.from(k.secretHash), k.createdAt, k.revokedAt);
-    },
-    async getApiKey(id) {
-      return rows.apiKey(s.getApiKey.get(id));
-    },
-    async revokeApiKey(id, revokedAt) {
-      onKeyWrite();
-      s.revokeApiKey.run(revokedAt, id);
-    },
-    async initMeta(key, value) {
-      s.initMeta.run(key, value);
-      return (s.getMeta.get(key) as { value: string }).value;
-    },
-    async getMeta(key) {
-      return (s.getMeta.get(key) as { value: string } | undefined)?.value;
-    },
-    async insertCredential(c) {
-      s.insertCredential.run(...rows.credentialParams(c));
-    },
-    async getCredential(kind, id) {
-      return rows.credential(s.getCredential.get(kind, id));
-    },
-    async revokeCredential(kind, id, revokedAt) {
-      s.revokeCredential.run(revokedAt, kind, id);
-    },
-    async claimNonce(scope, nonce, expiresAt, now) {
-      s.purgeNonces.run(now);
-      return s.claimNonce.run(scope, nonce, expiresAt).changes === 1;
-    },
-  };
 }
 
 function migrate(db: Database.Database): void {

@@ -103,7 +103,7 @@ export class SqliteStatements {
     );
     this.getIdempotency = db.prepare("SELECT * FROM idempotency WHERE tenant_id = ? AND key = ?");
     this.putIdempotency = w(
-      "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, result, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, sequence, debit_balance_after, credit_balance_after) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
     this.getApiKey = db.prepare("SELECT * FROM api_keys WHERE id = ?");
     this.insertApiKey = w(
