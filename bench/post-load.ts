@@ -148,8 +148,10 @@ function connectCaller(id: number): (key: string) => Promise<Outcome> {
 function leanCaller(id: number): (key: string) => Promise<Outcome> {
   const session = http2.connect(values.url!);
   session.on("error", () => undefined);
-  const item = create(PostTransferRequestSchema, { debitAccountId: payer, creditAccountId: payees[id % payees.length]!, asset, amount: 1n, kind: "payment" });
-  const items = create(PostTransfersRequestSchema, { transfers: Array.from({ length: batch }, () => create(PostTransferRequestSchema, item)) });
+  const fields = { debitAccountId: payer, creditAccountId: payees[id % payees.length]!, asset, amount: 1n, kind: "payment" };
+  const item = create(PostTransferRequestSchema, fields);
+  // From plain fields each time: create() hands a message it is given back as is.
+  const items = create(PostTransfersRequestSchema, { transfers: Array.from({ length: batch }, () => create(PostTransferRequestSchema, fields)) });
   const encode = (key: string): Uint8Array => {
     if (batch === 1) {
       item.idempotencyKey = key;

@@ -341,7 +341,7 @@ async function postTransferPhase(fx: Fixture): Promise<NonNullable<BenchResults[
       runs.push({ case: c.name, perSec: r.perSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, unexpected: r.unexpected, serverCpu, clientCpu, ...stall });
       const errors = Object.entries(r.errors).map(([k, v]) => `${k}: ${v}`).join(", ");
       log(
-        `${c.name} ${round}/${S.repeat}: ${fmt(r.perSec)} transfers/s  p50 ${r.p50Ms.toFixed(1)} ms  p99 ${r.p99Ms.toFixed(1)} ms  ` +
+        `${c.name} ${round}/${S.repeat}: ${fmt(r.perSec)} transfers/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms  ` +
           `server CPU ${pct(serverCpu)}  client CPU ${pct(clientCpu)}  CPU stall ${pct(stall.cpuStall)}  I/O stall ${pct(stall.ioStall)}` +
           (errors ? `  ERRORS: ${errors}` : "") +
           (r.unexpected ? `  UNEXPECTED ANSWERS: ${r.unexpected}` : ""),
