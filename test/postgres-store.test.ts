@@ -239,6 +239,47 @@ describe.skipIf(skipReason !== undefined)(`PostgreSQL store${skipReason ? ` (ski
     expect((store.retries["23505"] ?? 0) - before).toBeGreaterThanOrEqual(1);
   });
 
+  it("re-runs a group commit whose write lost a duplicate-key race to another replica; the re-run sees the winner and the batch commits once", async () => {
+    const replica = await openStore();
+    const t = await tenantWith(store, [account("t_bdup", "a"), account("t_bdup", "b"), account("t_bdup", "c")]);
+    const retriesBefore = (store.retries["23505"] ?? 0) + (replica.retries["23505"] ?? 0);
+    let firstReads = 0;
+    const bothRead = gate();
+    // One replica's racer, and the other's with a companion write in the same batch.
+    const racer = (on: PostgresStore, name: string, accountId: string) =>
+      on.write(
+        async (tx) => {
+          const prior = await tx.getIdempotency(t, "batch-key");
+          if (prior) return `${name} saw ${prior.transferId}`;
+          // Only the first runs meet here, so that both miss the key.
+          if (++firstReads === 2) bothRead.open();
+          if (firstReads <= 2) await bothRead.wait;
+          await tx.putIdempotency({ tenantId: t, key: "batch-key", requestHash: "h", transferId: name, sequence: 1n, debitBalanceAfter: 0n, creditBalanceAfter: 0n });
+          return `${name} inserted`;
+        },
+        { locks: { tenantId: t, accountIds: [accountId] } },
+      );
+    let companionRuns = 0;
+    const companion = replica.write(
+      async (tx) => {
+        companionRuns++;
+        return tx.initMeta("batch-companion", "1");
+      },
+      { locks: { tenantId: t, accountIds: ["c"] } },
+    );
+    const results = await Promise.all([racer(store, "w1", "a"), racer(replica, "w2", "b")]);
+    expect(await companion).toBe("1");
+    const inserted = results.filter((r) => r.endsWith("inserted"));
+    expect(inserted).toHaveLength(1);
+    const winner = inserted[0]!.split(" ")[0]!;
+    expect(results.filter((r) => r.endsWith(`saw ${winner}`))).toHaveLength(1);
+    expect((store.retries["23505"] ?? 0) + (replica.retries["23505"] ?? 0) - retriesBefore).toBeGreaterThanOrEqual(1);
+    // The key holds the winner's record, once; the companion ran once more for each re-run of its batch, and landed once.
+    expect((await store.write((tx) => tx.getIdempotency(t, "batch-key")))?.transferId).toBe(winner);
+    expect(companionRuns).toBeGreaterThanOrEqual(1);
+    expect(await store.getMeta("batch-companion")).toBe("1");
+  });
+
   it("assigns concurrent credit balances distinct ordinals", async () => {
     const t = await tenantWith(store, [account("t_ord", "c")]);
     const draft = (id: string) => ({

@@ -234,8 +234,8 @@ export class Ledger {
     }
     const hashes = normalized.map(transferRequestHash);
     const touched = new Set<string>();
+    const accountIds = [...new Set(normalized.flatMap((t) => [t.debitAccountId, t.creditAccountId]))].sort();
     const results = await this.store.write(async (tx) => {
-      const accountIds = [...new Set(normalized.flatMap((t) => [t.debitAccountId, t.creditAccountId]))].sort();
       await tx.lockAccounts(tenantId, accountIds);
       const out: TransferResult[] = [];
       for (let i = 0; i < normalized.length; i++) {
@@ -262,7 +262,7 @@ export class Ledger {
         out.push({ transfer, replayed: false });
       }
       return out;
-    });
+    }, { locks: { tenantId, accountIds } });
     if (touched.size > 0) this.feed.publish(tenantId, touched);
     return results;
   }

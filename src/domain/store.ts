@@ -162,12 +162,23 @@ export interface WriteTx {
   putCreditManualKey(record: CreditKeyRecord): Promise<void>;
 }
 
+/** What a write declares before it runs; see {@link Store.write}. */
+export interface WriteOptions {
+  /**
+   * The accounts the write will lock (its `lockAccounts` call), when they are
+   * known before it runs. A store that commits several writes together may
+   * take the locks of a whole batch at once, in one sorted order, so that its
+   * batches never deadlock; writes without it run on their own.
+   */
+  readonly locks?: { readonly tenantId: string; readonly accountIds: readonly string[] };
+}
+
 /** The persistence the domain needs. SQLite and PostgreSQL implement it. */
 export interface Store extends StoreReader {
   /**
    * Runs `fn` atomically and resolves only after its changes are durably
    * committed. Rejects (and keeps nothing) when `fn` throws or the commit fails.
    */
-  write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T>;
+  write<T>(fn: (tx: WriteTx) => Promise<T>, options?: WriteOptions): Promise<T>;
   close(): Promise<void>;
 }

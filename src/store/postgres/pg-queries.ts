@@ -78,6 +78,38 @@ export const Q = {
        posted = excluded.posted, pending_in = excluded.pending_in, pending_out = excluded.pending_out,
        sequence = excluded.sequence, updated_at = excluded.updated_at`,
   ),
+  putBalances: sql(
+    "put_balances",
+    `INSERT INTO balances (tenant_id, account_id, asset, posted, pending_in, pending_out, sequence, updated_at)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
+     ON CONFLICT (tenant_id, account_id, asset) DO UPDATE SET
+       posted = excluded.posted, pending_in = excluded.pending_in, pending_out = excluded.pending_out,
+       sequence = excluded.sequence, updated_at = excluded.updated_at`,
+  ),
+  reserveSequences: sql(
+    "reserve_sequences",
+    "SELECT nextval(pg_get_serial_sequence('entries', 'sequence')) AS sequence FROM generate_series(1, $1::int)",
+  ),
+  insertEntries: sql(
+    "insert_entries",
+    `INSERT INTO entries (sequence, tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,
+       pending_change, posted_after, pending_in_after, pending_out_after, created_at)
+     OVERRIDING SYSTEM VALUE
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+       $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[])`,
+  ),
+  insertTransfers: sql(
+    "insert_transfers",
+    `INSERT INTO transfers (tenant_id, id, idempotency_key, debit_account_id, credit_account_id, asset, amount,
+       posted_amount, kind, note, metadata, status, created_at, updated_at, sequence, debit_balance_after, credit_balance_after)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+       $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[])`,
+  ),
+  putIdempotencies: sql(
+    "put_idempotencies",
+    `INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, sequence, debit_balance_after, credit_balance_after)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])`,
+  ),
   insertEntry: sql(
     "insert_entry",
     `INSERT INTO entries (tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,

@@ -14,17 +14,29 @@ import type {
   VerifyReport,
 } from "../../domain/model.js";
 import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
-import type { AccountBalance, EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
+import type { AccountBalance, EntryPageQuery, EntryTailQuery, Store, WriteOptions, WriteTx } from "../../domain/store.js";
 import * as rows from "../rows.js";
 import * as credit from "./credit-queries.js";
 import { PG_MIGRATIONS } from "./migrations.js";
 import { RETRYABLE_SQLSTATES, conflictError, errorCode, isConnectionBroken, storeError } from "./pg-errors.js";
 import type { FailurePhase } from "./pg-errors.js";
-import { Q, all, one, run } from "./pg-queries.js";
+import { Q, all, one } from "./pg-queries.js";
+import { PgWriteTx, rememberAsset } from "./pg-write-tx.js";
 import type { Db, Row } from "./pg-queries.js";
 
 /** How one transaction ended; `code` is set when re-running the write may succeed. */
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: LedgerError; code?: string };
+
+/** A write waiting for a batch. */
+interface BatchJob {
+  readonly fn: (tx: WriteTx) => Promise<unknown>;
+  readonly locks: NonNullable<WriteOptions["locks"]>;
+  readonly resolve: (v: unknown) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** How one write of a batch ended. */
+type BatchResult = { ok: true; value: unknown } | { ok: false; error: LedgerError };
 
 /** Options for {@link PostgresStore.open}. */
 export interface PostgresStoreOptions {
@@ -38,6 +50,10 @@ export interface PostgresStoreOptions {
   readonly statementTimeoutMs?: number;
   /** How long to wait for a connection, new or from the pool, in ms (default 5 000). */
   readonly connectTimeoutMs?: number;
+  /** Most writes of one group commit (default 256; 1 turns group commit off). */
+  readonly maxBatch?: number;
+  /** Group commits this process runs at once (default 2, at most the pool's write connections). */
+  readonly maxBatches?: number;
   /** How often a write that lost a race (serialization failure, deadlock, duplicate key) is re-run (default 8). */
   readonly maxRetries?: number;
 }
@@ -107,6 +123,14 @@ export class PostgresStore implements Store {
   // writers queued on a hot account's lock never starve them.
   private writeSlots: number;
   private readonly writeQueue: (() => void)[] = [];
+  /** Writes waiting for the next batch, and the batches in flight (see startBatches). */
+  private readonly batchQueue: BatchJob[] = [];
+  private batchesRunning = 0;
+  private batchScheduled = false;
+  private readonly maxBatch: number;
+  private readonly maxBatches: number;
+  /** What group commit has done so far: commits of batches, and the writes they carried. */
+  readonly batchStats = { commits: 0, writes: 0 };
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -114,9 +138,12 @@ export class PostgresStore implements Store {
     readonly schema: string,
     maxRetries: number,
     poolSize: number,
+    batching: { maxBatch: number; maxBatches: number },
   ) {
     this.maxRetries = maxRetries;
     this.writeSlots = Math.max(1, poolSize - 1);
+    this.maxBatch = batching.maxBatch;
+    this.maxBatches = Math.min(batching.maxBatches, this.writeSlots);
   }
 
   private async takeWriteSlot(): Promise<void> {
@@ -162,7 +189,10 @@ export class PostgresStore implements Store {
     // would otherwise emit an unhandled "error" and crash the process. The dead
     // client is still discarded: pg marks it unusable and the next query fails.
     pool.on("connect", (client) => client.on("error", () => {}));
-    const store = new PostgresStore(pool, schema, opts.maxRetries ?? 8, poolSize);
+    const store = new PostgresStore(pool, schema, opts.maxRetries ?? 8, poolSize, {
+      maxBatch: opts.maxBatch ?? 256,
+      maxBatches: opts.maxBatches ?? 2,
+    });
     try {
       await store.migrate();
     } catch (e) {
@@ -216,14 +246,153 @@ export class PostgresStore implements Store {
     }
   }
 
-  async write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+  async write<T>(fn: (tx: WriteTx) => Promise<T>, options?: WriteOptions): Promise<T> {
     if (this.closed) throw new LedgerError("unavailable", "store_closed", "the store is closed");
     this.inFlight++;
     try {
-      return await this.runWrite(fn);
+      if (options?.locks === undefined || this.maxBatch <= 1) return await this.runWrite(fn);
+      const locks = options.locks;
+      return await new Promise<T>((resolve, reject) => {
+        this.batchQueue.push({ fn, locks, resolve: resolve as (v: unknown) => void, reject });
+        if (!this.batchScheduled) {
+          this.batchScheduled = true;
+          // Let writes that arrive in the same turn join one batch.
+          setImmediate(() => {
+            this.batchScheduled = false;
+            this.startBatches();
+          });
+        }
+      });
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) this.idle?.();
+    }
+  }
+
+  /**
+   * Group commit: writes that declared their locks and arrive while this
+   * replica's batches are in flight wait, then go together into the next
+   * batch (one transaction, one commit).
+   */
+  private startBatches(): void {
+    while (this.batchesRunning < this.maxBatches && this.batchQueue.length > 0) {
+      const batch = this.batchQueue.splice(0, this.maxBatch);
+      this.batchesRunning++;
+      void this.runBatch(batch).finally(() => {
+        this.batchesRunning--;
+        this.startBatches();
+      });
+    }
+  }
+
+  /** Runs a batch to its end: every write resolved or rejected, re-running the batch after a lost race. */
+  private async runBatch(batch: BatchJob[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      await this.takeWriteSlot();
+      let outcome: Outcome<BatchResult[]>;
+      try {
+        outcome = await this.attemptBatch(batch);
+      } finally {
+        this.giveWriteSlot();
+      }
+      if (outcome.ok) {
+        this.batchStats.commits++;
+        this.batchStats.writes += batch.length;
+        batch.forEach((job, i) => {
+          const r = outcome.value[i]!;
+          if (r.ok) job.resolve(r.value);
+          else job.reject(r.error);
+        });
+        return;
+      }
+      const code = outcome.code;
+      if (code === undefined || attempt >= this.maxRetries) {
+        const error = code === undefined ? outcome.error : conflictError(code);
+        for (const job of batch) job.reject(error);
+        return;
+      }
+      this.retries[code] = (this.retries[code] ?? 0) + 1;
+      const base = Math.min(50, 2 * 2 ** attempt);
+      await new Promise((r) => setTimeout(r, base / 2 + Math.random() * (base / 2)));
+    }
+  }
+
+  /**
+   * One transaction for a batch: the locks every write declared, taken at
+   * once in (tenant, account) order so that batches never deadlock; then each
+   * write under a savepoint, so that one that fails (a refusal, or a
+   * duplicate key raced in by another replica, which is re-run in place)
+   * leaves the others; then the balances, and one COMMIT.
+   */
+  private async attemptBatch(batch: BatchJob[]): Promise<Outcome<BatchResult[]>> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      return { ok: false, error: storeError(e, "write") };
+    }
+    let broken: unknown;
+    const onError = (e: unknown) => (broken ??= e);
+    client.on("error", onError);
+    let phase: FailurePhase = "write";
+    try {
+      await client.query("BEGIN");
+      const tx = new PgWriteTx(client, this.assets, true);
+      const byTenant = new Map<string, Set<string>>();
+      for (const job of batch) {
+        const set = byTenant.get(job.locks.tenantId) ?? new Set<string>();
+        for (const id of job.locks.accountIds) set.add(id);
+        byTenant.set(job.locks.tenantId, set);
+      }
+      for (const tenantId of [...byTenant.keys()].sort()) await tx.lockBatch(tenantId, [...byTenant.get(tenantId)!].sort());
+      // Two journal entries per transfer; more are reserved on demand.
+      await tx.reserveSequences(2 * batch.length);
+      const results: BatchResult[] = [];
+      for (const job of batch) {
+        for (let rerun = 0; ; rerun++) {
+          tx.beginWrite();
+          try {
+            const value = await job.fn(tx);
+            await tx.endWrite();
+            results.push({ ok: true, value });
+            break;
+          } catch (e) {
+            if (broken !== undefined || isConnectionBroken(e)) throw e;
+            const code = e instanceof LedgerError ? undefined : errorCode(e);
+            // Another replica committed the same key first: re-run this write, which now sees it.
+            // Any other failed statement fails the batch (re-run as a whole when the race may end).
+            if (code !== undefined && (code !== "23505" || rerun >= this.maxRetries)) throw e;
+            await tx.abortWrite();
+            if (code === undefined) {
+              results.push({ ok: false, error: e as LedgerError });
+              break;
+            }
+            this.retries[code] = (this.retries[code] ?? 0) + 1;
+          }
+        }
+      }
+      await tx.flush();
+      if (broken === undefined) phase = "commit";
+      await client.query("COMMIT");
+      client.removeListener("error", onError);
+      client.release();
+      return { ok: true, value: results };
+    } catch (e) {
+      const dead = broken !== undefined || isConnectionBroken(e);
+      if (!dead) {
+        try {
+          await client.query("ROLLBACK");
+        } catch (rollbackError) {
+          broken ??= rollbackError;
+        }
+      }
+      client.removeListener("error", onError);
+      if (dead || broken !== undefined) client.release(asError(broken ?? e));
+      else client.release();
+      if (e instanceof LedgerError) return { ok: false, error: e };
+      const code = errorCode(e);
+      if (!dead && RETRYABLE_SQLSTATES.has(code)) return { ok: false, error: storeError(e, phase), code };
+      return { ok: false, error: storeError(broken !== undefined && !isConnectionBroken(e) ? broken : e, phase) };
     }
   }
 
@@ -262,7 +431,9 @@ export class PostgresStore implements Store {
     let phase: FailurePhase = "write";
     try {
       await client.query("BEGIN");
-      const value = await fn(makeWriteTx(client, this.assets));
+      const tx = new PgWriteTx(client, this.assets);
+      const value = await fn(tx);
+      await tx.flush();
       // A connection already dead never sent COMMIT: then nothing was written for sure.
       if (broken === undefined) phase = "commit";
       await client.query("COMMIT");
@@ -560,171 +731,4 @@ function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
-/** Most assets a process remembers: clients can create assets, memory must stay bounded. */
-const MAX_CACHED_ASSETS = 10_000;
 
-function rememberAsset(cache: Map<string, Asset>, k: string, a: Asset): void {
-  if (cache.size >= MAX_CACHED_ASSETS) cache.clear();
-  cache.set(k, a);
-}
-
-/** The operations of one write, bound to its transaction's connection. */
-function makeWriteTx(c: pg.PoolClient, assets: Map<string, Asset>): WriteTx {
-  // Assets this transaction created: not committed yet, so not for the shared cache.
-  const created = new Set<string>();
-  // Accounts this transaction has locked, as read under the lock: nobody else
-  // can change them before it ends, so getAccount answers them without a
-  // round trip (setAccountLock forgets the one it changes).
-  const locked = new Map<string, Account>();
-  // Balances of the locked accounts, by asset (absent: no row yet). Only a
-  // writer holding the account's lock changes them, so they stay exact.
-  const balances = new Map<string, Map<string, BalanceRow>>();
-  const key = (tenantId: string, id: string) => `${tenantId}\u0000${id}`;
-  return {
-    async getCreditBalance(tenantId, id) {
-      return credit.getCreditBalance(c, tenantId, id);
-    },
-    async getCreditBalanceByUniquenessKey(tenantId, key) {
-      return credit.getCreditBalanceByUniquenessKey(c, tenantId, key);
-    },
-    async creditSegmentExists(tenantId, id) {
-      return credit.creditSegmentExists(c, tenantId, id);
-    },
-    async insertCreditBalance(b) {
-      return credit.insertCreditBalance(c, b);
-    },
-    async archiveCreditBalance(tenantId, id, archivedAt) {
-      await credit.archiveCreditBalance(c, tenantId, id, archivedAt);
-    },
-    async activeCreditBalances(tenantId, customerId) {
-      return credit.activeCreditBalances(c, tenantId, customerId);
-    },
-    async listCreditEntries(tenantId, balanceId) {
-      return credit.listCreditEntries(c, tenantId, balanceId);
-    },
-    async appendCreditEntries(list) {
-      return credit.appendCreditEntries(c, list);
-    },
-    async getCreditUsage(tenantId, usageId) {
-      return credit.getCreditUsage(c, tenantId, usageId);
-    },
-    async putCreditUsage(r) {
-      await credit.putCreditUsage(c, r);
-    },
-    async getCreditManualKey(tenantId, key) {
-      return credit.getCreditManualKey(c, tenantId, key);
-    },
-    async putCreditManualKey(r) {
-      await credit.putCreditManualKey(c, r);
-    },
-    async getAccount(tenantId, id) {
-      return locked.get(key(tenantId, id)) ?? rows.account(await one(c, Q.getAccount, [tenantId, id]));
-    },
-    async lockAccounts(tenantId, ids) {
-      if (ids.length === 0) return;
-      const held: string[] = [];
-      for (const row of await all(c, Q.lockAccounts, [tenantId, [...ids]])) {
-        const a = rows.account(row)!;
-        const k = key(a.tenantId, a.id);
-        locked.set(k, a);
-        balances.set(k, new Map());
-        held.push(a.id);
-      }
-      if (held.length === 0) return;
-      // One query for every balance of the locked accounts instead of one per getBalance.
-      for (const row of await all(c, Q.balancesOfAccounts, [tenantId, held])) {
-        const b = rows.balance(row)!;
-        balances.get(key(b.tenantId, b.accountId))!.set(b.asset, b);
-      }
-    },
-    async insertAccount(a) {
-      await run(c, Q.insertAccount, rows.accountParams(a));
-    },
-    async setAccountLock(tenantId, id, lockedAt) {
-      locked.delete(key(tenantId, id));
-      await run(c, Q.setAccountLock, [lockedAt, tenantId, id]);
-    },
-    async getAsset(tenantId, code) {
-      const k = key(tenantId, code);
-      const known = assets.get(k);
-      if (known) return known;
-      const found = rows.asset(await one(c, Q.getAsset, [tenantId, code]));
-      if (found && !created.has(k)) rememberAsset(assets, k, found);
-      return found;
-    },
-    async insertAsset(tenantId, asset, createdAt) {
-      created.add(key(tenantId, asset.code));
-      await run(c, Q.insertAsset, [tenantId, asset.code, BigInt(asset.scale), createdAt]);
-    },
-    async getBalance(tenantId, accountId, asset) {
-      const held = balances.get(key(tenantId, accountId));
-      if (held) return held.get(asset);
-      return rows.balance(await one(c, Q.getBalance, [tenantId, accountId, asset]));
-    },
-    async putBalance(b) {
-      await run(c, Q.putBalance, [b.tenantId, b.accountId, b.asset, b.posted, b.pendingIn, b.pendingOut, b.sequence, b.updatedAt]);
-      balances.get(key(b.tenantId, b.accountId))?.set(b.asset, b);
-    },
-    async appendEntries(list) {
-      // One row at a time: each INSERT draws its sequence after the previous
-      // one's, so sequences follow the given order (a multi-row INSERT does not promise that).
-      const out: Entry[] = [];
-      for (const e of list) {
-        const row = await one(c, Q.insertEntry, rows.entryParams(e));
-        out.push({ ...e, sequence: row!.sequence as bigint });
-      }
-      return out;
-    },
-    async getTransfer(tenantId, id) {
-      return rows.transfer(await one(c, Q.getTransfer, [tenantId, id]));
-    },
-    async insertTransfer(t) {
-      await run(c, Q.insertTransfer, rows.transferParams(t));
-    },
-    async updateTransfer(t) {
-      await run(c, Q.updateTransfer, [t.status, t.postedAmount, t.updatedAt, t.sequence, t.debitBalanceAfter, t.creditBalanceAfter, t.tenantId, t.id]);
-    },
-    async getIdempotency(tenantId, key) {
-      return rows.idempotency(await one(c, Q.getIdempotency, [tenantId, key]));
-    },
-    async putIdempotency(r) {
-      await run(c, Q.putIdempotency, [r.tenantId, r.key, r.requestHash, r.transferId, r.sequence, r.debitBalanceAfter, r.creditBalanceAfter]);
-    },
-    async insertTenant(t) {
-      await run(c, Q.insertTenant, [t.id, t.name, t.createdAt]);
-    },
-    async getTenant(tenantId) {
-      return rows.tenant(await one(c, Q.getTenant, [tenantId]));
-    },
-    async insertApiKey(k) {
-      await run(c, Q.insertApiKey, [k.id, k.tenantId, k.scope, k.accountId, k.operator ? 1n : 0n, k.label, Buffer.from(k.secretHash), k.createdAt, k.revokedAt]);
-    },
-    async getApiKey(id) {
-      return rows.apiKey(await one(c, Q.getApiKey, [id]));
-    },
-    async revokeApiKey(id, revokedAt) {
-      await run(c, Q.revokeApiKey, [revokedAt, id]);
-    },
-    async initMeta(key, value) {
-      // A concurrent insert of the same key waits for that writer, then does nothing.
-      await run(c, Q.initMeta, [key, value]);
-      return (await one(c, Q.getMeta, [key]))!.value as string;
-    },
-    async getMeta(key) {
-      return (await one(c, Q.getMeta, [key]))?.value as string | undefined;
-    },
-    async insertCredential(r) {
-      await run(c, Q.insertCredential, rows.credentialParams(r));
-    },
-    async getCredential(kind, id) {
-      return rows.credential(await one(c, Q.getCredential, [kind, id]));
-    },
-    async revokeCredential(kind, id, revokedAt) {
-      await run(c, Q.revokeCredential, [revokedAt, kind, id]);
-    },
-    async claimNonce(scope, nonce, expiresAt, now) {
-      await run(c, Q.purgeNonces, [now]);
-      return (await run(c, Q.claimNonce, [scope, nonce, expiresAt])) === 1;
-    },
-  };
-}
