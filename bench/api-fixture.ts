@@ -33,7 +33,8 @@ export function bootstrapKeyOf(serverOutput: string): string {
  * bench/fixture.ts builds through the domain API on SQLite: tenant "bench"
  * (created with the bootstrap operator key, so the bench then uses an
  * ordinary tenant-admin key, as on SQLite), a funded `reader`, a funded
- * `payer` and `payeeCount` payees. Going through the API needs nothing of the
+ * `payer`, `payeeCount` payees, and funded payers that with the payees make
+ * 100 accounts (the load without a hot row). Going through the API needs nothing of the
  * store's own TypeScript, so it works for any store `tally serve` can open.
  */
 export async function prepareFixtureViaApi(baseUrl: string, operatorKey: string, payeeCount: number): Promise<ApiFixture> {
@@ -46,7 +47,9 @@ export async function prepareFixtureViaApi(baseUrl: string, operatorKey: string,
   const readAccount = "reader";
   const payer = "payer";
   const payees = Array.from({ length: payeeCount }, (_, i) => `payee-${i}`);
-  for (const id of [readAccount, payer, ...payees]) {
+  // With the payees, 100 accounts for the load without a hot payer.
+  const spreadPayers = Array.from({ length: Math.max(1, 100 - payeeCount) }, (_, i) => `spread-payer-${i}`);
+  for (const id of [readAccount, payer, ...payees, ...spreadPayers]) {
     await ledger.createAccount({ id, overdraftLimit: 0n, overdraftUnlimited: false });
   }
   const fund = (to: string, amount: bigint) =>
@@ -61,6 +64,7 @@ export async function prepareFixtureViaApi(baseUrl: string, operatorKey: string,
     });
   await fund(readAccount, 123_456_789n);
   await fund(payer, 1_000_000_000_000_000n);
+  for (const id of spreadPayers) await fund(id, 1_000_000_000_000n);
   const reader = await tallyClients(baseUrl, adminKey).admin.createApiKey({ scope: KeyScope.ACCOUNT_READ, accountId: readAccount, label: "bench reader" });
-  return { tenantId, adminKey, readAccount, readerKey: reader.secret, payer, payees, asset };
+  return { tenantId, adminKey, readAccount, readerKey: reader.secret, payer, payees, spreadPayers, asset, fundingTransfers: 2 + spreadPayers.length };
 }

@@ -20,6 +20,10 @@ export interface Fixture {
   readonly payer: string;
   /** The accounts PostTransfer credits, one per client. */
   readonly payees: readonly string[];
+  /** Funded payers that with the payees make 100 accounts: the load without one hot payer. */
+  readonly spreadPayers: readonly string[];
+  /** Transfers the fixture itself posted (funding), not counted as load. */
+  readonly fundingTransfers: number;
   readonly asset: string;
 }
 
@@ -40,7 +44,8 @@ export async function prepareFixture(dir: string, payeeCount: number): Promise<F
     const readAccount = "reader";
     const payer = "payer";
     const payees = Array.from({ length: payeeCount }, (_, i) => `payee-${i}`);
-    for (const id of [readAccount, payer, ...payees]) {
+    const spreadPayers = Array.from({ length: Math.max(1, 100 - payeeCount) }, (_, i) => `spread-payer-${i}`);
+    for (const id of [readAccount, payer, ...payees, ...spreadPayers]) {
       await ledger.createAccount(tenantId, { id, overdraftLimit: 0n, overdraftUnlimited: false, metadata: {} });
     }
     const fund = (to: string, amount: bigint) =>
@@ -57,8 +62,20 @@ export async function prepareFixture(dir: string, payeeCount: number): Promise<F
       });
     await fund(readAccount, 123_456_789n);
     await fund(payer, 1_000_000_000_000_000n);
+    for (const id of spreadPayers) await fund(id, 1_000_000_000_000n);
     const reader = await access.createKey(tenantId, { scope: "account_read", accountId: readAccount, label: "bench reader" });
-    return { dbPath, tenantId, adminKey: admin.secret, readAccount, readerKey: reader.secret, payer, payees, asset };
+    return {
+      dbPath,
+      tenantId,
+      adminKey: admin.secret,
+      readAccount,
+      readerKey: reader.secret,
+      payer,
+      payees,
+      spreadPayers,
+      fundingTransfers: 2 + spreadPayers.length,
+      asset,
+    };
   } finally {
     await store.close();
   }

@@ -59,6 +59,8 @@ const { values } = parseArgs({
     url: { type: "string" },
     key: { type: "string" },
     payer: { type: "string" },
+    /** Several payers, client i debiting payers[i % n] (instead of --payer): the load without one hot row. */
+    payers: { type: "string" },
     payees: { type: "string" },
     asset: { type: "string", default: "USD" },
     concurrency: { type: "string", default: "64" },
@@ -70,7 +72,8 @@ const { values } = parseArgs({
     batch: { type: "string", default: "1" },
   },
 });
-if (!values.url || !values.key || !values.payer || !values.payees) throw new Error("--url, --key, --payer and --payees are required");
+if (!values.url || !values.key || !(values.payer || values.payers) || !values.payees) throw new Error("--url, --key, --payer (or --payers) and --payees are required");
+const payers = (values.payers ?? values.payer!).split(",");
 const payees = values.payees.split(",");
 const concurrency = Number(values.concurrency);
 const durationMs = Number(values.duration) * 1000;
@@ -78,7 +81,6 @@ const warmupMs = Number(values.warmup) * 1000;
 const max = Number(values.max);
 const runId = values["run-id"];
 const key = values.key;
-const payer = values.payer;
 const asset = values.asset;
 /** Transfers per call: 1 sends PostTransfer, more send PostTransfers with that many items. */
 const batch = Number(values.batch);
@@ -132,6 +134,7 @@ async function worker(id: number): Promise<void> {
 function connectCaller(id: number): (key: string) => Promise<Outcome> {
   const client = createClient(LedgerService, createGrpcTransport({ baseUrl: values.url!, interceptors: [bearer] }));
   const payee = payees[id % payees.length]!;
+  const payer = payers[id % payers.length]!;
   const item = (idempotencyKey: string) => ({ idempotencyKey, debitAccountId: payer, creditAccountId: payee, asset, amount: 1n, kind: "payment" });
   return async (key) => {
     try {
@@ -148,7 +151,7 @@ function connectCaller(id: number): (key: string) => Promise<Outcome> {
 function leanCaller(id: number): (key: string) => Promise<Outcome> {
   const session = http2.connect(values.url!);
   session.on("error", () => undefined);
-  const fields = { debitAccountId: payer, creditAccountId: payees[id % payees.length]!, asset, amount: 1n, kind: "payment" };
+  const fields = { debitAccountId: payers[id % payers.length]!, creditAccountId: payees[id % payees.length]!, asset, amount: 1n, kind: "payment" };
   const item = create(PostTransferRequestSchema, fields);
   // From plain fields each time: create() hands a message it is given back as is.
   const items = create(PostTransfersRequestSchema, { transfers: Array.from({ length: batch }, () => create(PostTransferRequestSchema, fields)) });

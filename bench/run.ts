@@ -355,7 +355,7 @@ async function postTransferPhase(fx: Fixture): Promise<NonNullable<BenchResults[
   const store = SqliteStore.open({ path: fx.dbPath });
   try {
     const report = await new Ledger({ store }).verify(fx.tenantId);
-    const transfers = Number(report.entriesChecked) / 2 - 2; // minus the two funding transfers
+    const transfers = Number(report.entriesChecked) / 2 - fx.fundingTransfers;
     const verified = report.ok && transfers >= acknowledged;
     return {
       runs,

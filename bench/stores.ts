@@ -83,7 +83,7 @@ const S = {
   pgPool,
   rawPgConnections: envList("BENCH_RAW_PG_CONNECTIONS", `${pgPool},${2 * pgPool}`),
   /** Raw pg runs with a payer per connection (no hot row): a diagnostic of what the shared payer costs. */
-  rawPgSpread: envList("BENCH_RAW_PG_SPREAD", `${pgPool}`),
+  rawPgSpread: envList("BENCH_RAW_PG_SPREAD", `${pgPool},${2 * pgPool}`),
   rawSqliteBatches: envList("BENCH_RAW_SQLITE_BATCHES", "64"),
   pgAdminUrl: process.env.BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres",
   tallyLog: process.env.BENCH_TALLY_LOG ?? "error",
@@ -287,7 +287,14 @@ interface PostRun extends Contention {
 /** Transfers acknowledged so far, per store (both PostgreSQL deployments share one journal). */
 const acknowledged = { sqlite: 0, postgres: 0 };
 
-async function postRun(d: Deployment, round: number, watch: PgWatch): Promise<PostRun> {
+/** The PostTransfer loads: one hot payer (every transfer debits it), or spread over 100 accounts. */
+const POST_LOADS = ["one payer", "spread over 100 accounts"] as const;
+type PostLoad = (typeof POST_LOADS)[number];
+
+/** The name a deployment's runs are reported under for one load. */
+const postName = (d: { name: string }, load: PostLoad) => (load === "one payer" ? d.name : `${d.name}, ${load}`);
+
+async function postRun(d: Deployment, round: number, watch: PgWatch, load: PostLoad): Promise<PostRun> {
   const clients = split(S.postClients, d.urls.length);
   // Each load process gets its own payees, so no two clients share a payee, as with one process.
   let firstPayee = 0;
@@ -297,14 +304,14 @@ async function postRun(d: Deployment, round: number, watch: PgWatch): Promise<Po
     return spawnTs(`post-load-${i}`, "bench/post-load.ts", [
       "--url", url,
       "--key", d.fx.adminKey,
-      "--payer", d.fx.payer,
+      ...(load === "one payer" ? ["--payer", d.fx.payer] : ["--payers", d.fx.spreadPayers.join(",")]),
       "--payees", (payees.length ? payees : d.fx.payees).join(","),
       "--asset", d.fx.asset,
       "--concurrency", String(clients[i]),
       "--duration", String(S.postDuration),
       "--warmup", String(S.postWarmup),
       "--max", String(Math.ceil(S.postMax / d.urls.length)),
-      "--run-id", `stores-${d.store}-${Date.now()}-${round}-${i}`,
+      "--run-id", `stores-${d.store}-${Date.now()}-${round}-${i}-${load === "one payer" ? "hot" : "spread"}`,
     ]);
   });
   const opened: number[] = [];
@@ -331,7 +338,7 @@ async function postRun(d: Deployment, round: number, watch: PgWatch): Promise<Po
 
   // The books must balance and hold every acknowledged transfer, checked through the API as an operator would.
   const report = await tallyClients(d.urls[0]!, d.fx.adminKey).admin.verify({});
-  const transfers = Number(report.entriesChecked) / 2 - 2; // minus the two funding transfers
+  const transfers = Number(report.entriesChecked) / 2 - d.fx.fundingTransfers;
   const verified = report.ok && transfers >= acknowledged[d.store];
   const okCount = results.reduce((a, r) => a + r.ok, 0);
   return {
@@ -356,14 +363,14 @@ async function postRun(d: Deployment, round: number, watch: PgWatch): Promise<Po
 }
 
 async function postTransferPhase(deployments: readonly Deployment[], watch: PgWatch): Promise<Record<string, PostRun[]>> {
-  const runs: Record<string, PostRun[]> = Object.fromEntries(deployments.map((d) => [d.name, []]));
+  const runs: Record<string, PostRun[]> = {};
   for (let round = 1; round <= S.repeat; round++) {
-    for (const d of deployments) {
-      const r = await postRun(d, round, watch);
-      runs[d.name]!.push(r);
+    for (const load of POST_LOADS) for (const d of deployments) {
+      const r = await postRun(d, round, watch, load);
+      (runs[postName(d, load)] ??= []).push(r);
       const errors = Object.entries(r.errors).map(([k, v]) => `${k}: ${v}`).join(", ");
       log(
-        `PostTransfer ${round}/${S.repeat}: ${d.name.padEnd(24)} ${fmt(r.perSec).padStart(6)} transfers/s  p50 ${r.p50Ms.toFixed(1)} ms  ` +
+        `PostTransfer ${round}/${S.repeat}: ${postName(d, load).padEnd(50)} ${fmt(r.perSec).padStart(6)} transfers/s  p50 ${r.p50Ms.toFixed(1)} ms  ` +
           `p99 ${r.p99Ms.toFixed(1)} ms  Tally CPU ${pct(r.tallyCpu)}  postgres CPU ${pct(r.pgCpu)}  client CPU ${pct(r.clientCpu)}  idle servers' CPU ${pct(r.idleCpu)}  ` +
           `CPU stall ${pct(r.cpuStall)}  I/O stall ${pct(r.ioStall)}` +
           (r.windowSkew > 0 ? `  window skew ${(r.windowSkew * 1000).toFixed(0)} ms` : "") +
@@ -477,6 +484,12 @@ function render(r: StoresResults): { text: string; failed: boolean } {
         }),
       ),
       "",
+      ...POST_LOADS.map((load) => {
+        const one = med(runs[postName({ name: PG1 }, load)], (x) => x.perSec);
+        const two = med(runs[postName({ name: PG2 }, load)], (x) => x.perSec);
+        return `PostgreSQL, ${load}: two replicas ÷ one replica = ${ratio(two, one)}`;
+      }),
+      "",
       "Verify after every PostTransfer run (AdminService.Verify through the API):",
       ...Object.entries(runs).flatMap(([name, rs]) => rs.map((x, i) => `- ${name}, run ${i + 1}: ${x.verify}`)),
       "",
@@ -530,11 +543,12 @@ function render(r: StoresResults): { text: string; failed: boolean } {
     // Each raw run is compared with the Tally deployment that has the same store and as many connections.
     const compareWith = (name: string): string | undefined => {
       if (name.startsWith(RAW_SQLITE)) return SQLITE;
-      // Tally's load always debits one payer: a raw run without that hot row is a diagnostic, not its ceiling.
-      if (!name.endsWith("one payer")) return undefined;
       const n = Number(/(\d+) connections/.exec(name)?.[1]);
-      if (n === S.pgPool) return PG1;
-      if (n === 2 * S.pgPool) return PG2;
+      // The hot-payer load against raw runs on one payer; the spread load against raw runs without a hot row.
+      const load: PostLoad | undefined = name.endsWith("one payer") ? "one payer" : name.endsWith("a payer per connection") ? "spread over 100 accounts" : undefined;
+      if (load === undefined) return undefined;
+      if (n === S.pgPool) return postName({ name: PG1 }, load);
+      if (n === 2 * S.pgPool) return postName({ name: PG2 }, load);
       return undefined;
     };
     out.push(

@@ -262,7 +262,7 @@ export class Ledger {
         out.push({ transfer, replayed: false });
       }
       return out;
-    }, { locks: { tenantId, accountIds } });
+    }, { locks: { tenantId, accountIds }, idempotencyKeys: [...keys] });
     if (touched.size > 0) this.feed.publish(tenantId, touched);
     return results;
   }

@@ -171,6 +171,11 @@ export interface WriteOptions {
    * batches never deadlock; writes without it run on their own.
    */
   readonly locks?: { readonly tenantId: string; readonly accountIds: readonly string[] };
+  /**
+   * The idempotency keys the write will look up (in the tenant of `locks`): a
+   * batching store may read those of a whole batch in one query.
+   */
+  readonly idempotencyKeys?: readonly string[];
 }
 
 /** The persistence the domain needs. SQLite and PostgreSQL implement it. */

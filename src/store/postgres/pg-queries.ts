@@ -129,6 +129,7 @@ export const Q = {
        credit_balance_after = $6 WHERE tenant_id = $7 AND id = $8`,
   ),
   getIdempotency: sql("get_idempotency", "SELECT * FROM idempotency WHERE tenant_id = $1 AND key = $2"),
+  getIdempotencies: sql("get_idempotencies", "SELECT * FROM idempotency WHERE tenant_id = $1 AND key = ANY($2::text[])"),
   putIdempotency: sql(
     "put_idempotency",
     "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, sequence, debit_balance_after, credit_balance_after) VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -53,6 +53,8 @@ export class PgWriteTx implements WriteTx {
   private readonly entries: Entry[] = [];
   private readonly transfers = new Map<string, Transfer>();
   private readonly keys = new Map<string, IdempotencyRecord>();
+  /** Idempotency records read ahead for a batch (null: no record when read). */
+  private readonly knownKeys = new Map<string, IdempotencyRecord | null>();
   /** Journal sequences reserved for this transaction and not used yet, ascending. */
   private sequences: bigint[] = [];
   private undo: (() => void)[] = [];
@@ -88,6 +90,19 @@ export class PgWriteTx implements WriteTx {
     this.savepointOpen = false;
     for (let i = this.undo.length - 1; i >= 0; i--) this.undo[i]!();
     this.undo = [];
+  }
+
+  /**
+   * Reads the idempotency records of a batch's keys in one query, after its
+   * locks. A record another replica commits later is still caught: inserting
+   * the same key then fails, and the batch runs again.
+   */
+  async prefetchKeys(tenantId: string, keys: readonly string[]): Promise<void> {
+    for (const k of keys) this.knownKeys.set(key2(tenantId, k), null);
+    for (const row of await all(this.c, Q.getIdempotencies, [tenantId, keys])) {
+      const r = rows.idempotency(row)!;
+      this.knownKeys.set(key2(r.tenantId, r.key), r);
+    }
   }
 
   /** Reserves `n` journal sequences in one round trip (a batch asks for what it will likely need). */
@@ -267,7 +282,12 @@ export class PgWriteTx implements WriteTx {
     await run(this.c, Q.updateTransfer, [t.status, t.postedAmount, t.updatedAt, t.sequence, t.debitBalanceAfter, t.creditBalanceAfter, t.tenantId, t.id]);
   }
   async getIdempotency(tenantId: string, key: string): Promise<IdempotencyRecord | undefined> {
-    return this.keys.get(key2(tenantId, key)) ?? rows.idempotency(await one(this.c, Q.getIdempotency, [tenantId, key]));
+    const k = key2(tenantId, key);
+    const held = this.keys.get(k);
+    if (held) return held;
+    const known = this.knownKeys.get(k);
+    if (known !== undefined) return known ?? undefined;
+    return rows.idempotency(await one(this.c, Q.getIdempotency, [tenantId, key]));
   }
   async putIdempotency(r: IdempotencyRecord): Promise<void> {
     this.set(this.keys, key2(r.tenantId, r.key), r);

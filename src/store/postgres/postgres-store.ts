@@ -31,6 +31,7 @@ type Outcome<T> = { ok: true; value: T } | { ok: false; error: LedgerError; code
 interface BatchJob {
   readonly fn: (tx: WriteTx) => Promise<unknown>;
   readonly locks: NonNullable<WriteOptions["locks"]>;
+  readonly keys: readonly string[];
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: unknown) => void;
 }
@@ -252,8 +253,9 @@ export class PostgresStore implements Store {
     try {
       if (options?.locks === undefined || this.maxBatch <= 1) return await this.runWrite(fn);
       const locks = options.locks;
+      const keys = options.idempotencyKeys ?? [];
       return await new Promise<T>((resolve, reject) => {
-        this.batchQueue.push({ fn, locks, resolve: resolve as (v: unknown) => void, reject });
+        this.batchQueue.push({ fn, locks, keys, resolve: resolve as (v: unknown) => void, reject });
         if (!this.batchScheduled) {
           this.batchScheduled = true;
           // Let writes that arrive in the same turn join one batch.
@@ -345,6 +347,13 @@ export class PostgresStore implements Store {
         byTenant.set(job.locks.tenantId, set);
       }
       for (const tenantId of [...byTenant.keys()].sort()) await tx.lockBatch(tenantId, [...byTenant.get(tenantId)!].sort());
+      const keysByTenant = new Map<string, string[]>();
+      for (const job of batch) {
+        const list = keysByTenant.get(job.locks.tenantId) ?? [];
+        list.push(...job.keys);
+        keysByTenant.set(job.locks.tenantId, list);
+      }
+      for (const [tenantId, keys] of keysByTenant) if (keys.length > 0) await tx.prefetchKeys(tenantId, keys);
       // Two journal entries per transfer; more are reserved on demand.
       await tx.reserveSequences(2 * batch.length);
       const results: BatchResult[] = [];
