@@ -326,20 +326,8 @@ export class PostgresStore implements Store {
    * duplicate key raced in by another replica, which is re-run in place)
    * leaves the others; then the balances, and one COMMIT.
    */
-  private async attemptBatch(batch: BatchJob[]): Promise<Outcome<BatchResult[]>> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      return { ok: false, error: storeError(e, "write") };
-    }
-    let broken: unknown;
-    const onError = (e: unknown) => (broken ??= e);
-    client.on("error", onError);
-    let phase: FailurePhase = "write";
-    try {
-      await client.query("BEGIN");
-      const tx = new PgWriteTx(client, this.assets, true);
+  private attemptBatch(batch: BatchJob[]): Promise<Outcome<BatchResult[]>> {
+    return this.transaction(true, async (tx, broken) => {
       const byTenant = new Map<string, Set<string>>();
       for (const job of batch) {
         const set = byTenant.get(job.locks.tenantId) ?? new Set<string>();
@@ -366,7 +354,7 @@ export class PostgresStore implements Store {
             results.push({ ok: true, value });
             break;
           } catch (e) {
-            if (broken !== undefined || isConnectionBroken(e)) throw e;
+            if (broken() || isConnectionBroken(e)) throw e;
             const code = e instanceof LedgerError ? undefined : errorCode(e);
             // Another replica committed the same key first: re-run this write, which now sees it.
             // Any other failed statement fails the batch (re-run as a whole when the race may end).
@@ -380,29 +368,8 @@ export class PostgresStore implements Store {
           }
         }
       }
-      await tx.flush();
-      if (broken === undefined) phase = "commit";
-      await client.query("COMMIT");
-      client.removeListener("error", onError);
-      client.release();
-      return { ok: true, value: results };
-    } catch (e) {
-      const dead = broken !== undefined || isConnectionBroken(e);
-      if (!dead) {
-        try {
-          await client.query("ROLLBACK");
-        } catch (rollbackError) {
-          broken ??= rollbackError;
-        }
-      }
-      client.removeListener("error", onError);
-      if (dead || broken !== undefined) client.release(asError(broken ?? e));
-      else client.release();
-      if (e instanceof LedgerError) return { ok: false, error: e };
-      const code = errorCode(e);
-      if (!dead && RETRYABLE_SQLSTATES.has(code)) return { ok: false, error: storeError(e, phase), code };
-      return { ok: false, error: storeError(broken !== undefined && !isConnectionBroken(e) ? broken : e, phase) };
-    }
+      return results;
+    });
   }
 
   private async runWrite<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
@@ -425,8 +392,17 @@ export class PostgresStore implements Store {
     }
   }
 
-  /** One transaction: the value, or an error (with the SQLSTATE when re-running may help). */
-  private async attempt<T>(fn: (tx: WriteTx) => Promise<T>): Promise<Outcome<T>> {
+  /** One write in its own transaction. */
+  private attempt<T>(fn: (tx: WriteTx) => Promise<T>): Promise<Outcome<T>> {
+    return this.transaction(false, (tx) => fn(tx));
+  }
+
+  /**
+   * One transaction on a connection of its own: BEGIN, `body`, what the
+   * transaction holds written (PgWriteTx.flush), COMMIT. The value, or an
+   * error (with the SQLSTATE when re-running may help).
+   */
+  private async transaction<V>(batch: boolean, body: (tx: PgWriteTx, broken: () => boolean) => Promise<V>): Promise<Outcome<V>> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -440,8 +416,8 @@ export class PostgresStore implements Store {
     let phase: FailurePhase = "write";
     try {
       await client.query("BEGIN");
-      const tx = new PgWriteTx(client, this.assets);
-      const value = await fn(tx);
+      const tx = new PgWriteTx(client, this.assets, batch);
+      const value = await body(tx, () => broken !== undefined);
       await tx.flush();
       // A connection already dead never sent COMMIT: then nothing was written for sure.
       if (broken === undefined) phase = "commit";
