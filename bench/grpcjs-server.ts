@@ -80,8 +80,8 @@ function balanceMessage(b: Balance): Record<string, unknown> {
     pendingIn: b.pendingIn.toString(),
     pendingOut: b.pendingOut.toString(),
     available: b.available.toString(),
-    locked: b.lockedAt !== null,
-    ...(b.lockedAt === null ? {} : { lockedAt: timestamp(b.lockedAt) }),
+    locked: b.frozenAt !== null,
+    ...(b.frozenAt === null ? {} : { lockedAt: timestamp(b.frozenAt) }),
     updatedAt: timestamp(b.updatedAt),
     sequence: b.sequence.toString(),
   };

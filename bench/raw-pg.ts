@@ -26,10 +26,10 @@
 import pg from "pg";
 import { parseArgs } from "node:util";
 import { newId } from "../src/domain/ids.js";
-import type { Transfer } from "../src/domain/model.js";
 import { PG_MIGRATIONS } from "../src/store/postgres/migrations.js";
 import { Q, all, run } from "../src/store/postgres/pg-queries.js";
 import { transferParams } from "../src/store/rows.js";
+import { moveOne, rawTransfer } from "./raw-transfer.js";
 import { p50p99 } from "./stats.js";
 
 /** The JSON line this process prints. */
@@ -88,10 +88,7 @@ async function writeOne(client: pg.PoolClient, worker: number): Promise<void> {
   const payee = `payee-${worker}`;
   const now = BigInt(Date.now()) * 1000n;
   const id = newId("tr");
-  const dAfter = posted.get(payer)! - 1n;
-  const cAfter = (posted.get(payee) ?? 0n) + 1n;
-  posted.set(payer, dAfter);
-  posted.set(payee, cAfter);
+  const { debitAfter: dAfter, creditAfter: cAfter } = moveOne(posted, payer, payee);
   await client.query("BEGIN");
   try {
     const de = await all(client, Q.insertEntry, [tenant, id, payer, payee, asset, "debit", "POSTED", -1n, 0n, dAfter, 0n, 0n, now]);
@@ -100,25 +97,7 @@ async function writeOne(client: pg.PoolClient, worker: number): Promise<void> {
     const cSeq = BigInt(String(ce[0]!.sequence));
     await run(client, Q.putBalance, [tenant, payer, asset, dAfter, 0n, 0n, dSeq, now]);
     await run(client, Q.putBalance, [tenant, payee, asset, cAfter, 0n, 0n, cSeq, now]);
-    const t: Transfer = {
-      tenantId: tenant,
-      id,
-      idempotencyKey: `raw-${i}`,
-      debitAccountId: payer,
-      creditAccountId: payee,
-      asset,
-      amount: 1n,
-      postedAmount: 1n,
-      kind: "payment",
-      note: "",
-      metadata: {},
-      status: "POSTED",
-      createdAt: now,
-      updatedAt: now,
-      sequence: cSeq,
-      debitBalanceAfter: dAfter,
-      creditBalanceAfter: cAfter,
-    };
+    const t = rawTransfer({ tenant, id, key: `raw-${i}`, payer, payee, asset, now, sequence: cSeq, debitAfter: dAfter, creditAfter: cAfter });
     await run(client, Q.insertTransfer, transferParams(t));
     await run(client, Q.putIdempotency, [tenant, t.idempotencyKey, HASH, id, t.sequence, t.debitBalanceAfter, t.creditBalanceAfter]);
     await client.query("COMMIT");

@@ -20,8 +20,8 @@ import Database from "better-sqlite3";
 import { existsSync, statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { newId } from "../src/domain/ids.js";
-import type { Transfer } from "../src/domain/model.js";
 import { transferParams } from "../src/store/rows.js";
+import { moveOne, rawTransfer } from "./raw-transfer.js";
 import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
 
 /** The JSON line this process prints. */
@@ -125,33 +125,12 @@ function tallyWriter(): () => void {
     const payee = payees[n % payees.length]!;
     const now = BigInt(Date.now()) * 1000n;
     const id = newId("tr");
-    const dAfter = posted.get(payer)! - 1n;
-    const cAfter = (posted.get(payee) ?? 0n) + 1n;
-    posted.set(payer, dAfter);
-    posted.set(payee, cAfter);
+    const { debitAfter: dAfter, creditAfter: cAfter } = moveOne(posted, payer, payee);
     const de = insertEntry.run(tenant, id, payer, payee, asset, "debit", "POSTED", -1n, 0n, dAfter, 0n, 0n, now);
     const ce = insertEntry.run(tenant, id, payee, payer, asset, "credit", "POSTED", 1n, 0n, cAfter, 0n, 0n, now);
     putBalance.run(tenant, payer, asset, dAfter, 0n, 0n, BigInt(de.lastInsertRowid), now);
     putBalance.run(tenant, payee, asset, cAfter, 0n, 0n, BigInt(ce.lastInsertRowid), now);
-    const t: Transfer = {
-      tenantId: tenant,
-      id,
-      idempotencyKey: `raw-${n}`,
-      debitAccountId: payer,
-      creditAccountId: payee,
-      asset,
-      amount: 1n,
-      postedAmount: 1n,
-      kind: "payment",
-      note: "",
-      metadata: {},
-      status: "POSTED",
-      createdAt: now,
-      updatedAt: now,
-      sequence: BigInt(ce.lastInsertRowid),
-      debitBalanceAfter: dAfter,
-      creditBalanceAfter: cAfter,
-    };
+    const t = rawTransfer({ tenant, id, key: `raw-${n}`, payer, payee, asset, now, sequence: BigInt(ce.lastInsertRowid), debitAfter: dAfter, creditAfter: cAfter });
     insertTransfer.run(...transferParams(t));
     putIdempotency.run(tenant, t.idempotencyKey, HASH, id, t.sequence, dAfter, cAfter);
     n++;
@@ -170,10 +149,7 @@ function minimalWriter(): () => void {
   return () => {
     const payee = payees[n % payees.length]!;
     const id = newId("tr");
-    const dAfter = posted.get(payer)! - 1n;
-    const cAfter = (posted.get(payee) ?? 0n) + 1n;
-    posted.set(payer, dAfter);
-    posted.set(payee, cAfter);
+    const { debitAfter: dAfter, creditAfter: cAfter } = moveOne(posted, payer, payee);
     const de = insertEntry.run(id, payer, asset, -1n, dAfter);
     const ce = insertEntry.run(id, payee, asset, 1n, cAfter);
     putBalance.run(payer, asset, dAfter, BigInt(de.lastInsertRowid));

@@ -10,12 +10,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Access } from "../src/domain/access.js";
 import { Ledger } from "../src/domain/ledger.js";
-import type { TransferInput, TransferResult } from "../src/domain/ledger.js";
+import type { TransferResult } from "../src/domain/ledger.js";
 import type { Store } from "../src/domain/store.js";
 import { PostgresStore } from "../src/store/postgres/postgres-store.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { freshPgUrl, testStore } from "./support/postgres.js";
 import { tempDir } from "./support/server.js";
+import { payment } from "./support/transfer-input.js";
 
 let store: Store;
 let ledger: Ledger;
@@ -42,17 +43,7 @@ afterAll(async () => {
   await cleanup?.();
 });
 
-const tr = (key: string, debitAccountId: string, creditAccountId: string, amount: bigint): TransferInput => ({
-  idempotencyKey: key,
-  debitAccountId,
-  creditAccountId,
-  asset: "USD",
-  amount,
-  kind: "payment",
-  note: "",
-  metadata: {},
-  pending: false,
-});
+const tr = payment;
 
 const open = (id: string) => ledger.createAccount("t1", { id, overdraftLimit: 0n, overdraftUnlimited: false, metadata: {} });
 const posted = async (id: string) => (await ledger.getBalance("t1", id, "USD")).posted;
@@ -70,7 +61,7 @@ describe("a group commit with failing writes", () => {
     await ledger.postTransfer("t1", tr("fund-payer", "@world", "payer", 100n));
     await ledger.postTransfer("t1", tr("fund-frozen", "@world", "frozen", 50n));
     await ledger.postTransfer("t1", tr("k-used", "payer", "payee", 5n));
-    await ledger.setLocked("t1", "frozen", true);
+    await ledger.setFrozen("t1", "frozen", true);
     const journalBefore = (await ledger.verify("t1")).entriesChecked;
     const commits = () => (store instanceof SqliteStore ? store.commitStats.commits : (store as PostgresStore).batchStats.commits);
     const commitsBefore = commits();
@@ -119,7 +110,7 @@ describe("a group commit with failing writes", () => {
 
     // The refused keys were not memoised: once the cause is gone they execute.
     await ledger.postTransfer("t1", tr("refill", "@world", "payer", 3000n));
-    await ledger.setLocked("t1", "frozen", false);
+    await ledger.setFrozen("t1", "frozen", false);
     for (const [key, from, amount] of [["k2", "payer", 1000n], ["k3", "frozen", 10n], ["k9", "payer", 70n]] as const) {
       expect((await ledger.postTransfer("t1", tr(key, from, "payee", amount))).replayed).toBe(false);
     }

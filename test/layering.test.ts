@@ -29,4 +29,13 @@ describe("layering", () => {
     );
     expect(offenders).toEqual([]);
   });
+
+  it("the domain's consumers take their own port, not the whole store (domain/store.ts is for stores to implement)", () => {
+    const offenders = sources(join(SRC, "domain")).flatMap((f) =>
+      importsOf(f)
+        .filter((i) => i === "domain/store.js")
+        .map((i) => `${relative(SRC, f)} → ${i}`),
+    );
+    expect(offenders).toEqual([]);
+  });
 });

@@ -13,6 +13,7 @@ import { storeError } from "../src/store/postgres/pg-errors.js";
 import { PostgresStore, pgUrlSchema } from "../src/store/postgres/postgres-store.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { tempDir } from "./support/server.js";
+import { payment } from "./support/transfer-input.js";
 
 /** The run's database when the postgres project created one, else the local `test` database. */
 const BASE_URL = process.env.TALLY_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -60,7 +61,7 @@ const account = (tenantId: string, id: string, extra: Partial<Account> = {}): Ac
   overdraftLimit: 0n,
   overdraftUnlimited: false,
   metadata: {},
-  lockedAt: null,
+  frozenAt: null,
   createdAt: 1n,
   ...extra,
 });
@@ -317,17 +318,7 @@ describe.skipIf(skipReason !== undefined)(`PostgreSQL store${skipReason ? ` (ski
     const deadlocks = st.retries["40P01"] ?? 0;
     const results = await Promise.allSettled(
       Array.from({ length: 50 }, (_, i) =>
-        ledger.postTransfer("t_ab", {
-          idempotencyKey: `ab-${i}`,
-          debitAccountId: i % 2 === 0 ? "A" : "B",
-          creditAccountId: i % 2 === 0 ? "B" : "A",
-          asset: "USD",
-          amount: BigInt(i + 1),
-          kind: "payment",
-          note: "",
-          metadata: {},
-          pending: false,
-        }),
+        ledger.postTransfer("t_ab", payment(`ab-${i}`, i % 2 === 0 ? "A" : "B", i % 2 === 0 ? "B" : "A", BigInt(i + 1))),
       ),
     );
     expect(results.filter((r) => r.status === "rejected")).toEqual([]);

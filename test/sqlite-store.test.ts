@@ -8,6 +8,7 @@ import { Ledger } from "../src/domain/ledger.js";
 import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { tempDir } from "./support/server.js";
+import { payment } from "./support/transfer-input.js";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -26,17 +27,7 @@ async function openLedger() {
 }
 
 const fund = (ledger: Ledger, key: string, to: string, amount: bigint) =>
-  ledger.postTransfer("t1", {
-    idempotencyKey: key,
-    debitAccountId: "@world",
-    creditAccountId: to,
-    asset: "USD",
-    amount,
-    kind: "payment",
-    note: "",
-    metadata: {},
-    pending: false,
-  });
+  ledger.postTransfer("t1", payment(key, "@world", to, amount));
 
 describe("SQLite store", () => {
   it("runs in WAL mode with synchronous=FULL and STRICT tables", async () => {

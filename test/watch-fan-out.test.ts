@@ -7,6 +7,7 @@ import type { Store } from "../src/domain/store.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { becomesTrue } from "./support/poll.js";
 import { tempDir } from "./support/server.js";
+import { payment } from "./support/transfer-input.js";
 
 /**
  * A commit to an account with many watchers is read from the journal once,
@@ -72,17 +73,7 @@ describe("balance watchers of one account", () => {
     const COMMITS = 5;
     for (let c = 1; c <= COMMITS; c++) {
       const before = reads.entriesAfter;
-      await ledger.postTransfer("t1", {
-        idempotencyKey: `k${c}`,
-        debitAccountId: "@world",
-        creditAccountId: "a",
-        asset: "USD",
-        amount: 10n,
-        kind: "payment",
-        note: "",
-        metadata: {},
-        pending: false,
-      });
+      await ledger.postTransfer("t1", payment(`k${c}`, "@world", "a", 10n));
       expect(await becomesTrue(() => seen.every((s) => s.length === c), 10_000)).toBe(true);
       // The first commit may find some watchers still reading after their snapshot; from then on,
       // every watcher is waiting when a commit lands.

@@ -5,7 +5,7 @@ import { validateText } from "./validate.js";
 import { Ledger } from "./ledger.js";
 import type { Clock } from "./ledger.js";
 import type { ApiKeyRecord, KeyScope, Tenant } from "./model.js";
-import type { Store } from "./store.js";
+import type { AccessPort } from "./access-port.js";
 
 /** Who is calling, once their key checked out. */
 export interface Principal {
@@ -39,7 +39,7 @@ const TOKEN = /^tly_(k[0-9a-z]{20})_([0-9a-z]{32})$/;
  */
 export class Access {
   constructor(
-    private readonly store: Store,
+    private readonly store: AccessPort,
     private readonly clock: Clock,
   ) {}
 

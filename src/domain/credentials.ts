@@ -4,7 +4,7 @@ import { validateAccountId } from "./ids.js";
 import { validateText } from "./validate.js";
 import type { Clock } from "./ledger.js";
 import type { CredentialRecord } from "./model.js";
-import type { Store } from "./store.js";
+import type { AccessPort } from "./access-port.js";
 
 /** What a dialect asks for when it issues a credential. */
 export interface CredentialInput {
@@ -51,7 +51,7 @@ export interface IssuedCredential {
  */
 export class Credentials {
   constructor(
-    private readonly store: Store,
+    private readonly store: AccessPort,
     private readonly clock: Clock,
   ) {}
 

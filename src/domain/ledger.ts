@@ -15,7 +15,8 @@ import type {
   VerifyReport,
 } from "./model.js";
 import { checkedAdd, checkedSub, isInt64, requirePositiveAmount } from "./money.js";
-import type { Store, WriteTx } from "./store.js";
+import type { LedgerPort, LedgerTx } from "./ledger-port.js";
+import { reconcile } from "./verify.js";
 import { verifyCredits, withCredits } from "./credits/verify.js";
 import { SharedReads } from "./shared-reads.js";
 import { idempotencyRecordOf, replayedTransfer, transferRequestHash } from "./transfer-codec.js";
@@ -35,7 +36,7 @@ export const systemClock: Clock = () => BigInt(Date.now()) * 1000n;
 
 /** Options for {@link Ledger}. */
 export interface LedgerOptions {
-  readonly store: Store;
+  readonly store: LedgerPort;
   /** Wakes balance watchers; defaults to an in-process feed. */
   readonly feed?: BalanceFeed;
   readonly clock?: Clock;
@@ -91,7 +92,7 @@ const WATCH_BATCH = 500;
  * concurrent writer can never slip between a check and the change it allows.
  */
 export class Ledger {
-  readonly store: Store;
+  readonly store: LedgerPort;
   readonly feed: BalanceFeed;
   private readonly clock: Clock;
   /** Watchers of one account read each commit's entries (and the lock state) once between them. */
@@ -129,7 +130,7 @@ export class Ledger {
       overdraftLimit: input.overdraftUnlimited ? 0n : input.overdraftLimit,
       overdraftUnlimited: input.overdraftUnlimited,
       metadata: validateMetadata(input.metadata),
-      lockedAt: null,
+      frozenAt: null,
       createdAt: this.clock(),
     };
     return this.store.write(async (tx) => {
@@ -154,17 +155,20 @@ export class Ledger {
     return this.store.listAccounts(tenantId, afterId, limit);
   }
 
-  /** Freezes or unfreezes an account. Freezing twice keeps the first locked_at. */
-  async setLocked(tenantId: string, id: string, locked: boolean): Promise<Account> {
+  /**
+   * Freezes or unfreezes an account (the API's LockBalance / UnlockBalance).
+   * Freezing twice keeps the first frozenAt.
+   */
+  async setFrozen(tenantId: string, id: string, frozen: boolean): Promise<Account> {
     validateAccountRef(id, "account_id");
     const account = await this.store.write(async (tx) => {
       await tx.lockAccounts(tenantId, [id]);
       const current = await tx.getAccount(tenantId, id);
       if (!current) throw notFound("account", id);
-      if (locked === (current.lockedAt !== null)) return current;
-      const lockedAt = locked ? this.clock() : null;
-      await tx.setAccountLock(tenantId, id, lockedAt);
-      return { ...current, lockedAt };
+      if (frozen === (current.frozenAt !== null)) return current;
+      const frozenAt = frozen ? this.clock() : null;
+      await tx.setAccountFrozen(tenantId, id, frozenAt);
+      return { ...current, frozenAt };
     });
     return account;
   }
@@ -198,7 +202,7 @@ export class Ledger {
     return (await this.store.getAsset(tenantId, code))?.scale ?? defaultScale(code);
   }
 
-  private async ensureAsset(tx: WriteTx, tenantId: string, code: string): Promise<Asset> {
+  private async ensureAsset(tx: LedgerTx, tenantId: string, code: string): Promise<Asset> {
     const existing = await tx.getAsset(tenantId, code);
     if (existing) return existing;
     const asset = { code, scale: defaultScale(code) };
@@ -267,7 +271,7 @@ export class Ledger {
     return results;
   }
 
-  private async applyTransfer(tx: WriteTx, tenantId: string, input: TransferInput): Promise<Transfer> {
+  private async applyTransfer(tx: LedgerTx, tenantId: string, input: TransferInput): Promise<Transfer> {
     const { debit, credit } = await this.loadParties(tx, tenantId, input.debitAccountId, input.creditAccountId);
     const asset = await this.ensureAsset(tx, tenantId, input.asset);
     const now = this.clock();
@@ -357,7 +361,7 @@ export class Ledger {
         throw invalidArgument("amount_exceeds_pending", `amount ${amount} exceeds the pending amount ${t.amount}`);
       }
       const { debit } = await this.loadParties(tx, tenantId, t.debitAccountId, t.creditAccountId);
-      if (to === "POSTED") requireUnlocked(debit);
+      if (to === "POSTED") requireNotFrozen(debit);
       const now = this.clock();
       const d = (await tx.getBalance(tenantId, t.debitAccountId, t.asset))!;
       const c = (await tx.getBalance(tenantId, t.creditAccountId, t.asset))!;
@@ -409,7 +413,7 @@ export class Ledger {
     return t;
   }
 
-  private async loadParties(tx: WriteTx, tenantId: string, debitId: string, creditId: string) {
+  private async loadParties(tx: LedgerTx, tenantId: string, debitId: string, creditId: string) {
     const debit = await tx.getAccount(tenantId, debitId);
     if (!debit) throw notFound("account", debitId);
     const credit = await tx.getAccount(tenantId, creditId);
@@ -419,7 +423,7 @@ export class Ledger {
 
   /** Writes the debit and credit entries of one phase and the balances they lead to. */
   private async appendPair(
-    tx: WriteTx,
+    tx: LedgerTx,
     p: {
       tenantId: string;
       transferId: string;
@@ -558,7 +562,7 @@ export class Ledger {
    * difference, with the checks of the commits' and credits' ledgers added.
    */
   async verify(tenantId: string): Promise<VerifyReport> {
-    return withCredits(await this.store.verify(tenantId), await verifyCredits(this.store, tenantId));
+    return withCredits(reconcile(await this.store.journalSums(tenantId)), await verifyCredits(this.store, tenantId));
   }
 
   /** Creates the tenant's system accounts; called once when a tenant is created. */
@@ -570,7 +574,7 @@ export class Ledger {
         overdraftLimit: 0n,
         overdraftUnlimited: true,
         metadata: { system: "true" },
-        lockedAt: null,
+        frozenAt: null,
         createdAt: now,
       },
     ];
@@ -596,14 +600,14 @@ function normalizeTransfer(input: TransferInput, prefix: string): TransferInput 
   };
 }
 
-function requireUnlocked(account: Account): void {
-  if (account.lockedAt !== null) {
+function requireNotFrozen(account: Account): void {
+  if (account.frozenAt !== null) {
     throw failedPrecondition("balance_locked", `balance_locked: account "${account.id}" is frozen`, { account_id: account.id });
   }
 }
 
 function requireWithinOverdraft(debit: Account, next: BalanceRow, amount: bigint): void {
-  requireUnlocked(debit);
+  requireNotFrozen(debit);
   // Checked even for unlimited accounts: available must always fit in int64.
   const available = checkedSub(next.posted, next.pendingOut, "available balance");
   if (!debit.overdraftUnlimited && available < -debit.overdraftLimit) {
@@ -631,5 +635,5 @@ function rowFromEntry(e: Entry): BalanceRow {
 }
 
 function toBalance(account: Account, row: BalanceRow, scale: number): Balance {
-  return { ...row, scale, available: row.posted - row.pendingOut, lockedAt: account.lockedAt };
+  return { ...row, scale, available: row.posted - row.pendingOut, frozenAt: account.frozenAt };
 }

@@ -19,8 +19,11 @@ export interface Account {
   /** No lower bound at all (system accounts). */
   readonly overdraftUnlimited: boolean;
   readonly metadata: Readonly<Record<string, string>>;
-  /** Set while the account is frozen. */
-  readonly lockedAt: bigint | null;
+  /**
+   * When an administrator froze the account (the API's `locked_at`; the column
+   * is `locked_at`); null while it is not frozen. Not a row lock.
+   */
+  readonly frozenAt: bigint | null;
   readonly createdAt: bigint;
 }
 
@@ -65,7 +68,8 @@ export interface BalanceRow {
 export interface Balance extends BalanceRow {
   readonly scale: number;
   readonly available: bigint;
-  readonly lockedAt: bigint | null;
+  /** The account's freeze (Account.frozenAt). */
+  readonly frozenAt: bigint | null;
 }
 
 /** Which side of a transfer an entry records. */

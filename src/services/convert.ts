@@ -40,8 +40,8 @@ export function accountToProto(a: Account): AccountMsg {
     overdraftLimit: a.overdraftLimit,
     overdraftUnlimited: a.overdraftUnlimited,
     metadata: { ...a.metadata },
-    locked: a.lockedAt !== null,
-    lockedAt: a.lockedAt === null ? undefined : timestampFromMicros(a.lockedAt),
+    locked: a.frozenAt !== null,
+    lockedAt: a.frozenAt === null ? undefined : timestampFromMicros(a.frozenAt),
     createdAt: timestampFromMicros(a.createdAt),
   });
 }
@@ -56,8 +56,8 @@ export function balanceToProto(b: Balance): BalanceMsg {
     pendingIn: b.pendingIn,
     pendingOut: b.pendingOut,
     available: b.available,
-    locked: b.lockedAt !== null,
-    lockedAt: b.lockedAt === null ? undefined : timestampFromMicros(b.lockedAt),
+    locked: b.frozenAt !== null,
+    lockedAt: b.frozenAt === null ? undefined : timestampFromMicros(b.frozenAt),
     updatedAt: timestampFromMicros(b.updatedAt),
     sequence: b.sequence,
   });

@@ -166,12 +166,12 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
 
     async lockBalance(req, ctx) {
       const tenantId = admin(ctx);
-      return { account: accountToProto(await ledger.setLocked(tenantId, req.accountId, true)) };
+      return { account: accountToProto(await ledger.setFrozen(tenantId, req.accountId, true)) };
     },
 
     async unlockBalance(req, ctx) {
       const tenantId = admin(ctx);
-      return { account: accountToProto(await ledger.setLocked(tenantId, req.accountId, false)) };
+      return { account: accountToProto(await ledger.setFrozen(tenantId, req.accountId, false)) };
     },
   });
 }

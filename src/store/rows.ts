@@ -1,5 +1,5 @@
 import type { Asset } from "../domain/asset.js";
-import type { AccountBalance } from "../domain/store.js";
+import type { AccountBalance, JournalSum, RunningSum } from "../domain/store.js";
 import type {
   Account,
   ApiKeyRecord,
@@ -36,7 +36,7 @@ export function account(r: unknown): Account | undefined {
     overdraftLimit: big(x.overdraft_limit),
     overdraftUnlimited: big(x.overdraft_unlimited) === 1n,
     metadata: JSON.parse(str(x.metadata)) as Record<string, string>,
-    lockedAt: nullableBig(x.locked_at),
+    frozenAt: nullableBig(x.locked_at),
     createdAt: big(x.created_at),
   };
 }
@@ -45,6 +45,18 @@ export function asset(r: unknown): Asset | undefined {
   if (r === undefined) return undefined;
   const x = r as Row;
   return { code: str(x.code), scale: Number(big(x.scale)) };
+}
+
+/** A row of the verify_sums query (journal sums per account and asset). */
+export function journalSum(r: unknown): JournalSum {
+  const x = r as Row;
+  return { accountId: str(x.account_id), asset: str(x.asset), posted: big(x.posted), pendingIn: big(x.pin), pendingOut: big(x.pout), entries: big(x.n) };
+}
+
+/** A row of the verify_running query (an entry whose running sum differs). */
+export function runningSum(r: unknown): RunningSum {
+  const x = r as Row;
+  return { accountId: str(x.account_id), asset: str(x.asset), sequence: big(x.sequence), postedAfter: big(x.posted_after), running: big(x.running) };
 }
 
 export function balance(r: unknown): BalanceRow | undefined {
@@ -224,7 +236,7 @@ export function entryParams(e: NewEntry): unknown[] {
 
 /** The accounts column values of an account, in the INSERT's column order. */
 export function accountParams(a: Account): unknown[] {
-  return [a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.lockedAt, a.createdAt];
+  return [a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.frozenAt, a.createdAt];
 }
 
 /** The credentials column values of a credential, in the INSERT's column order. */

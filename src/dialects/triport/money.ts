@@ -49,11 +49,11 @@ export function fromMicro(micro: bigint, scale: number): bigint {
 }
 
 /** The wire balance: posted amount, lock state and last-change time. */
-export function balanceMessage(postedMicro: bigint, lockedAt: bigint | null, updatedAt: bigint): Balance {
+export function balanceMessage(postedMicro: bigint, frozenAt: bigint | null, updatedAt: bigint): Balance {
   return create(BalanceSchema, {
     amountMicro: postedMicro,
-    locked: lockedAt !== null,
-    ...(lockedAt !== null ? { lockedAt: timestampFromMicros(lockedAt) } : {}),
+    locked: frozenAt !== null,
+    ...(frozenAt !== null ? { lockedAt: timestampFromMicros(frozenAt) } : {}),
     updatedAt: timestampFromMicros(updatedAt),
   });
 }

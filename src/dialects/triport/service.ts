@@ -87,7 +87,7 @@ export function registerTriport(router: ConnectRouter, deps: EventDeps, streams:
       const { tenantId, accountId } = userOf(principalOf(ctx));
       try {
         const b = await ledger.getBalance(tenantId, accountId, ASSET);
-        return { balance: balanceMessage(toMicro(b.posted, b.scale), b.lockedAt, b.updatedAt) };
+        return { balance: balanceMessage(toMicro(b.posted, b.scale), b.frozenAt, b.updatedAt) };
       } catch (e) {
         // A signed-in user Tally has no account for yet has no history: zeros, never 404.
         if (isMissingAccount(e)) return { balance: balanceMessage(0n, null, ledger.now()) };
@@ -264,7 +264,7 @@ async function* changes(deps: EventDeps, q: EventQuery, after: bigint | undefine
         const b = ev.balances[0]!;
         yield create(StreamBalanceEventsResponseSchema, {
           id: ev.sequence,
-          event: { case: "snapshot", value: balanceMessage(toMicro(b.posted, scale), b.lockedAt, b.updatedAt) },
+          event: { case: "snapshot", value: balanceMessage(toMicro(b.posted, scale), b.frozenAt, b.updatedAt) },
         });
         continue;
       }

@@ -4,7 +4,7 @@ import { LedgerError, failedPrecondition, invalidArgument, notFound } from "../e
 import { newId, validateAccountId } from "../ids.js";
 import type { Clock } from "../ledger.js";
 import { checkedAdd, isInt64, requirePositiveAmount } from "../money.js";
-import type { Store, WriteTx } from "../store.js";
+import type { CreditPort, CreditWrite } from "./credit-port.js";
 import { validateIdempotencyKey, validateMetadata, validateText } from "../validate.js";
 import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, NewCreditEntry, Segment, UsageResult } from "./model.js";
 import { balanceAt, bySegment, dueClosings, entryTypeFor, isActive, isClosing, ledgerAt, planDrawDown, remaining } from "./rules.js";
@@ -159,7 +159,7 @@ const BALANCE_TYPES: Record<string, BalanceKind> = { PREPAID_COMMIT: "PREPAID", 
  */
 export class Credits {
   constructor(
-    private readonly store: Store,
+    private readonly store: CreditPort,
     private readonly clock: Clock,
   ) {}
 
@@ -295,7 +295,7 @@ export class Credits {
     const hash = createHash("sha256")
       .update(JSON.stringify([input.balanceId, input.customerId, input.segmentId, String(input.amount), reason, input.timestamp === undefined ? null : String(input.timestamp)]))
       .digest("base64url");
-    const replay = async (tx: WriteTx): Promise<CreditEntry | undefined> => {
+    const replay = async (tx: CreditWrite): Promise<CreditEntry | undefined> => {
       if (key === null) return undefined;
       const prior = await tx.getCreditManualKey(tenantId, key);
       if (!prior) return undefined;
@@ -422,7 +422,7 @@ export class Credits {
       input.segments.map((s) => [s.id, String(s.amount), String(s.startingAt), String(s.endingBefore)]),
     ]);
     const stored = `${ROLLOVER_KEYS}${key}`;
-    const replay = async (tx: WriteTx): Promise<RolloverResult | undefined> => {
+    const replay = async (tx: CreditWrite): Promise<RolloverResult | undefined> => {
       const prior = await keyed(tx, tenantId, stored, key, hash);
       if (prior === undefined) return undefined;
       const x = JSON.parse(prior) as { b: string; e: string[]; a: string };
@@ -681,7 +681,7 @@ function matches(b: CreditBalance, f: NetFilter): boolean {
  * Reads a balance, takes its customer's lock, and reads it again: only what is
  * read under the lock (archived_at above all) can be relied on.
  */
-async function lockedBalance(tx: WriteTx, tenantId: string, id: string): Promise<CreditBalance> {
+async function lockedBalance(tx: CreditWrite, tenantId: string, id: string): Promise<CreditBalance> {
   const first = id === "" ? undefined : await tx.getCreditBalance(tenantId, id);
   if (!first) throw notFound("balance", id);
   await tx.lockAccounts(tenantId, [first.customerId]);
@@ -694,7 +694,7 @@ async function lockedBalance(tx: WriteTx, tenantId: string, id: string): Promise
  * Inserts a balance and its segments' opening entries, refusing a segment id
  * already taken in the tenant. The caller holds the customer's lock.
  */
-async function insertBalance(tx: WriteTx, draft: Omit<CreditBalance, "ordinal">): Promise<CreditBalance> {
+async function insertBalance(tx: CreditWrite, draft: Omit<CreditBalance, "ordinal">): Promise<CreditBalance> {
   for (const s of draft.segments) {
     if (await tx.creditSegmentExists(draft.tenantId, s.id)) {
       throw new LedgerError("already_exists", "segment_exists", `schedule item "${s.id}" already exists`);
@@ -718,7 +718,7 @@ const CREDIT_BACK_KEYS = "credit-back ";
  * The stored result under a key when the request is the same; undefined when
  * the key is new; already_exists / idempotency_key_reused for another request.
  */
-async function keyed(tx: WriteTx, tenantId: string, stored: string, key: string, hash: string): Promise<string | undefined> {
+async function keyed(tx: CreditWrite, tenantId: string, stored: string, key: string, hash: string): Promise<string | undefined> {
   const prior = await tx.getCreditManualKey(tenantId, stored);
   if (!prior) return undefined;
   if (prior.requestHash !== hash) {
@@ -738,7 +738,7 @@ function requestHash(parts: unknown): string {
  * due at `now` (rules.ts, dueClosings). The caller holds the customer's lock.
  * Returns how many were written.
  */
-async function closeDue(tx: WriteTx, tenantId: string, customerId: string, now: bigint): Promise<number> {
+async function closeDue(tx: CreditWrite, tenantId: string, customerId: string, now: bigint): Promise<number> {
   const due: NewCreditEntry[] = [];
   for (const b of await tx.activeCreditBalances(tenantId, customerId)) {
     if (!b.segments.some((s) => s.endingBefore <= now)) continue;
@@ -771,7 +771,7 @@ function entry(
   };
 }
 
-async function ensureAsset(tx: WriteTx, tenantId: string, code: string, now: bigint): Promise<void> {
+async function ensureAsset(tx: CreditWrite, tenantId: string, code: string, now: bigint): Promise<void> {
   if (await tx.getAsset(tenantId, code)) return;
   await tx.insertAsset(tenantId, { code, scale: defaultScale(code) }, now);
 }

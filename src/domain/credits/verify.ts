@@ -1,5 +1,5 @@
 import type { Discrepancy, VerifyReport } from "../model.js";
-import type { StoreReader } from "../store.js";
+import type { CreditVerifyReader } from "./credit-port.js";
 import type { CreditBalance, CreditEntry } from "./model.js";
 import { entryTypeFor, isClosing } from "./rules.js";
 
@@ -24,7 +24,7 @@ import { entryTypeFor, isClosing } from "./rules.js";
  * Findings are {@link Discrepancy} rows: `accountId` is the customer, `asset`
  * the credit type, `sequence` the entry concerned (0 when an entry is missing).
  */
-export async function verifyCredits(store: StoreReader, tenantId: string): Promise<{ balancesChecked: bigint; entriesChecked: bigint; discrepancies: Discrepancy[] }> {
+export async function verifyCredits(store: CreditVerifyReader, tenantId: string): Promise<{ balancesChecked: bigint; entriesChecked: bigint; discrepancies: Discrepancy[] }> {
   const discrepancies: Discrepancy[] = [];
   let balancesChecked = 0n;
   let entriesChecked = 0n;

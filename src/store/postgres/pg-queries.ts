@@ -60,7 +60,7 @@ export const Q = {
     "insert_account",
     "INSERT INTO accounts (tenant_id, id, overdraft_limit, overdraft_unlimited, metadata, locked_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
   ),
-  setAccountLock: sql("set_account_lock", "UPDATE accounts SET locked_at = $1 WHERE tenant_id = $2 AND id = $3"),
+  setAccountFrozen: sql("set_account_frozen", "UPDATE accounts SET locked_at = $1 WHERE tenant_id = $2 AND id = $3"),
   getAsset: sql("get_asset", "SELECT code, scale FROM assets WHERE tenant_id = $1 AND code = $2"),
   listAssets: sql("list_assets", "SELECT code, scale FROM assets WHERE tenant_id = $1 ORDER BY code"),
   insertAsset: sql("insert_asset", "INSERT INTO assets (tenant_id, code, scale, created_at) VALUES ($1, $2, $3, $4)"),

@@ -41,7 +41,7 @@ export class PgWriteTx implements WriteTx {
   /**
    * Accounts this transaction has locked, as read under the lock: nobody else
    * can change them before it ends, so getAccount answers them without a
-   * round trip (setAccountLock forgets the one it changes).
+   * round trip (setAccountFrozen forgets the one it changes).
    */
   private readonly locked = new Map<string, Account>();
   /**
@@ -227,10 +227,10 @@ export class PgWriteTx implements WriteTx {
     await this.mutating();
     await run(this.c, Q.insertAccount, rows.accountParams(a));
   }
-  async setAccountLock(tenantId: string, id: string, lockedAt: bigint | null): Promise<void> {
+  async setAccountFrozen(tenantId: string, id: string, frozenAt: bigint | null): Promise<void> {
     await this.mutating();
     this.set(this.locked, key2(tenantId, id), undefined);
-    await run(this.c, Q.setAccountLock, [lockedAt, tenantId, id]);
+    await run(this.c, Q.setAccountFrozen, [frozenAt, tenantId, id]);
   }
   async getAsset(tenantId: string, code: string): Promise<Asset | undefined> {
     const k = key2(tenantId, code);

@@ -6,15 +6,13 @@ import type {
   ApiKeyRecord,
   BalanceRow,
   CredentialRecord,
-  Discrepancy,
   Entry,
   EntryView,
   Tenant,
   Transfer,
-  VerifyReport,
 } from "../../domain/model.js";
 import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
-import type { AccountBalance, EntryPageQuery, EntryTailQuery, Store, WriteOptions, WriteTx } from "../../domain/store.js";
+import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, Store, WriteOptions, WriteTx } from "../../domain/store.js";
 import * as rows from "../rows.js";
 import * as credit from "./credit-queries.js";
 import { PG_MIGRATIONS } from "./migrations.js";
@@ -60,7 +58,6 @@ export interface PostgresStoreOptions {
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
 /**
@@ -622,75 +619,15 @@ export class PostgresStore implements Store {
     return this.read(() => credit.dueCreditClosings(this.pool, now, limit));
   }
 
-  async verify(tenantId: string): Promise<VerifyReport> {
+  async journalSums(tenantId: string): Promise<JournalSums> {
     // One snapshot, so the journal and the balances agree with each other.
-    const r = await this.snapshot(async (db) => ({
-      sums: await all(db, Q.verifySums, [tenantId]),
-      balances: await all(db, Q.verifyBalances, [tenantId]),
-      running: await all(db, Q.verifyRunning, [tenantId]),
+    // PostgreSQL sums into numeric: exact, never overflowing (reconcile checks the range).
+    return this.snapshot(async (db) => ({
+      sums: (await all(db, Q.verifySums, [tenantId])).map(rows.journalSum),
+      balances: (await all(db, Q.verifyBalances, [tenantId])).map((x) => rows.balance(x)!),
+      running: (await all(db, Q.verifyRunning, [tenantId])).map(rows.runningSum),
+      overflow: false,
     }));
-    const outside = (v: unknown) => (v as bigint) < INT64_MIN || (v as bigint) > INT64_MAX;
-    // PostgreSQL sums into numeric and never overflows; SQLite's SUM raises on
-    // an int64 overflow and its store reports that as one finding. Same here.
-    if (r.sums.some((x) => outside(x.posted) || outside(x.pin) || outside(x.pout)) || r.running.some((x) => outside(x.running))) {
-      return {
-        ok: false,
-        accountsChecked: 0n,
-        balancesChecked: 0n,
-        entriesChecked: 0n,
-        discrepancies: [{ accountId: "", asset: "", field: "asset_sum", stored: 0n, recomputed: 0n, sequence: 0n }],
-      };
-    }
-    const discrepancies: Discrepancy[] = [];
-    const sums = new Map<string, { posted: bigint; pin: bigint; pout: bigint }>();
-    let entries = 0n;
-    for (const x of r.sums) {
-      sums.set(`${x.account_id as string}\u0000${x.asset as string}`, { posted: x.posted as bigint, pin: x.pin as bigint, pout: x.pout as bigint });
-      entries += x.n as bigint;
-    }
-    const accounts = new Set<string>();
-    const assetTotals = new Map<string, bigint>();
-    let balancesChecked = 0n;
-    for (const row of r.balances) {
-      const b = rows.balance(row)!;
-      balancesChecked++;
-      accounts.add(b.accountId);
-      const key = `${b.accountId}\u0000${b.asset}`;
-      const s = sums.get(key) ?? { posted: 0n, pin: 0n, pout: 0n };
-      sums.delete(key);
-      const check = (field: Discrepancy["field"], stored: bigint, recomputed: bigint) => {
-        if (stored !== recomputed) discrepancies.push({ accountId: b.accountId, asset: b.asset, field, stored, recomputed, sequence: b.sequence });
-      };
-      check("posted", b.posted, s.posted);
-      check("pending_in", b.pendingIn, s.pin);
-      check("pending_out", b.pendingOut, s.pout);
-      assetTotals.set(b.asset, (assetTotals.get(b.asset) ?? 0n) + b.posted);
-    }
-    // Journal rows with no balance row at all.
-    for (const [key, s] of sums) {
-      const [accountId, asset] = key.split("\u0000") as [string, string];
-      discrepancies.push({ accountId, asset, field: "posted", stored: 0n, recomputed: s.posted, sequence: 0n });
-    }
-    for (const x of r.running) {
-      discrepancies.push({
-        accountId: x.account_id as string,
-        asset: x.asset as string,
-        field: "balance_after",
-        stored: x.posted_after as bigint,
-        recomputed: x.running as bigint,
-        sequence: x.sequence as bigint,
-      });
-    }
-    for (const [asset, total] of assetTotals) {
-      if (total !== 0n) discrepancies.push({ accountId: "", asset, field: "asset_sum", stored: total, recomputed: 0n, sequence: 0n });
-    }
-    return {
-      ok: discrepancies.length === 0,
-      accountsChecked: BigInt(accounts.size),
-      balancesChecked,
-      entriesChecked: entries,
-      discrepancies,
-    };
   }
 }
 

@@ -129,9 +129,9 @@ export class SqliteBatchTx implements WriteTx {
     this.s.insertAccount.run(...rows.accountParams(a));
     this.set(this.accounts, key2(a.tenantId, a.id), a);
   }
-  async setAccountLock(tenantId: string, id: string, lockedAt: bigint | null): Promise<void> {
+  async setAccountFrozen(tenantId: string, id: string, frozenAt: bigint | null): Promise<void> {
     this.mutating();
-    this.s.setAccountLock.run(lockedAt, tenantId, id);
+    this.s.setAccountFrozen.run(frozenAt, tenantId, id);
     // Re-read on next use rather than patching a copy.
     this.forget(this.accounts, key2(tenantId, id));
   }

@@ -7,14 +7,12 @@ import type {
   ApiKeyRecord,
   BalanceRow,
   CredentialRecord,
-  Discrepancy,
   Entry,
   EntryView,
   Tenant,
   Transfer,
-  VerifyReport,
 } from "../../domain/model.js";
-import type { AccountBalance, EntryPageQuery, EntryTailQuery, Store, WriteTx } from "../../domain/store.js";
+import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, Store, WriteTx } from "../../domain/store.js";
 import { MIGRATIONS } from "./migrations.js";
 import { SqliteStatements } from "./statements.js";
 import { SqliteBatchTx } from "./batch-tx.js";
@@ -342,95 +340,21 @@ export class SqliteStore implements Store {
     return this.cr.due(now, limit);
   }
 
-  async verify(tenantId: string): Promise<VerifyReport> {
-    const discrepancies: Discrepancy[] = [];
+  async journalSums(tenantId: string): Promise<JournalSums> {
     // One read transaction, so the journal and the balances are one snapshot.
-    const run = this.reader.transaction(() => {
-      const sums = new Map<string, { posted: bigint; pin: bigint; pout: bigint }>();
-      let entries = 0n;
-      for (const x of this.r.verifySums.iterate(tenantId) as Iterable<{
-        account_id: string;
-        asset: string;
-        posted: bigint;
-        pin: bigint;
-        pout: bigint;
-        n: bigint;
-      }>) {
-        sums.set(`${x.account_id}\u0000${x.asset}`, { posted: x.posted, pin: x.pin, pout: x.pout });
-        entries += x.n;
-      }
-      const accounts = new Set<string>();
-      const assetTotals = new Map<string, bigint>();
-      let balancesChecked = 0n;
-      for (const b of this.r.verifyBalances.iterate(tenantId) as Iterable<{
-        account_id: string;
-        asset: string;
-        posted: bigint;
-        pending_in: bigint;
-        pending_out: bigint;
-        sequence: bigint;
-      }>) {
-        balancesChecked++;
-        accounts.add(b.account_id);
-        const key = `${b.account_id}\u0000${b.asset}`;
-        const s = sums.get(key) ?? { posted: 0n, pin: 0n, pout: 0n };
-        sums.delete(key);
-        const check = (field: Discrepancy["field"], stored: bigint, recomputed: bigint) => {
-          if (stored !== recomputed) {
-            discrepancies.push({ accountId: b.account_id, asset: b.asset, field, stored, recomputed, sequence: b.sequence });
-          }
-        };
-        check("posted", b.posted, s.posted);
-        check("pending_in", b.pending_in, s.pin);
-        check("pending_out", b.pending_out, s.pout);
-        assetTotals.set(b.asset, (assetTotals.get(b.asset) ?? 0n) + b.posted);
-      }
-      // Journal rows with no balance row at all.
-      for (const [key, s] of sums) {
-        const [accountId, asset] = key.split("\u0000") as [string, string];
-        discrepancies.push({ accountId, asset, field: "posted", stored: 0n, recomputed: s.posted, sequence: 0n });
-      }
-      for (const x of this.r.verifyRunning.iterate(tenantId) as Iterable<{
-        account_id: string;
-        asset: string;
-        sequence: bigint;
-        posted_after: bigint;
-        running: bigint;
-      }>) {
-        discrepancies.push({
-          accountId: x.account_id,
-          asset: x.asset,
-          field: "balance_after",
-          stored: x.posted_after,
-          recomputed: x.running,
-          sequence: x.sequence,
-        });
-      }
-      for (const [asset, total] of assetTotals) {
-        if (total !== 0n) discrepancies.push({ accountId: "", asset, field: "asset_sum", stored: total, recomputed: 0n, sequence: 0n });
-      }
-      return { accounts: BigInt(accounts.size), balancesChecked, entries };
-    });
+    const run = this.reader.transaction(
+      (): JournalSums => ({
+        sums: this.r.verifySums.all(tenantId).map(rows.journalSum),
+        balances: this.r.verifyBalances.all(tenantId).map((x) => rows.balance(x)!),
+        running: this.r.verifyRunning.all(tenantId).map(rows.runningSum),
+        overflow: false,
+      }),
+    );
     try {
-      const r = run.deferred();
-      return {
-        ok: discrepancies.length === 0,
-        accountsChecked: r.accounts,
-        balancesChecked: r.balancesChecked,
-        entriesChecked: r.entries,
-        discrepancies,
-      };
+      return run.deferred();
     } catch (e) {
-      // SUM raises on int64 overflow: that is itself a finding, not a crash.
-      if (e instanceof Error && /integer overflow/.test(e.message)) {
-        return {
-          ok: false,
-          accountsChecked: 0n,
-          balancesChecked: 0n,
-          entriesChecked: 0n,
-          discrepancies: [{ accountId: "", asset: "", field: "asset_sum", stored: 0n, recomputed: 0n, sequence: 0n }],
-        };
-      }
+      // SUM raises on int64 overflow: the domain reports that as a finding.
+      if (e instanceof Error && /integer overflow/.test(e.message)) return { sums: [], balances: [], running: [], overflow: true };
       throw storeError(e);
     }
   }

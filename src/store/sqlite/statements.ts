@@ -17,7 +17,7 @@ export class SqliteStatements {
   readonly getAccount;
   readonly listAccounts;
   readonly insertAccount;
-  readonly setAccountLock;
+  readonly setAccountFrozen;
   readonly getAsset;
   readonly listAssets;
   readonly insertAsset;
@@ -70,7 +70,7 @@ export class SqliteStatements {
     this.insertAccount = w(
       "INSERT INTO accounts (tenant_id, id, overdraft_limit, overdraft_unlimited, metadata, locked_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
-    this.setAccountLock = w("UPDATE accounts SET locked_at = ? WHERE tenant_id = ? AND id = ?");
+    this.setAccountFrozen = w("UPDATE accounts SET locked_at = ? WHERE tenant_id = ? AND id = ?");
     this.getAsset = db.prepare("SELECT code, scale FROM assets WHERE tenant_id = ? AND code = ?");
     this.listAssets = db.prepare("SELECT code, scale FROM assets WHERE tenant_id = ? ORDER BY code");
     this.insertAsset = w("INSERT INTO assets (tenant_id, code, scale, created_at) VALUES (?, ?, ?, ?)");
