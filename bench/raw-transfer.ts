@@ -32,6 +32,7 @@ export function rawTransfer(r: RawTransfer): Transfer {
     status: "POSTED",
     createdAt: r.now,
     updatedAt: r.now,
+    effectiveAt: r.now,
     sequence: r.sequence,
     debitBalanceAfter: r.debitAfter,
     creditBalanceAfter: r.creditAfter,

@@ -92,6 +92,8 @@ describe("GET /v0/balance and /v0/balance/transactions", () => {
   });
 
   it("a funded account: the vendor's example, cents as JSON numbers, newest first, ISO times with milliseconds", async () => {
+    // Opened before its first movement: no write is effective before its account's opening.
+    now = micros("2026-01-01T00:00:00.000Z");
     await ledger().createAccount({ id: "funded", overdraftUnlimited: true });
     // $1,500.00 paid in, then the vendor's two documented transactions.
     const t1 = await move("@world", "funded", 1_500_000_000n, "Opening balance", micros("2026-02-01T08:00:00.000Z"));

@@ -63,6 +63,7 @@ const account = (tenantId: string, id: string, extra: Partial<Account> = {}): Ac
   metadata: {},
   frozenAt: null,
   createdAt: 1n,
+  effectiveAt: 1n,
   ...extra,
 });
 
@@ -80,6 +81,7 @@ const entry = (tenantId: string, accountId: string, amount: bigint, postedAfter:
   pendingInAfter: 0n,
   pendingOutAfter: 0n,
   createdAt: 1n,
+  effectiveAt: 1n,
 });
 
 describe.skipIf(skipReason !== undefined)(`PostgreSQL store${skipReason ? ` (skipped: ${skipReason})` : ""}`, () => {

@@ -91,6 +91,12 @@ export interface LedgerReader {
   entriesAfter(query: EntryTailQuery): Promise<EntryView[]>;
   /** The last entry of (account, asset) with sequence <= atSequence. */
   lastEntryAtOrBefore(tenantId: string, accountId: string, asset: string, atSequence: bigint): Promise<Entry | undefined>;
+  /**
+   * The last entry of (account, asset) effective at or before `at` (latest
+   * effective time, then latest sequence): one index seek, whatever the
+   * journal's length.
+   */
+  lastEntryEffectiveBy(tenantId: string, accountId: string, asset: string, at: bigint): Promise<Entry | undefined>;
   /** Assets an account had entries in up to atSequence. */
   assetsAtOrBefore(tenantId: string, accountId: string, atSequence: bigint): Promise<string[]>;
   /**
@@ -116,12 +122,14 @@ export interface LedgerTx {
    */
   lockAccounts(tenantId: string, ids: readonly string[]): Promise<void>;
   insertAccount(account: Account): Promise<void>;
-  /** Freezes an account (frozenAt set) or lifts its freeze (null). */
-  setAccountFrozen(tenantId: string, id: string, frozenAt: bigint | null): Promise<void>;
+  /** Freezes an account (frozenAt set) or lifts its freeze (null), at an effective time that becomes the account's effectiveAt. */
+  setAccountFrozen(tenantId: string, id: string, frozenAt: bigint | null, effectiveAt: bigint): Promise<void>;
   getAsset(tenantId: string, code: string): Promise<Asset | undefined>;
   insertAsset(tenantId: string, asset: Asset, createdAt: bigint): Promise<void>;
   getBalance(tenantId: string, accountId: string, asset: string): Promise<BalanceRow | undefined>;
   putBalance(row: BalanceRow): Promise<void>;
+  /** The latest effective time of any of the account's balance rows (their updatedAt), 0n when it has none. */
+  latestBalanceTime(tenantId: string, accountId: string): Promise<bigint>;
   /** Appends entries, assigning increasing sequences in the given order. */
   appendEntries(entries: readonly NewEntry[]): Promise<Entry[]>;
   getTransfer(tenantId: string, id: string): Promise<Transfer | undefined>;

@@ -3,6 +3,8 @@ import { defaultScale, validateAssetCode, validateScale } from "./asset.js";
 import { LedgerError, failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import type { BalanceFeed } from "./feed.js";
 import { LocalBalanceFeed } from "./feed.js";
+import type { EffectiveFloor } from "./effective-time.js";
+import { effectiveTime, requireReadableTime } from "./effective-time.js";
 import { WORLD_ACCOUNT_ID, newId, validateAccountId, validateAccountRef } from "./ids.js";
 import type {
   Account,
@@ -53,6 +55,8 @@ export interface TransferInput {
   readonly note: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly pending: boolean;
+  /** When it took effect, if not now (backdated; see effective-time.ts). */
+  readonly effectiveAt?: bigint | undefined;
 }
 
 /** A transfer and whether it is the stored answer to an earlier identical request. */
@@ -67,6 +71,8 @@ export interface AccountInput {
   readonly overdraftLimit: bigint;
   readonly overdraftUnlimited: boolean;
   readonly metadata: Readonly<Record<string, string>>;
+  /** When the account was opened, if not now (backdated; see effective-time.ts). */
+  readonly effectiveAt?: bigint | undefined;
 }
 
 /** One message of a balance watch. */
@@ -124,6 +130,7 @@ export class Ledger {
     if (!isInt64(input.overdraftLimit) || input.overdraftLimit < 0n) {
       throw invalidArgument("invalid_overdraft_limit", "overdraft_limit must be zero or positive");
     }
+    const openedAt = effectiveTime(input.effectiveAt, this.clock(), []);
     const account: Account = {
       tenantId,
       id,
@@ -131,7 +138,8 @@ export class Ledger {
       overdraftUnlimited: input.overdraftUnlimited,
       metadata: validateMetadata(input.metadata),
       frozenAt: null,
-      createdAt: this.clock(),
+      createdAt: openedAt,
+      effectiveAt: openedAt,
     };
     return this.store.write(async (tx) => {
       if (await tx.getAccount(tenantId, id)) {
@@ -156,19 +164,25 @@ export class Ledger {
   }
 
   /**
-   * Freezes or unfreezes an account (the API's LockBalance / UnlockBalance).
-   * Freezing twice keeps the first frozenAt.
+   * Freezes or unfreezes an account (the API's LockBalance / UnlockBalance),
+   * now or at a past effective time no earlier than anything recorded on the
+   * account. Freezing twice keeps the first frozenAt.
    */
-  async setFrozen(tenantId: string, id: string, frozen: boolean): Promise<Account> {
+  async setFrozen(tenantId: string, id: string, frozen: boolean, effectiveAt?: bigint): Promise<Account> {
     validateAccountRef(id, "account_id");
     const account = await this.store.write(async (tx) => {
       await tx.lockAccounts(tenantId, [id]);
       const current = await tx.getAccount(tenantId, id);
       if (!current) throw notFound("account", id);
       if (frozen === (current.frozenAt !== null)) return current;
-      const frozenAt = frozen ? this.clock() : null;
-      await tx.setAccountFrozen(tenantId, id, frozenAt);
-      return { ...current, frozenAt };
+      const floors = [
+        { at: current.effectiveAt, accountId: id },
+        { at: await tx.latestBalanceTime(tenantId, id), accountId: id },
+      ];
+      const at = effectiveTime(effectiveAt, this.clock(), floors);
+      const frozenAt = frozen ? at : null;
+      await tx.setAccountFrozen(tenantId, id, frozenAt, at);
+      return { ...current, frozenAt, effectiveAt: at };
     });
     return account;
   }
@@ -275,8 +289,20 @@ export class Ledger {
     const { debit, credit } = await this.loadParties(tx, tenantId, input.debitAccountId, input.creditAccountId);
     const asset = await this.ensureAsset(tx, tenantId, input.asset);
     const now = this.clock();
-    const d = (await tx.getBalance(tenantId, debit.id, asset.code)) ?? zeroRow(tenantId, debit.id, asset.code, now);
-    const c = (await tx.getBalance(tenantId, credit.id, asset.code)) ?? zeroRow(tenantId, credit.id, asset.code, now);
+    const dRow = await tx.getBalance(tenantId, debit.id, asset.code);
+    const cRow = await tx.getBalance(tenantId, credit.id, asset.code);
+    const floors = floorsOf(debit, credit, dRow, cRow);
+    if (input.effectiveAt !== undefined) {
+      // A backdated write may not go before anything recorded on its accounts
+      // in any asset. (A current one is at the ledger's time, later than all
+      // of that already; its own balances cover a clock that ran behind.)
+      for (const a of [debit, credit]) {
+        if (a.id !== WORLD_ACCOUNT_ID) floors.push({ at: await tx.latestBalanceTime(tenantId, a.id), accountId: a.id });
+      }
+    }
+    const at = effectiveTime(input.effectiveAt, now, floors);
+    const d = dRow ?? zeroRow(tenantId, debit.id, asset.code, at);
+    const c = cRow ?? zeroRow(tenantId, credit.id, asset.code, at);
     const amount = input.amount;
     let dNext: BalanceRow;
     let cNext: BalanceRow;
@@ -302,6 +328,7 @@ export class Ledger {
       dNext,
       cNext,
       now,
+      at,
     });
     const transfer: Transfer = {
       tenantId,
@@ -318,6 +345,7 @@ export class Ledger {
       status,
       createdAt: now,
       updatedAt: now,
+      effectiveAt: at,
       sequence: ce.sequence,
       debitBalanceAfter: de.postedAfter,
       creditBalanceAfter: ce.postedAfter,
@@ -360,11 +388,13 @@ export class Ledger {
       if (amount > t.amount) {
         throw invalidArgument("amount_exceeds_pending", `amount ${amount} exceeds the pending amount ${t.amount}`);
       }
-      const { debit } = await this.loadParties(tx, tenantId, t.debitAccountId, t.creditAccountId);
+      const { debit, credit } = await this.loadParties(tx, tenantId, t.debitAccountId, t.creditAccountId);
       if (to === "POSTED") requireNotFrozen(debit);
       const now = this.clock();
       const d = (await tx.getBalance(tenantId, t.debitAccountId, t.asset))!;
       const c = (await tx.getBalance(tenantId, t.creditAccountId, t.asset))!;
+      // Settled now: no effective time of its own, but never before what it touches.
+      const at = effectiveTime(undefined, now, [...floorsOf(debit, credit, d, c), { at: t.effectiveAt, accountId: t.debitAccountId }]);
       const moved = to === "POSTED" ? amount : 0n;
       const dNext = {
         ...d,
@@ -388,6 +418,7 @@ export class Ledger {
         dNext,
         cNext,
         now,
+        at,
       });
       const next: Transfer = {
         ...t,
@@ -435,7 +466,10 @@ export class Ledger {
       pendingChange: bigint;
       dNext: BalanceRow;
       cNext: BalanceRow;
+      /** Commit time. */
       now: bigint;
+      /** Effective time. */
+      at: bigint;
     },
   ): Promise<[Entry, Entry]> {
     const side = (direction: "debit" | "credit", row: BalanceRow): NewEntry => ({
@@ -452,35 +486,60 @@ export class Ledger {
       pendingInAfter: row.pendingIn,
       pendingOutAfter: row.pendingOut,
       createdAt: p.now,
+      effectiveAt: p.at,
     });
     const [de, ce] = await tx.appendEntries([side("debit", p.dNext), side("credit", p.cNext)]);
-    await tx.putBalance({ ...p.dNext, sequence: de!.sequence, updatedAt: p.now });
-    await tx.putBalance({ ...p.cNext, sequence: ce!.sequence, updatedAt: p.now });
+    await tx.putBalance({ ...p.dNext, sequence: de!.sequence, updatedAt: p.at });
+    await tx.putBalance({ ...p.cNext, sequence: ce!.sequence, updatedAt: p.at });
     return [de!, ce!];
   }
 
   // ---- balances and journal -----------------------------------------------
 
-  /** An account's balance in one asset; zero when it has no history there. */
-  async getBalance(tenantId: string, accountId: string, asset: string): Promise<Balance> {
+  /**
+   * An account's balance in one asset; zero when it has no history there.
+   * With `asOf`, the balance at that effective time: the post-entry balances
+   * of the last entry effective at or before it (an index seek, not a sum).
+   */
+  async getBalance(tenantId: string, accountId: string, asset: string, asOf?: bigint): Promise<Balance> {
     validateAssetCode(asset);
     validateAccountRef(accountId, "id");
+    if (asOf !== undefined) {
+      requireReadableTime(asOf, this.clock());
+      const account = await this.getAccount(tenantId, accountId);
+      return this.balanceAsOf(account, asset, asOf, await this.scaleOf(tenantId, asset));
+    }
     const found = await this.store.getAccountBalance(tenantId, accountId, asset);
     if (!found) throw notFound("account", accountId);
     const { account, balance } = found;
     return toBalance(account, balance ?? zeroRow(tenantId, accountId, asset, account.createdAt), await this.scaleOf(tenantId, asset));
   }
 
-  /** Every non-zero balance of an account, in asset order. */
-  async getMany(tenantId: string, accountId: string): Promise<Balance[]> {
+  /** Every non-zero balance of an account, in asset order; with `asOf`, as they were at that effective time. */
+  async getMany(tenantId: string, accountId: string, asOf?: bigint): Promise<Balance[]> {
+    if (asOf !== undefined) requireReadableTime(asOf, this.clock());
     const account = await this.getAccount(tenantId, accountId);
     const rows = await this.store.listBalances(tenantId, accountId);
     const out: Balance[] = [];
     for (const row of rows) {
-      if (row.posted === 0n && row.pendingIn === 0n && row.pendingOut === 0n) continue;
-      out.push(toBalance(account, row, await this.scaleOf(tenantId, row.asset)));
+      const scale = await this.scaleOf(tenantId, row.asset);
+      // Every asset an account ever held has a balance row, so the rows name every asset it held then too.
+      const b = asOf === undefined ? toBalance(account, row, scale) : await this.balanceAsOf(account, row.asset, asOf, scale);
+      if (b.posted === 0n && b.pendingIn === 0n && b.pendingOut === 0n) continue;
+      out.push(b);
     }
     return out;
+  }
+
+  private async balanceAsOf(account: Account, asset: string, asOf: bigint, scale: number): Promise<Balance> {
+    if (account.id === WORLD_ACCOUNT_ID) {
+      throw failedPrecondition("as_of_unavailable", `${WORLD_ACCOUNT_ID} takes backdated writes in any order, so it has no balance as of a time`);
+    }
+    const e = await this.store.lastEntryEffectiveBy(account.tenantId, account.id, asset, asOf);
+    // Only the current freeze is kept, not a history of them: it shows if it had begun by then.
+    const then = { ...account, frozenAt: account.frozenAt !== null && account.frozenAt <= asOf ? account.frozenAt : null };
+    const opened = account.createdAt <= asOf ? account.createdAt : asOf;
+    return toBalance(then, e ? rowFromEntry(e) : zeroRow(account.tenantId, account.id, asset, opened), scale);
   }
 
   /** One page of an account's journal, newest first. */
@@ -576,6 +635,7 @@ export class Ledger {
         metadata: { system: "true" },
         frozenAt: null,
         createdAt: now,
+        effectiveAt: now,
       },
     ];
   }
@@ -597,7 +657,25 @@ function normalizeTransfer(input: TransferInput, prefix: string): TransferInput 
     note: validateNote(input.note),
     metadata: validateMetadata(input.metadata, `${prefix}metadata`),
     pending: input.pending,
+    effectiveAt: input.effectiveAt,
   };
+}
+
+/** What a transfer between two accounts must not be effective before (effective-time.ts). */
+function floorsOf(debit: Account, credit: Account, d: BalanceRow | undefined, c: BalanceRow | undefined): EffectiveFloor[] {
+  const floors: EffectiveFloor[] = [];
+  // @world is the other side of every deposit and withdrawal: a floor on it
+  // would forbid importing any history once one current write had landed.
+  // It is exempt, and its balance has no as_of (see balanceAsOf).
+  if (debit.id !== WORLD_ACCOUNT_ID) {
+    floors.push({ at: debit.effectiveAt, accountId: debit.id });
+    if (d) floors.push({ at: d.updatedAt, accountId: debit.id });
+  }
+  if (credit.id !== WORLD_ACCOUNT_ID) {
+    floors.push({ at: credit.effectiveAt, accountId: credit.id });
+    if (c) floors.push({ at: c.updatedAt, accountId: credit.id });
+  }
+  return floors;
 }
 
 function requireNotFrozen(account: Account): void {
@@ -630,7 +708,7 @@ function rowFromEntry(e: Entry): BalanceRow {
     pendingIn: e.pendingInAfter,
     pendingOut: e.pendingOutAfter,
     sequence: e.sequence,
-    updatedAt: e.createdAt,
+    updatedAt: e.effectiveAt,
   };
 }
 

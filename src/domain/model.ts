@@ -24,7 +24,14 @@ export interface Account {
    * is `locked_at`); null while it is not frozen. Not a row lock.
    */
   readonly frozenAt: bigint | null;
+  /** When the account was opened: its effective time (the commit time unless the opening was backdated). */
   readonly createdAt: bigint;
+  /**
+   * The effective time of the account's last account-level event (opening,
+   * freeze, unfreeze). No later write touching the account may be effective
+   * before it (see Ledger's effective-time rule).
+   */
+  readonly effectiveAt: bigint;
 }
 
 /** Where a transfer stands. */
@@ -44,8 +51,12 @@ export interface Transfer {
   readonly note: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly status: TransferStatus;
+  /** When it was committed. */
   readonly createdAt: bigint;
+  /** When it was last committed to (posted or voided). */
   readonly updatedAt: bigint;
+  /** When it took effect: the client's backdated `effective_at`, or its commit time. */
+  readonly effectiveAt: bigint;
   readonly sequence: bigint;
   readonly debitBalanceAfter: bigint;
   readonly creditBalanceAfter: bigint;
@@ -61,6 +72,11 @@ export interface BalanceRow {
   readonly pendingOut: bigint;
   /** Sequence of the last entry that changed it; 0n when none. */
   readonly sequence: bigint;
+  /**
+   * The effective time of the last entry that changed it (the account's
+   * opening time when none). Never decreases: writes may not be effective
+   * before it.
+   */
   readonly updatedAt: bigint;
 }
 
@@ -92,7 +108,13 @@ export interface NewEntry {
   readonly postedAfter: bigint;
   readonly pendingInAfter: bigint;
   readonly pendingOutAfter: bigint;
+  /** When it was committed. */
   readonly createdAt: bigint;
+  /**
+   * When it took effect. Within one (account, asset) it never decreases along
+   * the sequence, so the post-entry balances are the balances at those times.
+   */
+  readonly effectiveAt: bigint;
 }
 
 /** A journal entry: append-only, never edited. */

@@ -38,7 +38,8 @@ export function replayedTransfer(current: Transfer, record: IdempotencyRecord): 
 }
 
 /**
- * A digest of everything that defines a transfer request. Two requests with
+ * A digest of everything that defines a transfer request (its effective
+ * time included: the same key with another effective time is another request). Two requests with
  * one idempotency key are "the same request" exactly when their digests match.
  * Metadata keys are sorted so that map order on the wire does not matter.
  */
@@ -51,6 +52,7 @@ export function transferRequestHash(input: {
   note: string;
   metadata: Readonly<Record<string, string>>;
   pending: boolean;
+  effectiveAt?: bigint | undefined;
 }): string {
   const metadata = Object.keys(input.metadata)
     .sort()
@@ -65,6 +67,9 @@ export function transferRequestHash(input: {
     input.note,
     metadata,
     input.pending,
+    // Only when given, so every request without one keeps the digest it had
+    // before effective times existed (a replay of an old key still matches).
+    ...(input.effectiveAt === undefined ? [] : [input.effectiveAt.toString()]),
   ]);
   return createHash("sha256").update(canonical).digest("base64url");
 }

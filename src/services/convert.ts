@@ -15,6 +15,7 @@ import {
   TransferStatus,
 } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import type { Account, Balance, EntryView, Transfer } from "../domain/model.js";
+import { invalidArgument } from "../domain/errors.js";
 
 /** Epoch microseconds to a Timestamp, exactly. */
 export function timestampFromMicros(us: bigint): Timestamp {
@@ -25,6 +26,22 @@ export function timestampFromMicros(us: bigint): Timestamp {
     seconds -= 1n;
   }
   return create(TimestampSchema, { seconds, nanos: Number(micros) * 1000 });
+}
+
+/**
+ * An optional Timestamp field to epoch microseconds, exactly: undefined when
+ * unset; a time before 1970 or with sub-microsecond nanos is refused rather
+ * than rounded (the ledger keeps microseconds).
+ */
+export function microsFromTimestamp(ts: Timestamp | undefined, field: string): bigint | undefined {
+  if (ts === undefined) return undefined;
+  if (ts.seconds < 0n || ts.nanos < 0 || ts.nanos > 999_999_999) {
+    throw invalidArgument(`invalid_${field}`, `${field} must be a valid time at or after 1970-01-01T00:00:00Z`);
+  }
+  if (ts.nanos % 1000 !== 0) throw invalidArgument(`invalid_${field}`, `${field} must be a whole number of microseconds`);
+  // Timestamp's own range ends at 9999-12-31; beyond it a client sent something no clock reads.
+  if (ts.seconds > 253_402_300_799n) throw invalidArgument(`invalid_${field}`, `${field} must be before year 10000`);
+  return ts.seconds * 1_000_000n + BigInt(ts.nanos / 1000);
 }
 
 const STATUS: Record<Transfer["status"], TransferStatus> = {
@@ -82,6 +99,7 @@ export function transferToProto(t: Transfer): TransferMsg {
     sequence: t.sequence,
     debitBalanceAfter: t.debitBalanceAfter,
     creditBalanceAfter: t.creditBalanceAfter,
+    effectiveAt: timestampFromMicros(t.effectiveAt),
   });
 }
 
@@ -101,5 +119,6 @@ export function entryToProto(e: EntryView): TransactionMsg {
     sequence: e.sequence,
     createdAt: timestampFromMicros(e.createdAt),
     metadata: { ...e.metadata },
+    effectiveAt: timestampFromMicros(e.effectiveAt),
   });
 }

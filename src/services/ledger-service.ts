@@ -6,7 +6,7 @@ import { LedgerError, invalidArgument } from "../domain/errors.js";
 import { whyAborted } from "./errors.js";
 import type { Ledger, TransferInput, WatchEvent } from "../domain/ledger.js";
 import { validatePageSize } from "../domain/validate.js";
-import { accountToProto, balanceToProto, entryToProto, transferToProto } from "./convert.js";
+import { accountToProto, balanceToProto, entryToProto, microsFromTimestamp, transferToProto } from "./convert.js";
 import type { PageTokens } from "../domain/page-token.js";
 import { principalOf, requireAccountRead, requireAdmin } from "./principal.js";
 import type { StreamLimiter } from "../domain/stream-limiter.js";
@@ -46,6 +46,7 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
         overdraftLimit: req.overdraftLimit,
         overdraftUnlimited: req.overdraftUnlimited,
         metadata: req.metadata,
+        effectiveAt: microsFromTimestamp(req.effectiveAt, "effective_at"),
       });
       return { account: accountToProto(account) };
     },
@@ -112,12 +113,14 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
 
     async getBalance(req, ctx) {
       const tenantId = reader(ctx, req.accountId);
-      return { balance: balanceToProto(await ledger.getBalance(tenantId, req.accountId, req.asset)) };
+      const asOf = microsFromTimestamp(req.asOf, "as_of");
+      return { balance: balanceToProto(await ledger.getBalance(tenantId, req.accountId, req.asset, asOf)) };
     },
 
     async getMany(req, ctx) {
       const tenantId = reader(ctx, req.accountId);
-      return { balances: (await ledger.getMany(tenantId, req.accountId)).map(balanceToProto) };
+      const asOf = microsFromTimestamp(req.asOf, "as_of");
+      return { balances: (await ledger.getMany(tenantId, req.accountId, asOf)).map(balanceToProto) };
     },
 
     async listTransactions(req, ctx) {
@@ -166,12 +169,12 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
 
     async lockBalance(req, ctx) {
       const tenantId = admin(ctx);
-      return { account: accountToProto(await ledger.setFrozen(tenantId, req.accountId, true)) };
+      return { account: accountToProto(await ledger.setFrozen(tenantId, req.accountId, true, microsFromTimestamp(req.effectiveAt, "effective_at"))) };
     },
 
     async unlockBalance(req, ctx) {
       const tenantId = admin(ctx);
-      return { account: accountToProto(await ledger.setFrozen(tenantId, req.accountId, false)) };
+      return { account: accountToProto(await ledger.setFrozen(tenantId, req.accountId, false, microsFromTimestamp(req.effectiveAt, "effective_at"))) };
     },
   });
 }
@@ -187,6 +190,7 @@ function transferInput(req: PostTransferRequest): TransferInput {
     note: req.note,
     metadata: req.metadata,
     pending: req.pending,
+    effectiveAt: microsFromTimestamp(req.effectiveAt, "effective_at"),
   };
 }
 

@@ -38,6 +38,7 @@ export function account(r: unknown): Account | undefined {
     metadata: JSON.parse(str(x.metadata)) as Record<string, string>,
     frozenAt: nullableBig(x.locked_at),
     createdAt: big(x.created_at),
+    effectiveAt: big(x.effective_at),
   };
 }
 
@@ -113,6 +114,7 @@ export function transfer(r: unknown): Transfer | undefined {
     status: str(x.status) as Transfer["status"],
     createdAt: big(x.created_at),
     updatedAt: big(x.updated_at),
+    effectiveAt: big(x.effective_at),
     sequence: big(x.sequence),
     debitBalanceAfter: big(x.debit_balance_after),
     creditBalanceAfter: big(x.credit_balance_after),
@@ -139,6 +141,7 @@ export function transferParams(t: Transfer): unknown[] {
     t.sequence,
     t.debitBalanceAfter,
     t.creditBalanceAfter,
+    t.effectiveAt,
   ];
 }
 
@@ -159,6 +162,7 @@ export function entry(r: unknown): Entry {
     pendingInAfter: big(x.pending_in_after),
     pendingOutAfter: big(x.pending_out_after),
     createdAt: big(x.created_at),
+    effectiveAt: big(x.effective_at),
   };
 }
 
@@ -231,12 +235,13 @@ export function entryParams(e: NewEntry): unknown[] {
     e.pendingInAfter,
     e.pendingOutAfter,
     e.createdAt,
+    e.effectiveAt,
   ];
 }
 
 /** The accounts column values of an account, in the INSERT's column order. */
 export function accountParams(a: Account): unknown[] {
-  return [a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.frozenAt, a.createdAt];
+  return [a.tenantId, a.id, a.overdraftLimit, a.overdraftUnlimited ? 1n : 0n, JSON.stringify(a.metadata), a.frozenAt, a.createdAt, a.effectiveAt];
 }
 
 /** The credentials column values of a credential, in the INSERT's column order. */

@@ -66,7 +66,7 @@ export function registerBalanceService(router: ConnectRouter, ledger: Ledger): v
             amount: entryCents(e.postedAfter, e.amount, scale),
             note: e.note,
             currency: USD,
-            createdAt: timestampFromMicros(e.createdAt),
+            createdAt: timestampFromMicros(e.effectiveAt),
           }),
         ),
       };

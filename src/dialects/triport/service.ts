@@ -70,7 +70,7 @@ function entryMessage(e: EntryView, scale: number): BalanceEntry {
     deltaMicro: toMicro(e.amount, scale),
     kind: entryKind(e.kind, e.amount),
     refInvoiceId: e.metadata["invoice_id"] ?? "",
-    createdAt: timestampFromMicros(e.createdAt),
+    createdAt: timestampFromMicros(e.effectiveAt),
     note: e.note,
   });
 }
@@ -275,7 +275,7 @@ async function* changes(deps: EventDeps, q: EventQuery, after: bigint | undefine
         newBalanceMicro: toMicro(e.postedAfter, scale),
         kind: entryKind(e.kind, e.amount),
         entryId: e.sequence,
-        at: timestampFromMicros(e.createdAt),
+        at: timestampFromMicros(e.effectiveAt),
       });
       yield create(StreamBalanceEventsResponseSchema, {
         id: e.sequence,

@@ -320,4 +320,25 @@ ALTER TABLE idempotency
   DROP COLUMN created_at;
 `,
   },
+  {
+    version: 8,
+    name: "effective times",
+    sql: `
+-- When a write took effect, beside when it was committed (created_at) and in
+-- which order (sequence); see the SQLite migration of the same number.
+ALTER TABLE entries ADD COLUMN effective_at bigint NOT NULL DEFAULT 0;
+-- The journal is append-only; the trigger is lifted for this one backfill.
+ALTER TABLE entries DISABLE TRIGGER entries_no_update;
+UPDATE entries SET effective_at = created_at;
+ALTER TABLE entries ENABLE TRIGGER entries_no_update;
+ALTER TABLE entries ALTER COLUMN effective_at DROP DEFAULT;
+CREATE INDEX entries_by_account_asset_effective ON entries (tenant_id, account_id, asset, effective_at, sequence);
+ALTER TABLE transfers ADD COLUMN effective_at bigint NOT NULL DEFAULT 0;
+UPDATE transfers SET effective_at = created_at;
+ALTER TABLE transfers ALTER COLUMN effective_at DROP DEFAULT;
+ALTER TABLE accounts ADD COLUMN effective_at bigint NOT NULL DEFAULT 0;
+UPDATE accounts SET effective_at = greatest(created_at, coalesce(locked_at, 0));
+ALTER TABLE accounts ALTER COLUMN effective_at DROP DEFAULT;
+`,
+  },
 ];

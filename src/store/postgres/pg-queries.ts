@@ -32,7 +32,7 @@ export async function run(db: Db, s: Sql, values: readonly unknown[]): Promise<n
 }
 
 const ENTRY_COLUMNS = `e.sequence, e.tenant_id, e.transfer_id, e.account_id, e.counterparty_id, e.asset, e.direction,
-  e.status, e.amount, e.pending_change, e.posted_after, e.pending_in_after, e.pending_out_after, e.created_at`;
+  e.status, e.amount, e.pending_change, e.posted_after, e.pending_in_after, e.pending_out_after, e.created_at, e.effective_at`;
 const ENTRY_VIEW = `SELECT ${ENTRY_COLUMNS}, t.kind, t.note, t.metadata
   FROM entries e JOIN transfers t ON t.tenant_id = e.tenant_id AND t.id = e.transfer_id`;
 
@@ -58,9 +58,9 @@ export const Q = {
   shareAccount: sql("share_account", "SELECT 1 FROM accounts WHERE tenant_id = $1 AND id = $2 FOR SHARE"),
   insertAccount: sql(
     "insert_account",
-    "INSERT INTO accounts (tenant_id, id, overdraft_limit, overdraft_unlimited, metadata, locked_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    "INSERT INTO accounts (tenant_id, id, overdraft_limit, overdraft_unlimited, metadata, locked_at, created_at, effective_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
   ),
-  setAccountFrozen: sql("set_account_frozen", "UPDATE accounts SET locked_at = $1 WHERE tenant_id = $2 AND id = $3"),
+  setAccountFrozen: sql("set_account_frozen", "UPDATE accounts SET locked_at = $1, effective_at = $2 WHERE tenant_id = $3 AND id = $4"),
   getAsset: sql("get_asset", "SELECT code, scale FROM assets WHERE tenant_id = $1 AND code = $2"),
   listAssets: sql("list_assets", "SELECT code, scale FROM assets WHERE tenant_id = $1 ORDER BY code"),
   insertAsset: sql("insert_asset", "INSERT INTO assets (tenant_id, code, scale, created_at) VALUES ($1, $2, $3, $4)"),
@@ -68,6 +68,10 @@ export const Q = {
   getAccountBalance: sql(
     "get_account_balance",
     "SELECT a.*, b.posted AS b_posted, b.pending_in AS b_pending_in, b.pending_out AS b_pending_out, b.sequence AS b_sequence, b.updated_at AS b_updated_at FROM accounts a LEFT JOIN balances b ON b.tenant_id = a.tenant_id AND b.account_id = a.id AND b.asset = $3 WHERE a.tenant_id = $1 AND a.id = $2",
+  ),
+  latestBalanceTime: sql(
+    "latest_balance_time",
+    "SELECT coalesce(max(updated_at), 0)::bigint AS at FROM balances WHERE tenant_id = $1 AND account_id = $2",
   ),
   listBalances: sql("list_balances", "SELECT * FROM balances WHERE tenant_id = $1 AND account_id = $2 ORDER BY asset"),
   putBalance: sql(
@@ -93,17 +97,19 @@ export const Q = {
   insertEntries: sql(
     "insert_entries",
     `INSERT INTO entries (sequence, tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,
-       pending_change, posted_after, pending_in_after, pending_out_after, created_at)
+       pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at)
      OVERRIDING SYSTEM VALUE
      SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-       $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[])`,
+       $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[])`,
   ),
   insertTransfers: sql(
     "insert_transfers",
     `INSERT INTO transfers (tenant_id, id, idempotency_key, debit_account_id, credit_account_id, asset, amount,
-       posted_amount, kind, note, metadata, status, created_at, updated_at, sequence, debit_balance_after, credit_balance_after)
+       posted_amount, kind, note, metadata, status, created_at, updated_at, sequence, debit_balance_after, credit_balance_after,
+       effective_at)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-       $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[])`,
+       $8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
+       $18::bigint[])`,
   ),
   putIdempotencies: sql(
     "put_idempotencies",
@@ -113,15 +119,16 @@ export const Q = {
   insertEntry: sql(
     "insert_entry",
     `INSERT INTO entries (tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,
-       pending_change, posted_after, pending_in_after, pending_out_after, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING sequence`,
+       pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING sequence`,
   ),
   getTransfer: sql("get_transfer", "SELECT * FROM transfers WHERE tenant_id = $1 AND id = $2"),
   insertTransfer: sql(
     "insert_transfer",
     `INSERT INTO transfers (tenant_id, id, idempotency_key, debit_account_id, credit_account_id, asset, amount,
-       posted_amount, kind, note, metadata, status, created_at, updated_at, sequence, debit_balance_after, credit_balance_after)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+       posted_amount, kind, note, metadata, status, created_at, updated_at, sequence, debit_balance_after, credit_balance_after,
+       effective_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
   ),
   updateTransfer: sql(
     "update_transfer",
@@ -163,6 +170,11 @@ export const Q = {
     "last_entry_at_or_before",
     `SELECT ${ENTRY_COLUMNS} FROM entries e WHERE e.tenant_id = $1 AND e.account_id = $2 AND e.asset = $3 AND e.sequence <= $4
      ORDER BY e.sequence DESC LIMIT 1`,
+  ),
+  lastEntryEffectiveBy: sql(
+    "last_entry_effective_by",
+    `SELECT ${ENTRY_COLUMNS} FROM entries e WHERE e.tenant_id = $1 AND e.account_id = $2 AND e.asset = $3 AND e.effective_at <= $4
+     ORDER BY e.effective_at DESC, e.sequence DESC LIMIT 1`,
   ),
   assetsAtOrBefore: sql(
     "assets_at_or_before",

@@ -132,6 +132,7 @@ export class PgWriteTx implements WriteTx {
         col((e) => e.pendingInAfter),
         col((e) => e.pendingOutAfter),
         col((e) => e.createdAt),
+        col((e) => e.effectiveAt),
       ]);
     }
     if (this.transfers.size > 0) {
@@ -227,10 +228,10 @@ export class PgWriteTx implements WriteTx {
     await this.mutating();
     await run(this.c, Q.insertAccount, rows.accountParams(a));
   }
-  async setAccountFrozen(tenantId: string, id: string, frozenAt: bigint | null): Promise<void> {
+  async setAccountFrozen(tenantId: string, id: string, frozenAt: bigint | null, effectiveAt: bigint): Promise<void> {
     await this.mutating();
     this.set(this.locked, key2(tenantId, id), undefined);
-    await run(this.c, Q.setAccountFrozen, [frozenAt, tenantId, id]);
+    await run(this.c, Q.setAccountFrozen, [frozenAt, effectiveAt, tenantId, id]);
   }
   async getAsset(tenantId: string, code: string): Promise<Asset | undefined> {
     const k = key2(tenantId, code);
@@ -260,6 +261,13 @@ export class PgWriteTx implements WriteTx {
     }
     this.set(held, b.asset, b);
     this.set(this.dirtyBalances, key3(b.tenantId, b.accountId, b.asset), b);
+  }
+  async latestBalanceTime(tenantId: string, accountId: string): Promise<bigint> {
+    const held = this.balances.get(key2(tenantId, accountId));
+    if (!held) return (await one(this.c, Q.latestBalanceTime, [tenantId, accountId]))!.at as bigint;
+    let at = 0n;
+    for (const b of held.values()) if (b.updatedAt > at) at = b.updatedAt;
+    return at;
   }
   async appendEntries(list: readonly NewEntry[]): Promise<Entry[]> {
     if (this.sequences.length < list.length) await this.reserveSequences(list.length - this.sequences.length);

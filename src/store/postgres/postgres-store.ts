@@ -565,6 +565,12 @@ export class PostgresStore implements Store {
       return row === undefined ? undefined : rows.entry(row);
     });
   }
+  async lastEntryEffectiveBy(tenantId: string, accountId: string, asset: string, at: bigint): Promise<Entry | undefined> {
+    return this.read(async () => {
+      const row = await one(this.pool, Q.lastEntryEffectiveBy, [tenantId, accountId, asset, at]);
+      return row === undefined ? undefined : rows.entry(row);
+    });
+  }
   async assetsAtOrBefore(tenantId: string, accountId: string, at: bigint): Promise<string[]> {
     return this.read(async () => (await all(this.pool, Q.assetsAtOrBefore, [tenantId, accountId, at])).map((x) => x.asset as string));
   }

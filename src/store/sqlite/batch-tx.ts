@@ -33,6 +33,8 @@ const key2 = (a: string, b: string) => `${a}\u0000${b}`;
 export class SqliteBatchTx implements WriteTx {
   private readonly balances = new Map<string, BalanceRow | null>();
   private readonly dirty = new Map<string, BalanceRow>();
+  /** The latest balance time per account among the rows in `dirty` (see latestBalanceTime). */
+  private readonly balanceTimes = new Map<string, bigint>();
   private readonly accounts = new Map<string, Account | null>();
   private readonly assets = new Map<string, Asset | null>();
   private undo: Undo[] = [];
@@ -87,6 +89,7 @@ export class SqliteBatchTx implements WriteTx {
   reset(): void {
     this.balances.clear();
     this.dirty.clear();
+    this.balanceTimes.clear();
     this.accounts.clear();
     this.assets.clear();
     this.undo = [];
@@ -129,9 +132,9 @@ export class SqliteBatchTx implements WriteTx {
     this.s.insertAccount.run(...rows.accountParams(a));
     this.set(this.accounts, key2(a.tenantId, a.id), a);
   }
-  async setAccountFrozen(tenantId: string, id: string, frozenAt: bigint | null): Promise<void> {
+  async setAccountFrozen(tenantId: string, id: string, frozenAt: bigint | null, effectiveAt: bigint): Promise<void> {
     this.mutating();
-    this.s.setAccountFrozen.run(frozenAt, tenantId, id);
+    this.s.setAccountFrozen.run(frozenAt, effectiveAt, tenantId, id);
     // Re-read on next use rather than patching a copy.
     this.forget(this.accounts, key2(tenantId, id));
   }
@@ -160,6 +163,15 @@ export class SqliteBatchTx implements WriteTx {
     const k = key3(b.tenantId, b.accountId, b.asset);
     this.set(this.balances, k, b);
     this.set(this.dirty, k, b);
+    const ka = key2(b.tenantId, b.accountId);
+    const t = this.balanceTimes.get(ka);
+    if (t === undefined || b.updatedAt > t) this.set(this.balanceTimes, ka, b.updatedAt);
+  }
+  async latestBalanceTime(tenantId: string, accountId: string): Promise<bigint> {
+    const at = this.s.latestBalanceTime.get(tenantId, accountId) as bigint;
+    // Rows this batch changed and has not flushed yet (a balance's time only grows).
+    const held = this.balanceTimes.get(key2(tenantId, accountId));
+    return held !== undefined && held > at ? held : at;
   }
   async appendEntries(list: readonly NewEntry[]) {
     this.mutating();

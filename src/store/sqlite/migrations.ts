@@ -302,4 +302,28 @@ DROP TABLE idempotency;
 ALTER TABLE idempotency_v6 RENAME TO idempotency;
 `,
   },
+  {
+    version: 8,
+    name: "effective times",
+    sql: `
+-- When a write took effect, beside when it was committed (created_at) and in
+-- which order (sequence). A write without an effective time is effective when
+-- it commits, so existing rows take their commit time. An account's
+-- effective_at is the effective time of its last account-level event (opening,
+-- freeze, unfreeze): no later write may be effective before it. A balance
+-- row's updated_at is, from now on, the effective time of its last change.
+ALTER TABLE entries ADD COLUMN effective_at INTEGER NOT NULL DEFAULT 0;
+-- The journal is append-only; the trigger is lifted for this one backfill.
+DROP TRIGGER entries_no_update;
+UPDATE entries SET effective_at = created_at;
+CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+-- Balance as of a time: one seek to the last entry effective at or before it.
+CREATE INDEX entries_by_account_asset_effective ON entries (tenant_id, account_id, asset, effective_at, sequence);
+ALTER TABLE transfers ADD COLUMN effective_at INTEGER NOT NULL DEFAULT 0;
+UPDATE transfers SET effective_at = created_at;
+ALTER TABLE accounts ADD COLUMN effective_at INTEGER NOT NULL DEFAULT 0;
+UPDATE accounts SET effective_at = max(created_at, coalesce(locked_at, 0));
+`,
+  },
 ];

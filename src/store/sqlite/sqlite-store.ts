@@ -295,6 +295,10 @@ export class SqliteStore implements Store {
     const row = this.r.lastEntryAtOrBefore.get(tenantId, accountId, asset, at);
     return row === undefined ? undefined : rows.entry(row);
   }
+  async lastEntryEffectiveBy(tenantId: string, accountId: string, asset: string, at: bigint): Promise<Entry | undefined> {
+    const row = this.r.lastEntryEffectiveBy.get(tenantId, accountId, asset, at);
+    return row === undefined ? undefined : rows.entry(row);
+  }
   async assetsAtOrBefore(tenantId: string, accountId: string, at: bigint): Promise<string[]> {
     return (this.r.assetsAtOrBefore.all(tenantId, accountId, at) as { asset: string }[]).map((x) => x.asset);
   }

@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 
 const ENTRY_COLUMNS = `e.sequence, e.tenant_id, e.transfer_id, e.account_id, e.counterparty_id, e.asset, e.direction,
-  e.status, e.amount, e.pending_change, e.posted_after, e.pending_in_after, e.pending_out_after, e.created_at`;
+  e.status, e.amount, e.pending_change, e.posted_after, e.pending_in_after, e.pending_out_after, e.created_at, e.effective_at`;
 const ENTRY_VIEW = `SELECT ${ENTRY_COLUMNS}, t.kind, t.note, t.metadata
   FROM entries e JOIN transfers t ON t.tenant_id = e.tenant_id AND t.id = e.transfer_id`;
 
@@ -24,6 +24,7 @@ export class SqliteStatements {
   readonly getBalance;
   readonly getAccountBalance;
   readonly listBalances;
+  readonly latestBalanceTime;
   readonly putBalance;
   readonly insertEntry;
   readonly getTransfer;
@@ -42,6 +43,7 @@ export class SqliteStatements {
   readonly entriesAfterAsset;
   readonly lastEntryAtOrBefore;
   readonly assetsAtOrBefore;
+  readonly lastEntryEffectiveBy;
   readonly headSequence;
   readonly verifySums;
   readonly verifyBalances;
@@ -68,9 +70,9 @@ export class SqliteStatements {
     this.getAccount = db.prepare("SELECT * FROM accounts WHERE tenant_id = ? AND id = ?");
     this.listAccounts = db.prepare("SELECT * FROM accounts WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?");
     this.insertAccount = w(
-      "INSERT INTO accounts (tenant_id, id, overdraft_limit, overdraft_unlimited, metadata, locked_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO accounts (tenant_id, id, overdraft_limit, overdraft_unlimited, metadata, locked_at, created_at, effective_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
-    this.setAccountFrozen = w("UPDATE accounts SET locked_at = ? WHERE tenant_id = ? AND id = ?");
+    this.setAccountFrozen = w("UPDATE accounts SET locked_at = ?, effective_at = ? WHERE tenant_id = ? AND id = ?");
     this.getAsset = db.prepare("SELECT code, scale FROM assets WHERE tenant_id = ? AND code = ?");
     this.listAssets = db.prepare("SELECT code, scale FROM assets WHERE tenant_id = ? ORDER BY code");
     this.insertAsset = w("INSERT INTO assets (tenant_id, code, scale, created_at) VALUES (?, ?, ?, ?)");
@@ -78,6 +80,7 @@ export class SqliteStatements {
     this.getAccountBalance = db.prepare(
       "SELECT a.*, b.posted AS b_posted, b.pending_in AS b_pending_in, b.pending_out AS b_pending_out, b.sequence AS b_sequence, b.updated_at AS b_updated_at FROM accounts a LEFT JOIN balances b ON b.tenant_id = a.tenant_id AND b.account_id = a.id AND b.asset = ? WHERE a.tenant_id = ? AND a.id = ?",
     );
+    this.latestBalanceTime = db.prepare("SELECT coalesce(max(updated_at), 0) AS at FROM balances WHERE tenant_id = ? AND account_id = ?").pluck();
     this.listBalances = db.prepare("SELECT * FROM balances WHERE tenant_id = ? AND account_id = ? ORDER BY asset");
     this.putBalance = w(
       `INSERT INTO balances (tenant_id, account_id, asset, posted, pending_in, pending_out, sequence, updated_at)
@@ -88,14 +91,15 @@ export class SqliteStatements {
     );
     this.insertEntry = w(
       `INSERT INTO entries (tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,
-         pending_change, posted_after, pending_in_after, pending_out_after, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.getTransfer = db.prepare("SELECT * FROM transfers WHERE tenant_id = ? AND id = ?");
     this.insertTransfer = w(
       `INSERT INTO transfers (tenant_id, id, idempotency_key, debit_account_id, credit_account_id, asset, amount,
-         posted_amount, kind, note, metadata, status, created_at, updated_at, sequence, debit_balance_after, credit_balance_after)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         posted_amount, kind, note, metadata, status, created_at, updated_at, sequence, debit_balance_after, credit_balance_after,
+         effective_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.updateTransfer = w(
       `UPDATE transfers SET status = ?, posted_amount = ?, updated_at = ?, sequence = ?, debit_balance_after = ?,
@@ -128,6 +132,10 @@ export class SqliteStatements {
     this.lastEntryAtOrBefore = db.prepare(
       `SELECT ${ENTRY_COLUMNS} FROM entries e WHERE e.tenant_id = ? AND e.account_id = ? AND e.asset = ? AND e.sequence <= ?
        ORDER BY e.sequence DESC LIMIT 1`,
+    );
+    this.lastEntryEffectiveBy = db.prepare(
+      `SELECT ${ENTRY_COLUMNS} FROM entries e WHERE e.tenant_id = ? AND e.account_id = ? AND e.asset = ? AND e.effective_at <= ?
+       ORDER BY e.effective_at DESC, e.sequence DESC LIMIT 1`,
     );
     this.assetsAtOrBefore = db.prepare(
       "SELECT DISTINCT asset FROM entries WHERE tenant_id = ? AND account_id = ? AND sequence <= ? ORDER BY asset",
