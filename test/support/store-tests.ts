@@ -28,4 +28,5 @@ export const STORE_TESTS: readonly string[] = [
   "test/dialects-agree.test.ts",
   "test/crash-durability.test.ts",
   "test/batch-failure.test.ts",
+  "test/posted-ordinal.test.ts",
 ];
