@@ -28,15 +28,10 @@ import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
 import { ROOT, spawnChild, stopAllChildren } from "./children.js";
 import type { Child } from "./children.js";
 import { loadAverages, machineLine } from "./machine.js";
-import { fmt, median, ratio } from "./stats.js";
+import { envNumber, fmt, median, ratio } from "./stats.js";
 
-function envInt(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}, got "${raw}"`);
-  return n;
-}
+/** A whole-number knob (see envNumber). */
+const envInt = (name: string, fallback: number, min: number, max: number) => Math.floor(envNumber(name, fallback, min, max));
 
 const S = {
   entries: envInt("BENCH_SKIP_ENTRIES", 1_000_000, 100, 10_000_000),
