@@ -31,17 +31,9 @@ import { probe, probeH1, requireSuccess } from "./probe.js";
 import type { RawResult } from "./raw-sqlite.js";
 import type { BenchResults, Contention, GetBalanceRun, PostTransferRun, RawRun } from "./report.js";
 import { CEILING, GRPC_JS, GRPC_JS_CONSTANT, POST_SINGLE, REST_BASE, pct, postBatchCase, rawKey, renderReport } from "./report.js";
-import { fmt } from "./stats.js";
+import { envNumber, fmt } from "./stats.js";
 
 // ---- settings -------------------------------------------------------------
-
-function envNumber(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name} must be a number in ${min}..${max}, got "${raw}"`);
-  return n;
-}
 
 const PARTS = ["getbalance", "stock", "rest", "post", "raw"] as const;
 

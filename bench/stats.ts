@@ -36,3 +36,12 @@ export function ratio(a: number, b: number): string {
   const r = a / b;
   return `${r < 0.1 ? r.toFixed(3) : r.toFixed(2)}x`;
 }
+
+/** A numeric knob from the environment: `fallback` when unset or empty; outside min..max is an error. */
+export function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name} must be a number in ${min}..${max}, got "${raw}"`);
+  return n;
+}

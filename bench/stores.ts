@@ -43,17 +43,9 @@ import { probe, requireSuccess } from "./probe.js";
 import type { RawPgResult } from "./raw-pg.js";
 import type { RawResult } from "./raw-sqlite.js";
 import { pct, table } from "./report.js";
-import { fmt, median, ratio } from "./stats.js";
+import { envNumber, fmt, median, ratio } from "./stats.js";
 
 // ---- settings -------------------------------------------------------------
-
-function envNumber(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min || n > max) throw new Error(`${name} must be a number in ${min}..${max}, got "${raw}"`);
-  return n;
-}
 
 function envList(name: string, fallback: string): number[] {
   const raw = process.env[name] ?? fallback;

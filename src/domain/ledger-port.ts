@@ -19,6 +19,20 @@ export interface EntryPageQuery {
   readonly limit: number;
 }
 
+/**
+ * A page of an account's POSTED entries in one asset, newest first, after
+ * skipping the newest `skip` of them. A store answers it with one index seek
+ * on the entries' posted ordinals, whatever `skip` is.
+ */
+export interface PostedEntryPageQuery {
+  readonly tenantId: string;
+  readonly accountId: string;
+  readonly asset: string;
+  /** How many of the newest POSTED entries to leave out: 0 to int64 max (past the end: an empty page). */
+  readonly skip: bigint;
+  readonly limit: number;
+}
+
 /** The journal of an account after a sequence, oldest first. */
 export interface EntryTailQuery {
   readonly tenantId: string;
@@ -87,6 +101,12 @@ export interface LedgerReader {
   getTransfer(tenantId: string, id: string): Promise<Transfer | undefined>;
   /** Entries of an account with sequence < beforeSequence, newest first. */
   listEntries(query: EntryPageQuery): Promise<EntryView[]>;
+  /**
+   * The POSTED entries of (account, asset), newest first, after the newest
+   * `skip`: those whose posted ordinal (1, 2, 3 ... in sequence order) is at
+   * most the account's posted count less `skip`.
+   */
+  postedEntriesPage(query: PostedEntryPageQuery): Promise<EntryView[]>;
   /** Entries of an account with sequence > afterSequence, oldest first. */
   entriesAfter(query: EntryTailQuery): Promise<EntryView[]>;
   /** The last entry of (account, asset) with sequence <= atSequence. */
@@ -130,7 +150,11 @@ export interface LedgerTx {
   putBalance(row: BalanceRow): Promise<void>;
   /** The latest effective time of any of the account's balance rows (their updatedAt), 0n when it has none. */
   latestBalanceTime(tenantId: string, accountId: string): Promise<bigint>;
-  /** Appends entries, assigning increasing sequences in the given order. */
+  /**
+   * Appends entries, assigning increasing sequences in the given order, and
+   * to each POSTED entry the next posted ordinal of its (account, asset): the
+   * caller holds the account's lock, so the count it continues is exact.
+   */
   appendEntries(entries: readonly NewEntry[]): Promise<Entry[]>;
   getTransfer(tenantId: string, id: string): Promise<Transfer | undefined>;
   insertTransfer(transfer: Transfer): Promise<void>;

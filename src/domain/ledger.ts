@@ -556,6 +556,19 @@ export class Ledger {
   }
 
   /**
+   * An account's POSTED entries in one asset, newest first, after skipping
+   * the newest `skip` of them (any int64 ≥ 0; past the end gives []). One
+   * index seek on the entries' posted ordinals: `skip` costs nothing however
+   * large it is.
+   */
+  async listPostedEntries(tenantId: string, accountId: string, asset: string, skip: bigint, limit: number): Promise<EntryView[]> {
+    validateAssetCode(asset);
+    if (skip < 0n || !isInt64(skip)) throw invalidArgument("invalid_skip", "skip must be a non-negative int64");
+    await this.getAccount(tenantId, accountId);
+    return this.store.postedEntriesPage({ tenantId, accountId, asset, skip, limit });
+  }
+
+  /**
    * Streams a snapshot as of sequence S, then every entry after S in order.
    * Without `afterSequence`, S is the journal head; with it, S is that point and
    * the snapshot is rebuilt from the entries' after-balances, so a client that

@@ -5,7 +5,17 @@ import type { WriteOptions } from "./transactional.js";
 
 export type { AccessReader, AccessTx } from "./access-port.js";
 export type { CreditReader, CreditTx } from "./credits/credit-port.js";
-export type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSum, JournalSums, LedgerReader, LedgerTx, RunningSum } from "./ledger-port.js";
+export type {
+  AccountBalance,
+  EntryPageQuery,
+  EntryTailQuery,
+  JournalSum,
+  JournalSums,
+  LedgerReader,
+  LedgerTx,
+  PostedEntryPageQuery,
+  RunningSum,
+} from "./ledger-port.js";
 export type { WriteOptions } from "./transactional.js";
 
 /**

@@ -29,4 +29,5 @@ export const STORE_TESTS: readonly string[] = [
   "test/crash-durability.test.ts",
   "test/batch-failure.test.ts",
   "test/effective-time.test.ts",
+  "test/posted-ordinal.test.ts",
 ];

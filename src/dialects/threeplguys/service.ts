@@ -3,7 +3,6 @@ import { create } from "@bufbuild/protobuf";
 import type { Principal } from "../../domain/access.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import type { Ledger } from "../../domain/ledger.js";
-import type { EntryView } from "../../domain/model.js";
 import { timestampFromMicros } from "../../services/convert.js";
 import { principalOf } from "../../services/principal.js";
 import { BalanceService, TransactionSchema } from "../../../gen/threeplguys/v0/balance_pb.js";
@@ -16,8 +15,6 @@ const USD = "USD";
 export const DEFAULT_TAKE = 10;
 /** The largest `take`; more is refused with 400, not clamped. */
 export const MAX_TAKE = 50;
-/** Journal entries read per store query while skipping and collecting. */
-const BATCH = 200;
 
 /**
  * The account a caller acts for: a 3PLGuys key with the `invoices` scope, or
@@ -58,7 +55,9 @@ export function registerBalanceService(router: ConnectRouter, ledger: Ledger): v
       if (take < 1n || take > BigInt(MAX_TAKE)) throw invalidArgument("invalid_take", `take must be an integer between 1 and ${MAX_TAKE}`);
       // Also proves the account exists; its scale is what the entries are in.
       const { scale } = await ledger.getBalance(p.tenantId, accountId, USD);
-      const page = await postedPage(ledger, p.tenantId, accountId, skip, Number(take));
+      // Pending reservations and voids do not move the posted balance, so they are
+      // not transactions: the page is of POSTED entries, and skipping is a seek.
+      const page = await ledger.listPostedEntries(p.tenantId, accountId, USD, skip, Number(take));
       return {
         transactions: page.map((e) =>
           create(TransactionSchema, {
@@ -72,30 +71,4 @@ export function registerBalanceService(router: ConnectRouter, ledger: Ledger): v
       };
     },
   });
-}
-
-/**
- * The POSTED USD entries of an account, newest first, after skipping `skip`
- * of them. Pending reservations and voids do not move the posted balance, so
- * they are not transactions; the store pages by sequence, so skipping is a
- * scan, bounded by the account's own journal.
- */
-async function postedPage(ledger: Ledger, tenantId: string, accountId: string, skip: bigint, take: number): Promise<EntryView[]> {
-  const out: EntryView[] = [];
-  let toSkip = skip;
-  let before: bigint | undefined;
-  for (;;) {
-    const batch = await ledger.listTransactions(tenantId, accountId, USD, before, BATCH);
-    for (const e of batch) {
-      if (e.status !== "POSTED") continue;
-      if (toSkip > 0n) {
-        toSkip--;
-        continue;
-      }
-      out.push(e);
-      if (out.length === take) return out;
-    }
-    if (batch.length < BATCH) return out;
-    before = batch[batch.length - 1]!.sequence;
-  }
 }

@@ -321,6 +321,32 @@ ALTER TABLE idempotency
 `,
   },
   {
+    version: 7,
+    name: "posted ordinals",
+    sql: `
+-- Every POSTED entry carries its place among the POSTED entries of its
+-- (tenant, account, asset): 1, 2, 3 ... in sequence order, NULL on PENDING and
+-- VOIDED entries. The store sets it when it appends the entry, under the
+-- account's row lock, so that "skip the newest N posted entries" (3PLGuys
+-- paging) is one index seek instead of a walk over N entries. Unique, so an
+-- ordinal handed out twice can never commit (NULLs are distinct): a replica
+-- that somehow raced would get 23505 and re-run its batch.
+ALTER TABLE entries ADD COLUMN posted_ordinal bigint CHECK (posted_ordinal IS NULL OR posted_ordinal > 0);
+-- The journal refuses UPDATE; this backfill is the one edit ever made to
+-- existing entries, and it only fills the new column. The row trigger is
+-- disabled for it inside this migration's transaction (ALTER TABLE holds the
+-- table's ACCESS EXCLUSIVE lock until COMMIT, so no other session writes or
+-- sees the table without it); DELETE and TRUNCATE stay refused throughout.
+ALTER TABLE entries DISABLE TRIGGER entries_no_update;
+UPDATE entries e SET posted_ordinal = o.n
+FROM (SELECT sequence, row_number() OVER (PARTITION BY tenant_id, account_id, asset ORDER BY sequence) AS n
+      FROM entries WHERE status = 'POSTED') o
+WHERE e.sequence = o.sequence;
+ALTER TABLE entries ENABLE TRIGGER entries_no_update;
+CREATE UNIQUE INDEX entries_by_posted_ordinal ON entries (tenant_id, account_id, asset, posted_ordinal);
+`,
+  },
+  {
     version: 8,
     name: "effective times",
     sql: `

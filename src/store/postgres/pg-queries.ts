@@ -54,7 +54,20 @@ export const Q = {
   // Read in a statement of its own, after the locks: a READ COMMITTED statement
   // reads from the snapshot it started with, which (for the statement that
   // waited for the locks) predates the previous holder's commit.
-  balancesOfAccounts: sql("balances_of_accounts", "SELECT * FROM balances WHERE tenant_id = $1 AND account_id = ANY($2::text[])"),
+  // With each row, the newest posted ordinal of its (account, asset) (one seek each; NULL
+  // when none): a writer holding the locks continues these counts without another round trip.
+  balancesOfAccounts: sql(
+    "balances_of_accounts",
+    `SELECT b.*, (SELECT e.posted_ordinal FROM entries e
+        WHERE e.tenant_id = b.tenant_id AND e.account_id = b.account_id AND e.asset = b.asset AND e.posted_ordinal > 0
+        ORDER BY e.posted_ordinal DESC LIMIT 1) AS last_posted_ordinal
+     FROM balances b WHERE b.tenant_id = $1 AND b.account_id = ANY($2::text[])`,
+  ),
+  lastPostedOrdinal: sql(
+    "last_posted_ordinal",
+    `SELECT posted_ordinal FROM entries WHERE tenant_id = $1 AND account_id = $2 AND asset = $3 AND posted_ordinal > 0
+     ORDER BY posted_ordinal DESC LIMIT 1`,
+  ),
   shareAccount: sql("share_account", "SELECT 1 FROM accounts WHERE tenant_id = $1 AND id = $2 FOR SHARE"),
   insertAccount: sql(
     "insert_account",
@@ -97,10 +110,10 @@ export const Q = {
   insertEntries: sql(
     "insert_entries",
     `INSERT INTO entries (sequence, tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,
-       pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at)
+       pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at, posted_ordinal)
      OVERRIDING SYSTEM VALUE
      SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-       $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[])`,
+       $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[])`,
   ),
   insertTransfers: sql(
     "insert_transfers",
@@ -119,8 +132,8 @@ export const Q = {
   insertEntry: sql(
     "insert_entry",
     `INSERT INTO entries (tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,
-       pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING sequence`,
+       pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at, posted_ordinal)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING sequence`,
   ),
   getTransfer: sql("get_transfer", "SELECT * FROM transfers WHERE tenant_id = $1 AND id = $2"),
   insertTransfer: sql(
@@ -157,6 +170,16 @@ export const Q = {
   entriesBeforeAsset: sql(
     "entries_before_asset",
     `${ENTRY_VIEW} WHERE e.tenant_id = $1 AND e.account_id = $2 AND e.asset = $3 AND e.sequence < $4 ORDER BY e.sequence DESC LIMIT $5`,
+  ),
+  // Ordinals at most (posted count - skip), newest first: a seek, then $5 rows. No posted
+  // entry makes the bound NULL (no rows); count - skip cannot overflow (count >= 1, 0 <= skip).
+  postedEntriesPage: sql(
+    "posted_entries_page",
+    `${ENTRY_VIEW} WHERE e.tenant_id = $1 AND e.account_id = $2 AND e.asset = $3
+       AND e.posted_ordinal BETWEEN 1 AND (SELECT posted_ordinal FROM entries
+         WHERE tenant_id = $1 AND account_id = $2 AND asset = $3 AND posted_ordinal > 0
+         ORDER BY posted_ordinal DESC LIMIT 1) - $4::bigint
+     ORDER BY e.posted_ordinal DESC LIMIT $5`,
   ),
   entriesAfter: sql(
     "entries_after",

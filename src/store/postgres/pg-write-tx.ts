@@ -16,6 +16,9 @@ export function rememberAsset(cache: Map<string, Asset>, k: string, a: Asset): v
 }
 
 const key2 = (a: string, b: string) => `${a}\u0000${b}`;
+
+/** A journal entry held for the flush, with the posted ordinal the transaction gave it (null unless POSTED). */
+type HeldEntry = Entry & { readonly postedOrdinal: bigint | null };
 const key3 = (a: string, b: string, c: string) => `${a}\u0000${b}\u0000${c}`;
 
 /**
@@ -50,7 +53,14 @@ export class PgWriteTx implements WriteTx {
    */
   private readonly balances = new Map<string, Map<string, BalanceRow>>();
   private readonly dirtyBalances = new Map<string, BalanceRow>();
-  private readonly entries: Entry[] = [];
+  /**
+   * The newest posted ordinal of each (tenant, account, asset) of the locked
+   * accounts (absent: none yet), read with their balances and continued by
+   * every POSTED entry this transaction appends. Exact for the same reason as
+   * the balances: only the lock's holder appends to the account's journal.
+   */
+  private readonly ordinals = new Map<string, bigint>();
+  private readonly entries: HeldEntry[] = [];
   private readonly transfers = new Map<string, Transfer>();
   private readonly keys = new Map<string, IdempotencyRecord>();
   /** Idempotency records read ahead for a batch (null: no record when read). */
@@ -116,7 +126,7 @@ export class PgWriteTx implements WriteTx {
   async flush(): Promise<void> {
     if (this.entries.length > 0) {
       const list = this.entries.splice(0);
-      const col = (f: (e: Entry) => unknown) => list.map((e) => String(f(e)));
+      const col = (f: (e: HeldEntry) => unknown) => list.map((e) => String(f(e)));
       await run(this.c, Q.insertEntries, [
         col((e) => e.sequence),
         col((e) => e.tenantId),
@@ -133,6 +143,7 @@ export class PgWriteTx implements WriteTx {
         col((e) => e.pendingOutAfter),
         col((e) => e.createdAt),
         col((e) => e.effectiveAt),
+        list.map((e) => (e.postedOrdinal === null ? null : String(e.postedOrdinal))),
       ]);
     }
     if (this.transfers.size > 0) {
@@ -222,6 +233,7 @@ export class PgWriteTx implements WriteTx {
     for (const row of await all(this.c, Q.balancesOfAccounts, [tenantId, held])) {
       const b = rows.balance(row)!;
       this.balances.get(key2(b.tenantId, b.accountId))!.set(b.asset, b);
+      if (row.last_posted_ordinal !== null) this.set(this.ordinals, key3(b.tenantId, b.accountId, b.asset), row.last_posted_ordinal as bigint);
     }
   }
   async insertAccount(a: Account): Promise<void> {
@@ -272,10 +284,29 @@ export class PgWriteTx implements WriteTx {
   async appendEntries(list: readonly NewEntry[]): Promise<Entry[]> {
     if (this.sequences.length < list.length) await this.reserveSequences(list.length - this.sequences.length);
     const out = list.map((e) => ({ ...e, sequence: this.sequences.shift()! }));
+    const held: HeldEntry[] = [];
+    for (const e of out) held.push({ ...e, postedOrdinal: await this.nextOrdinal(e) });
     const before = this.entries.length;
-    this.entries.push(...out);
+    this.entries.push(...held);
     this.undo.push(() => void this.entries.splice(before));
     return out;
+  }
+
+  /** The posted ordinal of a new entry: the next of its (account, asset) when POSTED, else null. */
+  private async nextOrdinal(e: NewEntry): Promise<bigint | null> {
+    if (e.status !== "POSTED") return null;
+    const k = key3(e.tenantId, e.accountId, e.asset);
+    let last = this.ordinals.get(k);
+    if (last === undefined) {
+      // A locked account's count was read with its balances (absent: no posted entry yet).
+      // Every ledger write locks its accounts first; an unlocked one is read here, held entries aside.
+      last = this.balances.has(key2(e.tenantId, e.accountId))
+        ? 0n
+        : (((await one(this.c, Q.lastPostedOrdinal, [e.tenantId, e.accountId, e.asset]))?.posted_ordinal as bigint | undefined) ?? 0n);
+    }
+    // Through the undo log: a write of a batch that fails takes its ordinals back.
+    this.set(this.ordinals, k, last + 1n);
+    return last + 1n;
   }
   async getTransfer(tenantId: string, id: string): Promise<Transfer | undefined> {
     return this.transfers.get(key2(tenantId, id)) ?? rows.transfer(await one(this.c, Q.getTransfer, [tenantId, id]));

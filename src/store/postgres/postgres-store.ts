@@ -12,7 +12,16 @@ import type {
   Transfer,
 } from "../../domain/model.js";
 import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
-import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, Store, WriteOptions, WriteTx } from "../../domain/store.js";
+import type {
+  AccountBalance,
+  EntryPageQuery,
+  EntryTailQuery,
+  JournalSums,
+  PostedEntryPageQuery,
+  Store,
+  WriteOptions,
+  WriteTx,
+} from "../../domain/store.js";
 import * as rows from "../rows.js";
 import * as credit from "./credit-queries.js";
 import { PG_MIGRATIONS } from "./migrations.js";
@@ -549,6 +558,11 @@ export class PostgresStore implements Store {
           : await all(this.pool, Q.entriesBeforeAsset, [q.tenantId, q.accountId, q.asset, before, q.limit]);
       return list.map(rows.entryView);
     });
+  }
+  async postedEntriesPage(q: PostedEntryPageQuery): Promise<EntryView[]> {
+    return this.read(async () =>
+      (await all(this.pool, Q.postedEntriesPage, [q.tenantId, q.accountId, q.asset, q.skip, q.limit])).map(rows.entryView),
+    );
   }
   async entriesAfter(q: EntryTailQuery): Promise<EntryView[]> {
     return this.read(async () => {

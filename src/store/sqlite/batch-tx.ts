@@ -37,6 +37,13 @@ export class SqliteBatchTx implements WriteTx {
   private readonly balanceTimes = new Map<string, bigint>();
   private readonly accounts = new Map<string, Account | null>();
   private readonly assets = new Map<string, Asset | null>();
+  /**
+   * The newest posted ordinal of each (tenant, account, asset) this batch has
+   * appended to or looked up: the batch's own entries are in the table already
+   * (this connection sees them), so only the first POSTED entry of a key costs
+   * a seek.
+   */
+  private readonly ordinals = new Map<string, bigint>();
   private undo: Undo[] = [];
   private savepointOpen = false;
 
@@ -92,6 +99,7 @@ export class SqliteBatchTx implements WriteTx {
     this.balanceTimes.clear();
     this.accounts.clear();
     this.assets.clear();
+    this.ordinals.clear();
     this.undo = [];
     this.savepointOpen = false;
   }
@@ -176,9 +184,18 @@ export class SqliteBatchTx implements WriteTx {
   async appendEntries(list: readonly NewEntry[]) {
     this.mutating();
     return list.map((e) => {
-      const info = this.s.insertEntry.run(...rows.entryParams(e));
+      const info = this.s.insertEntry.run(...rows.entryParams(e), this.nextOrdinal(e));
       return { ...e, sequence: BigInt(info.lastInsertRowid) };
     });
+  }
+  /** The posted ordinal of a new entry: the next of its (account, asset) when POSTED, else null. */
+  private nextOrdinal(e: NewEntry): bigint | null {
+    if (e.status !== "POSTED") return null;
+    const k = key3(e.tenantId, e.accountId, e.asset);
+    const last = this.ordinals.get(k) ?? ((this.s.lastPostedOrdinal.get(e.tenantId, e.accountId, e.asset) as bigint | undefined) ?? 0n);
+    // Through the undo log: a write that fails takes its ordinals back with its rows.
+    this.set(this.ordinals, k, last + 1n);
+    return last + 1n;
   }
   async getTransfer(tenantId: string, id: string) {
     return rows.transfer(this.s.getTransfer.get(tenantId, id));

@@ -303,6 +303,31 @@ ALTER TABLE idempotency_v6 RENAME TO idempotency;
 `,
   },
   {
+    version: 7,
+    name: "posted ordinals",
+    sql: `
+-- Every POSTED entry carries its place among the POSTED entries of its
+-- (tenant, account, asset): 1, 2, 3 ... in sequence order, NULL on PENDING and
+-- VOIDED entries. The store sets it when it appends the entry, so that "skip
+-- the newest N posted entries" (3PLGuys paging) is one index seek instead of
+-- a walk over N entries. Unique, so an ordinal handed out twice can never
+-- commit (NULLs are distinct).
+ALTER TABLE entries ADD COLUMN posted_ordinal INTEGER CHECK (posted_ordinal IS NULL OR posted_ordinal > 0);
+-- The journal refuses UPDATE; this backfill is the one edit ever made to
+-- existing entries, and it only fills the new column. The trigger is dropped
+-- and recreated inside this migration's transaction: no other connection can
+-- write in between (BEGIN IMMEDIATE), and a failure rolls both back.
+DROP TRIGGER entries_no_update;
+UPDATE entries SET posted_ordinal = o.n
+FROM (SELECT sequence, row_number() OVER (PARTITION BY tenant_id, account_id, asset ORDER BY sequence) AS n
+      FROM entries WHERE status = 'POSTED') AS o
+WHERE entries.sequence = o.sequence;
+CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE UNIQUE INDEX entries_by_posted_ordinal ON entries (tenant_id, account_id, asset, posted_ordinal);
+`,
+  },
+  {
     version: 8,
     name: "effective times",
     sql: `

@@ -12,7 +12,7 @@ import type {
   Tenant,
   Transfer,
 } from "../../domain/model.js";
-import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, Store, WriteTx } from "../../domain/store.js";
+import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, PostedEntryPageQuery, Store, WriteTx } from "../../domain/store.js";
 import { MIGRATIONS } from "./migrations.js";
 import { SqliteStatements } from "./statements.js";
 import { SqliteBatchTx } from "./batch-tx.js";
@@ -282,6 +282,10 @@ export class SqliteStore implements Store {
       q.asset === undefined
         ? this.r.entriesBefore.all(q.tenantId, q.accountId, before, q.limit)
         : this.r.entriesBeforeAsset.all(q.tenantId, q.accountId, q.asset, before, q.limit);
+    return list.map(rows.entryView);
+  }
+  async postedEntriesPage(q: PostedEntryPageQuery): Promise<EntryView[]> {
+    const list = this.r.postedEntriesPage.all({ tenant: q.tenantId, account: q.accountId, asset: q.asset, skip: q.skip, limit: q.limit });
     return list.map(rows.entryView);
   }
   async entriesAfter(q: EntryTailQuery): Promise<EntryView[]> {

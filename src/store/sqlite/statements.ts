@@ -27,6 +27,7 @@ export class SqliteStatements {
   readonly latestBalanceTime;
   readonly putBalance;
   readonly insertEntry;
+  readonly lastPostedOrdinal;
   readonly getTransfer;
   readonly insertTransfer;
   readonly updateTransfer;
@@ -39,6 +40,7 @@ export class SqliteStatements {
   readonly initMeta;
   readonly entriesBefore;
   readonly entriesBeforeAsset;
+  readonly postedEntriesPage;
   readonly entriesAfter;
   readonly entriesAfterAsset;
   readonly lastEntryAtOrBefore;
@@ -91,9 +93,16 @@ export class SqliteStatements {
     );
     this.insertEntry = w(
       `INSERT INTO entries (tenant_id, transfer_id, account_id, counterparty_id, asset, direction, status, amount,
-         pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         pending_change, posted_after, pending_in_after, pending_out_after, created_at, effective_at, posted_ordinal)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
+    // The posted count of (account, asset): the newest ordinal, one seek at the end of the index.
+    this.lastPostedOrdinal = db
+      .prepare(
+        `SELECT posted_ordinal FROM entries WHERE tenant_id = ? AND account_id = ? AND asset = ? AND posted_ordinal > 0
+         ORDER BY posted_ordinal DESC LIMIT 1`,
+      )
+      .pluck();
     this.getTransfer = db.prepare("SELECT * FROM transfers WHERE tenant_id = ? AND id = ?");
     this.insertTransfer = w(
       `INSERT INTO transfers (tenant_id, id, idempotency_key, debit_account_id, credit_account_id, asset, amount,
@@ -122,6 +131,16 @@ export class SqliteStatements {
     );
     this.entriesBeforeAsset = db.prepare(
       `${ENTRY_VIEW} WHERE e.tenant_id = ? AND e.account_id = ? AND e.asset = ? AND e.sequence < ? ORDER BY e.sequence DESC LIMIT ?`,
+    );
+    // Ordinals at most (posted count - skip), newest first: a seek, then `limit` rows.
+    // No posted entry makes the bound NULL (no rows); count - skip cannot overflow
+    // (count >= 1, 0 <= skip <= int64 max).
+    this.postedEntriesPage = db.prepare(
+      `${ENTRY_VIEW} WHERE e.tenant_id = @tenant AND e.account_id = @account AND e.asset = @asset
+         AND e.posted_ordinal BETWEEN 1 AND (SELECT posted_ordinal FROM entries
+           WHERE tenant_id = @tenant AND account_id = @account AND asset = @asset AND posted_ordinal > 0
+           ORDER BY posted_ordinal DESC LIMIT 1) - @skip
+       ORDER BY e.posted_ordinal DESC LIMIT @limit`,
     );
     this.entriesAfter = db.prepare(
       `${ENTRY_VIEW} WHERE e.tenant_id = ? AND e.account_id = ? AND e.sequence > ? ORDER BY e.sequence LIMIT ?`,
