@@ -182,6 +182,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const dialects = selectDialects(options.dialects).map((make) =>
     make({ ledger, credits, credentials, pageTokens, streams, shutdown: shutdown.signal }),
   );
+  const accountIdRules = dialects.flatMap((d) => d.accountIdRules ?? []);
   const credentialKinds = new Map(dialects.flatMap((d) => d.credentialKinds ?? []).map((k) => [k.kind, k]));
   const authenticate = createAuthenticate(
     access,
@@ -189,7 +190,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   );
 
   const routes = (router: ConnectRouter) => {
-    registerLedgerService(router, { ledger, pageTokens, streams, shutdown: shutdown.signal });
+    registerLedgerService(router, { ledger, pageTokens, streams, shutdown: shutdown.signal, accountIdRules });
     registerAdminService(router, { ledger, access, credentials, credentialKinds });
     registerCreditService(router, { credits, pageTokens });
     for (const d of dialects) d.register(router);

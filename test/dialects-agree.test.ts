@@ -39,7 +39,8 @@ import {
 } from "./support/dialect-clients.js";
 import type { SseFrame } from "./support/dialect-clients.js";
 
-const ACCOUNT = "agree-acct";
+// A UUID: the account is also a Frontier billing account (org_id metadata), whose ids are UUIDs.
+const ACCOUNT = "6f9e2c1a-3b4d-4e5f-8a7b-9c0d1e2f3a4b";
 const SINK = "agree-sink";
 const ORG = "org-agree";
 const KID = "agree-login";

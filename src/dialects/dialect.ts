@@ -6,6 +6,7 @@ import type { Ledger } from "../domain/ledger.js";
 import type { PageTokens } from "../domain/page-token.js";
 import type { StreamLimiter } from "../domain/stream-limiter.js";
 import type { Principal } from "../domain/access.js";
+import type { AccountIdRule } from "../domain/ids.js";
 
 // The contract between the core and a dialect, in domain, gen, protobuf and
 // Connect types only: src/transport implements it and imports it from here.
@@ -117,6 +118,8 @@ export interface Dialect {
   /** Error envelope writers by name. */
   readonly envelopes?: ReadonlyMap<string, ErrorEnvelopeWriter>;
   readonly credentialKinds?: readonly CredentialKind[];
+  /** Forms the ids of the accounts it reads must have (CreateAccount generates and checks them). */
+  readonly accountIdRules?: readonly AccountIdRule[];
 }
 
 /** Builds a dialect from the shared dependencies. */

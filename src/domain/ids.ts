@@ -14,6 +14,21 @@ export function validateAccountId(id: string, field = "account_id"): string {
   return id;
 }
 
+/**
+ * A form that the ids of some accounts must have, chosen by the account's
+ * metadata. A dialect whose clients can name accounts only in one form
+ * declares one (Frontier reads billing accounts by UUID), so that every
+ * such account is created with an id those clients can read.
+ */
+export interface AccountIdRule {
+  /** Whether the rule governs an account opened with this metadata. */
+  applies(metadata: Readonly<Record<string, string>>): boolean;
+  /** The id of such an account opened without one. */
+  generate(): string;
+  /** Throws invalid_argument for a client-chosen id (already a valid account id) the rule refuses. */
+  check(id: string): void;
+}
+
 /** Account ids as they may appear in a transfer: client ids or system ids. */
 export function validateAccountRef(id: string, field: string): string {
   if (id === WORLD_ACCOUNT_ID) return id;

@@ -6,6 +6,7 @@ import { LocalBalanceFeed } from "./feed.js";
 import type { EffectiveFloor } from "./effective-time.js";
 import { effectiveTime, requireReadableTime } from "./effective-time.js";
 import { WORLD_ACCOUNT_ID, newId, validateAccountId, validateAccountRef } from "./ids.js";
+import type { AccountIdRule } from "./ids.js";
 import type {
   Account,
   Balance,
@@ -124,9 +125,15 @@ export class Ledger {
 
   // ---- accounts -----------------------------------------------------------
 
-  /** Opens an account; ids are chosen by the client or generated. */
-  async createAccount(tenantId: string, input: AccountInput): Promise<Account> {
-    const id = input.id === "" ? newId("acct") : validateAccountId(input.id, "id");
+  /**
+   * Opens an account; ids are chosen by the client or generated. The first
+   * of `idRules` that applies to the account's metadata generates its id, or
+   * checks the client's.
+   */
+  async createAccount(tenantId: string, input: AccountInput, idRules: readonly AccountIdRule[] = []): Promise<Account> {
+    const rule = idRules.find((r) => r.applies(input.metadata));
+    const id = input.id === "" ? (rule?.generate() ?? newId("acct")) : validateAccountId(input.id, "id");
+    if (input.id !== "") rule?.check(id);
     if (!isInt64(input.overdraftLimit) || input.overdraftLimit < 0n) {
       throw invalidArgument("invalid_overdraft_limit", "overdraft_limit must be zero or positive");
     }

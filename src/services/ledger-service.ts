@@ -6,6 +6,7 @@ import { LedgerError, invalidArgument } from "../domain/errors.js";
 import { whyAborted } from "./errors.js";
 import type { Ledger, TransferInput, WatchEvent } from "../domain/ledger.js";
 import { validatePageSize } from "../domain/validate.js";
+import type { AccountIdRule } from "../domain/ids.js";
 import { accountToProto, balanceToProto, entryToProto, microsFromTimestamp, transferToProto } from "./convert.js";
 import type { PageTokens } from "../domain/page-token.js";
 import { principalOf, requireAccountRead, requireAdmin } from "./principal.js";
@@ -18,6 +19,8 @@ export interface LedgerServiceDeps {
   readonly streams: StreamLimiter;
   /** Fires when the server shuts down. */
   readonly shutdown?: AbortSignal;
+  /** The dialects' rules for the ids of the accounts they read (see AccountIdRule). */
+  readonly accountIdRules?: readonly AccountIdRule[];
 }
 
 const DEFAULT_PAGE = 25;
@@ -25,7 +28,7 @@ const MAX_PAGE = 1000;
 
 /** Registers tally.ledger.v1.LedgerService on a router. */
 export function registerLedgerService(router: ConnectRouter, deps: LedgerServiceDeps): void {
-  const { ledger, pageTokens, streams, shutdown } = deps;
+  const { ledger, pageTokens, streams, shutdown, accountIdRules = [] } = deps;
 
   const admin = (ctx: HandlerContext) => {
     const p = principalOf(ctx);
@@ -47,7 +50,7 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
         overdraftUnlimited: req.overdraftUnlimited,
         metadata: req.metadata,
         effectiveAt: microsFromTimestamp(req.effectiveAt, "effective_at"),
-      });
+      }, accountIdRules);
       return { account: accountToProto(account) };
     },
 

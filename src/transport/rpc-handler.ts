@@ -102,6 +102,11 @@ export interface InProcessCall {
  *   through connect's own pipeline, each enveloped message checked as it
  *   passes, so that a refusal reaches the client in that protocol's form.
  *
+ * A service registered with its own codec options (`router.service(desc,
+ * impl, { jsonOptions })`: proto field names, say) is served with them on
+ * both paths, for every JSON message in and out; binary is unaffected by
+ * JSON options.
+ *
  * Refusals are invalid_argument (HTTP 400), or resource_exhausted (HTTP 429)
  * for a body or decompressed message larger than readMaxBytes, written as
  * connect-es writes them.
@@ -123,9 +128,11 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
     const path = (req.url ?? "").split("?", 1)[0]!;
     const h = handlers.get(path)!;
     const start = performance.now();
+    const m = unary.get(path);
     const refuse = (e: ConnectError) => {
       // Only a body left unread is never read (a GET has none to read).
-      writeConnectError(req, res, e, req.method === "POST" && !req.readableEnded, options.jsonOptions);
+      // The method's own JSON options, as connect's handler for it would use.
+      writeConnectError(req, res, e, req.method === "POST" && !req.readableEnded, (m?.options ?? opt).jsonOptions);
       options.logger.info("rpc", {
         procedure: path,
         protocol: "connect",
@@ -135,25 +142,24 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
     };
     const run = async () => {
       const contextValues = createContextValues();
-      const m = unary.get(path);
       let notFast: { readonly raw: Uint8Array } | { readonly error: unknown } | undefined;
       const s = m === undefined ? serverStreams.get(path) : undefined;
       const lean = req.method === "POST" && (m !== undefined || s !== undefined) ? leanProtocol(req) : undefined;
       if (m !== undefined && lean !== undefined) {
         if (lean.protocol !== "connect") {
-          notFast = await serveGrpcUnary(req, res, m, lean.protocol === "grpc-web", opt, requestTimeoutMs, contextValues);
+          notFast = await serveGrpcUnary(req, res, m, lean.protocol === "grpc-web", m.options, requestTimeoutMs, contextValues);
           if (notFast === undefined) return;
         } else if (!lean.stream) {
-          return serveConnectUnary(req, res, m, { binary: lean.binary }, opt, requestTimeoutMs, contextValues, refuse);
+          return serveConnectUnary(req, res, m, { binary: lean.binary }, m.options, requestTimeoutMs, contextValues, refuse);
         }
       } else if (s !== undefined && lean !== undefined && (lean.protocol !== "connect" || lean.stream)) {
-        notFast = await serveServerStream(req, res, s, lean.protocol, lean.binary, opt, requestTimeoutMs, contextValues);
+        notFast = await serveServerStream(req, res, s, lean.protocol, lean.binary, s.options, requestTimeoutMs, contextValues);
         if (notFast === undefined) return;
       } else if (m !== undefined && req.method === "GET" && m.noSideEffects) {
         // connect answers a GET with any other Content-Type 415, and an unknown encoding too.
         const ct = req.headers["content-type"] ?? "";
         const format = ct === "" || contentTypeUnaryRegExp.test(ct) ? connectGetFormat(req.url ?? "") : undefined;
-        if (format !== undefined) return serveConnectUnary(req, res, m, format, opt, requestTimeoutMs, contextValues, refuse);
+        if (format !== undefined) return serveConnectUnary(req, res, m, format, m.options, requestTimeoutMs, contextValues, refuse);
       }
       // connect's own pipeline, each enveloped message checked on its way in.
       const uReq = universalRequestFromNodeRequest(req, res, undefined, contextValues as ContextValues);

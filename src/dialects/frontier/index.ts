@@ -2,7 +2,7 @@ import type { Dialect, DialectFactory } from "../dialect.js";
 import { FrontierService } from "../../../gen/raystack/frontier/v1beta1/frontier_pb.js";
 import { frontierAuthenticator, frontierClientKind } from "./auth.js";
 import { frontierEnvelope } from "./envelope.js";
-import { registerFrontierService } from "./service.js";
+import { billingAccountIds, registerFrontierService } from "./service.js";
 
 /**
  * Raystack Frontier's billing balance: `GET
@@ -19,4 +19,5 @@ export const frontierDialect: DialectFactory = ({ ledger, credentials }): Dialec
   authenticate: frontierAuthenticator(credentials),
   envelopes: new Map([["frontier", frontierEnvelope]]),
   credentialKinds: [frontierClientKind(credentials)],
+  accountIdRules: [billingAccountIds],
 });

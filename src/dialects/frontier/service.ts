@@ -1,6 +1,9 @@
 import { create } from "@bufbuild/protobuf";
+import type { JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { randomUUID } from "node:crypto";
 import type { Principal } from "../../domain/access.js";
+import type { AccountIdRule } from "../../domain/ids.js";
 import { validateAssetCode } from "../../domain/asset.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import type { Ledger } from "../../domain/ledger.js";
@@ -19,7 +22,55 @@ export const CURRENCY_METADATA_KEY = "balance_currency";
 /** Frontier's virtual credits: the asset when the account names none. */
 export const DEFAULT_CURRENCY = "VC";
 
-const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/**
+ * protoc-gen-validate's `string.uuid` rule, which Frontier's proto puts on
+ * billing ids: 8-4-4-4-12 hexadecimal digits, hyphenated, in either case,
+ * of any version or variant (PGV's pattern is
+ * `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`).
+ * No braces, no `urn:uuid:` prefix, no unhyphenated form: PGV refuses those too.
+ */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether `s` passes protoc-gen-validate's `string.uuid` rule. */
+export function isUuid(s: string): boolean {
+  return UUID.test(s);
+}
+
+/**
+ * FrontierService's Connect JSON, as upstream Frontier's own Connect codec
+ * writes it: protojson with UseProtoNames (`updated_at`, not `updatedAt`)
+ * and zero values left out. Requests are read in either spelling (`org_id`
+ * and `orgId`), as protojson reads them. gRPC and binary Connect do not use
+ * it; the REST route keeps its own profile (frontier.proto).
+ */
+export const FRONTIER_CONNECT_JSON: Partial<JsonReadOptions & JsonWriteOptions> = { useProtoFieldName: true };
+
+/**
+ * Why a billing id was refused: protoc-gen-validate's own words for the
+ * `string.uuid` rule on GetBillingBalanceRequest.id, as a Frontier server
+ * validating its requests reports them.
+ */
+const INVALID_BILLING_ID = "invalid GetBillingBalanceRequest.Id: value must be a valid UUID | caused by: invalid uuid format";
+
+/**
+ * Billing accounts (accounts with `org_id` metadata) have UUID ids, since
+ * Frontier's clients can name no other: one is generated (random, version 4,
+ * lowercase) when none is given, and a client's id that is not a UUID is
+ * refused rather than creating an account no Frontier client could read.
+ */
+export const billingAccountIds: AccountIdRule = {
+  applies: (metadata) => Boolean(metadata[ORG_METADATA_KEY]),
+  generate: () => randomUUID(),
+  check(id) {
+    if (!isUuid(id)) {
+      throw invalidArgument(
+        "invalid_billing_account_id",
+        `id must be a UUID for an account with ${ORG_METADATA_KEY} metadata (a Frontier billing account); leave it empty to have one generated`,
+        { field: "id" },
+      );
+    }
+  },
+};
 
 /**
  * One message for every billing account the caller cannot see: nonexistent,
@@ -54,7 +105,8 @@ async function getBillingBalance(ledger: Ledger, req: GetBillingBalanceRequest, 
   const p = principalOf(ctx);
   const reach = reachOf(p);
   if (req.id === "") throw invalidArgument("missing_id", "id is required: the billing account to get the balance for");
-  if (!ACCOUNT_ID.test(req.id)) throw invalidArgument("invalid_id", "id must be 1-128 characters of [A-Za-z0-9_-]");
+  // Frontier's proto rule, checked before any lookup: the refusal depends on the id's form alone.
+  if (!isUuid(req.id)) throw invalidArgument("invalid_id", INVALID_BILLING_ID);
   // The path's org_id (optional over Connect/gRPC) must be the caller's own.
   if (req.orgId !== "" && reach.orgId !== undefined && req.orgId !== reach.orgId) throw billingAccountNotFound();
   if (reach.accountId !== undefined && req.id !== reach.accountId) throw billingAccountNotFound();
@@ -100,7 +152,10 @@ async function findBillingAccount(ledger: Ledger, tenantId: string, id: string):
 
 /** Registers FrontierService's handlers over the ledger. */
 export function registerFrontierService(router: ConnectRouter, ledger: Ledger): void {
-  router.service(FrontierService, {
-    getBillingBalance: (req, ctx) => getBillingBalance(ledger, req, ctx),
-  });
+  router.service(
+    FrontierService,
+    { getBillingBalance: (req, ctx) => getBillingBalance(ledger, req, ctx) },
+    // connect-es's per-service codec options; Tally's lean path honours them too.
+    { jsonOptions: FRONTIER_CONNECT_JSON },
+  );
 }

@@ -1,4 +1,5 @@
 import type { ConnectRouter, ConnectRouterOptions, MethodImplSpec } from "@connectrpc/connect";
+import type { UniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import { createMethodImplSpec, createServiceImplSpec } from "@connectrpc/connect";
 import { createMethodSerializationLookup, validateUniversalHandlerOptions } from "@connectrpc/connect/protocol";
 import type { MethodSerializationLookup } from "@connectrpc/connect/protocol";
@@ -19,6 +20,12 @@ export type UnaryOptions = ReturnType<typeof validateUniversalHandlerOptions>;
 /** Everything a fast path needs about one unary method, prepared once per server instead of per call. */
 export interface UnaryMethod {
   readonly spec: UnarySpec;
+  /**
+   * The options this method is served with: the router's, with the JSON and
+   * binary options its registration gave over them (as connect-es merges a
+   * service's options into its handlers).
+   */
+  readonly options: UnaryOptions;
   /** connect's own parse/serialize pair for each format, with its size limits. */
   readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
   /** Connect serves GET for it. */
@@ -30,6 +37,8 @@ export interface UnaryMethod {
 /** Everything the lean path needs about one server-streaming method, prepared once per server. */
 export interface StreamMethod {
   readonly spec: ServerStreamSpec;
+  /** As {@link UnaryMethod.options}. */
+  readonly options: UnaryOptions;
   readonly serialization: MethodSerializationLookup<DescMessage, DescMessage>;
 }
 
@@ -45,35 +54,59 @@ export function unaryOptions(options: ConnectRouterOptions): UnaryOptions {
 }
 
 /**
+ * Registration options the lean path honours: the message codecs' options.
+ * A registration with any other option (protocols switched off, its own
+ * limits or interceptors) is left to connect's handlers alone.
+ */
+const CODEC_OPTIONS: ReadonlySet<string> = new Set<keyof UniversalHandlerOptions>(["jsonOptions", "binaryOptions"]);
+
+/**
+ * The options a registration serves its methods with on the lean path, or
+ * undefined when it sets one the lean path does not follow. Each option it
+ * sets replaces the router's whole, as connect-es's router merges them.
+ */
+function registrationOptions(opt: UnaryOptions, opts: Partial<UniversalHandlerOptions> | undefined): UnaryOptions | undefined {
+  if (opts === undefined) return opt;
+  // Any other key, even set to undefined, changes what connect serves (Object.assign copies it).
+  if (!Object.keys(opts).every((k) => CODEC_OPTIONS.has(k))) return undefined;
+  return { ...opt, ...opts };
+}
+
+/**
  * Wraps a router so that every unary and server-streaming method registered
- * on it (without per-service options, which could change its protocols) is
- * also prepared in `methods`, by request path, for the lean path.
+ * on it is also prepared in `methods`, by request path, for the lean path,
+ * with the codec options of its registration (a service may speak JSON its
+ * own way: field names, defaults). A registration with other options, which
+ * could change its protocols, is served by connect's handlers only.
  */
 export function recordMethods(router: ConnectRouter, methods: LeanMethods, opt: UnaryOptions): ConnectRouter {
-  const add = (spec: MethodImplSpec) => {
+  const add = (spec: MethodImplSpec, options: UnaryOptions) => {
     const path = `/${spec.method.parent.typeName}/${spec.method.name}`;
-    const serialization = createMethodSerializationLookup(spec.method, opt.binaryOptions, opt.jsonOptions, opt);
+    const serialization = createMethodSerializationLookup(spec.method, options.binaryOptions, options.jsonOptions, options);
     if (spec.kind === "unary") {
       methods.unary.set(path, {
         spec,
+        options,
         serialization,
         noSideEffects: spec.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
-        chain: Call.unaryChain(opt.interceptors),
+        chain: Call.unaryChain(options.interceptors),
       });
     } else if (spec.kind === "server_streaming") {
-      methods.serverStreams.set(path, { spec, serialization });
+      methods.serverStreams.set(path, { spec, options, serialization });
     }
   };
   const wrapped: ConnectRouter = {
     handlers: router.handlers,
     service(service, impl, opts) {
       router.service(service, impl, opts);
-      if (opts === undefined) for (const spec of Object.values(createServiceImplSpec(service, impl).methods)) add(spec);
+      const options = registrationOptions(opt, opts);
+      if (options !== undefined) for (const spec of Object.values(createServiceImplSpec(service, impl).methods)) add(spec, options);
       return wrapped;
     },
     rpc(method, impl, opts) {
       router.rpc(method, impl, opts);
-      if (opts === undefined) add(createMethodImplSpec(method, impl));
+      const options = registrationOptions(opt, opts);
+      if (options !== undefined) add(createMethodImplSpec(method, impl), options);
       return wrapped;
     },
   };
