@@ -9,6 +9,7 @@
  * collation: byte order, like SQLite's BINARY, so ids page and sort the same
  * on both stores whatever the database's locale.
  */
+import { CREDIT_CREATION_ORDER_MIGRATION } from "../credit-rows.js";
 export const PG_MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
   {
     version: 1,
@@ -320,4 +321,7 @@ ALTER TABLE idempotency
   DROP COLUMN created_at;
 `,
   },
+  // 7 and 8 are taken by work landing in parallel; the runner applies every
+  // version it has not recorded, so the gap is harmless.
+  CREDIT_CREATION_ORDER_MIGRATION,
 ];

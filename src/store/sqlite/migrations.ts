@@ -5,6 +5,7 @@
  * Every table is STRICT, so an int64 that overflowed could never be stored as a
  * REAL; every amount and time column is INTEGER (int64, read back as bigint).
  */
+import { CREDIT_CREATION_ORDER_MIGRATION } from "../credit-rows.js";
 export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
   {
     version: 1,
@@ -302,4 +303,7 @@ DROP TABLE idempotency;
 ALTER TABLE idempotency_v6 RENAME TO idempotency;
 `,
   },
+  // 7 and 8 are taken by work landing in parallel; the runner applies every
+  // version it has not recorded, so the gap is harmless.
+  CREDIT_CREATION_ORDER_MIGRATION,
 ];
