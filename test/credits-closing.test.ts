@@ -22,7 +22,7 @@ import type { CreditEntry } from "../src/domain/credits/model.js";
 import { timestampFromMicros } from "../src/services/convert.js";
 import { clientFor, startTestServer } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
-import { expectRefused, uniq } from "./support/ledger-kit.js";
+import { expectRefused, secondFrom, uniq } from "./support/ledger-kit.js";
 
 /** Epoch microseconds of an ISO instant. */
 function us(iso: string): bigint {
@@ -108,8 +108,10 @@ describe("expiration entries are materialised", () => {
     const cust = await customer();
     const c = await credit(cust, [seg(100n * CENT, "2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z")]);
     const segId = c.accessSchedule!.scheduleItems[0]!.id;
-    now = us("2026-09-15T00:00:00Z");
-    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 63n * CENT, timestamp: ts("2026-09-15T00:00:00Z"), invoiceId: "inv-1" });
+    // September's invoice is final on 10/1: its usage draws from the credit in effect on 9/1,
+    // although the credit has ended by then, and is dated 10/1.
+    now = us("2026-10-01T00:00:00Z");
+    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 63n * CENT, startingAt: ts("2026-09-01T00:00:00Z"), endingBefore: ts("2026-10-01T00:00:00Z"), invoiceId: "inv-1" });
 
     now = us("2026-10-02T00:00:00Z");
     const instants = ["2026-08-31T00:00:00.000Z", "2026-09-20T00:00:00.000Z", "2026-09-30T23:59:59.999Z", "2026-10-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z"];
@@ -120,10 +122,13 @@ describe("expiration entries are materialised", () => {
     expect(rest.data[0]!.balance).toBe(0);
     expect(rest.data[0]!.ledger).toEqual([
       { type: "CREDIT_SEGMENT_START", timestamp: "2026-09-01T00:00:00.000Z", amount: 100, segment_id: segId },
-      { type: "CREDIT_AUTOMATED_INVOICE_DEDUCTION", timestamp: "2026-09-15T00:00:00.000Z", amount: -63, segment_id: segId, invoice_id: "inv-1" },
+      { type: "CREDIT_AUTOMATED_INVOICE_DEDUCTION", timestamp: "2026-10-01T00:00:00.000Z", amount: -63, segment_id: segId, invoice_id: "inv-1" },
       { type: "CREDIT_EXPIRATION", timestamp: "2026-10-01T00:00:00.000Z", amount: -37, segment_id: segId },
     ]);
 
+    // Inside the usage window nothing is stored yet; after it, the sweep stores what reads showed.
+    expect(await sweeper.materialiseExpirations()).toBe(0);
+    now = us("2026-11-06T00:00:00Z");
     expect(await sweeper.materialiseExpirations()).toBeGreaterThanOrEqual(1);
     const after = await snapshot(cust, instants);
     expect(after).toEqual(before);
@@ -139,8 +144,8 @@ describe("expiration entries are materialised", () => {
     now = us("2026-08-01T00:00:00Z");
     const cust = await customer();
     const p = await commit(cust, "POSTPAID", [seg(1000n, "2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z")]);
-    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 400n, timestamp: ts("2026-08-10T00:00:00Z") });
-    now = us("2026-09-05T00:00:00Z");
+    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 400n, ...secondFrom(ts("2026-08-10T00:00:00Z")) });
+    now = us("2026-10-10T00:00:00Z"); // past the usage window after 9/1
     const before = await snapshot(cust, ["2026-08-20T00:00:00.000Z", "2026-09-01T00:00:00.000Z"]);
     expect(before[0]).toContain('"type":"POSTPAID_COMMIT_TRUEUP"');
     expect(before[0]).not.toContain("EXPIRATION");
@@ -149,27 +154,46 @@ describe("expiration entries are materialised", () => {
     expect(closings(await stored(p)).map((e) => [e.type, e.amount, e.timestamp])).toEqual([["POSTPAID_COMMIT_TRUEUP", -600n, us("2026-09-01T00:00:00Z")]]);
   });
 
-  it("every credit write of the customer closes its ended segments first; a late usage cannot draw from an ended segment", async () => {
+  it("inside the usage window a late usage still draws from an ended segment and its expiration reflects it; after it, credit writes close first and such a usage is refused", async () => {
     now = us("2026-08-01T00:00:00Z");
     const cust = await customer();
     const other = await customer();
     const ended = await credit(cust, [seg(50n, "2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z")]);
     const live = await credit(cust, [seg(20n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")], 9n);
     const untouched = await credit(other, [seg(70n, "2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z")]);
+    const august = { startingAt: ts("2026-08-01T00:00:00Z"), endingBefore: ts("2026-09-01T00:00:00Z") };
+    // 9/10: August's invoice, recorded after `ended` ended, still draws from it (in effect on 8/1)...
     now = us("2026-09-10T00:00:00Z");
+    const r = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 30n, ...august });
+    expect(r.draws.map((d) => [d.balanceId, d.amount])).toEqual([[ended.id, 30n]]);
+    // ...dated 9/1, before the expiration at the same instant, which is what is left after it.
+    const led = (JSON.parse(await restBody(cust)) as { data: { id: string; ledger: unknown[] }[] }).data.find((b) => b.id === ended.id)!.ledger;
+    expect(led.slice(1)).toEqual([
+      { type: "CREDIT_AUTOMATED_INVOICE_DEDUCTION", timestamp: "2026-09-01T00:00:00.000Z", amount: -30 / 10_000, segment_id: ended.accessSchedule!.scheduleItems[0]!.id, invoice_id: expect.any(String) },
+      { type: "CREDIT_EXPIRATION", timestamp: "2026-09-01T00:00:00.000Z", amount: -20 / 10_000, segment_id: ended.accessSchedule!.scheduleItems[0]!.id },
+    ]);
+    expect(closings(await stored(ended))).toEqual([]);
+    // 10/10, past the window: any credit write of the customer stores the expiration first.
+    now = us("2026-10-10T00:00:00Z");
     const listed = await nativeJson(cust);
-    // A usage dated before the end, recorded after it: the ended segment has expired, only `live` pays.
-    const r = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 30n, timestamp: ts("2026-08-20T00:00:00Z") });
-    expect(r.draws.map((d) => [d.balanceId, d.amount])).toEqual([[live.id, 20n]]);
-    expect(r.uncovered).toBe(10n);
-    expect(closings(await stored(ended)).map((e) => [e.type, e.amount])).toEqual([["CREDIT_EXPIRATION", -50n]]);
-    // Another customer's segment is not touched by this customer's write.
+    const late = { usageId: uniq("u"), customerId: cust, productId: "p", amount: 5n, startingAt: ts("2026-08-20T00:00:00Z"), endingBefore: ts("2026-08-21T00:00:00Z") };
+    const refusal = await expectRefused(C.recordUsage(late), Code.FailedPrecondition, "segment_closed");
+    expect(refusal.error.rawMessage).toContain("CREDIT_EXPIRATION was recorded");
+    // The refusal wrote nothing, not even the expiration its write stored first (one write: all or nothing).
+    expect(closings(await stored(ended))).toEqual([]);
+    await C.archiveBalance({ id: live.id });
+    expect(closings(await stored(ended)).map((e) => [e.type, e.amount, e.timestamp])).toEqual([["CREDIT_EXPIRATION", -20n, us("2026-09-01T00:00:00Z")]]);
+    await expectRefused(C.recordUsage(late), Code.FailedPrecondition, "segment_closed");
+    // A period that began after `ended` had ended is not its business: it is simply not in effect.
+    const sept = await C.recordUsage({ ...late, usageId: uniq("u"), startingAt: ts("2026-09-01T00:00:00Z"), endingBefore: ts("2026-10-01T00:00:00Z") });
+    expect([sept.draws, sept.uncovered]).toEqual([[], 5n]);
+    // Another customer's segment is not touched by this customer's writes.
     expect(closings(await stored(untouched))).toEqual([]);
-    // The expiration listed before the write is the one stored by it.
+    // The expiration listed before it was stored is the one stored.
     const endedBefore = (JSON.parse(listed) as { balances: { id: string; ledger: unknown[] }[] }).balances.find((b) => b.id === ended.id)!.ledger;
     const endedAfter = (JSON.parse(await nativeJson(cust)) as { balances: { id: string; ledger: unknown[] }[] }).balances.find((b) => b.id === ended.id)!.ledger;
     expect(endedAfter).toEqual(endedBefore);
-    // A new balance created with a segment that already ended is closed at once.
+    // A new balance created with a segment that ended before the window is closed at once.
     const backdated = await credit(cust, [seg(5n, "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")]);
     expect(closings(await stored(backdated)).map((e) => [e.type, e.amount, e.timestamp])).toEqual([["CREDIT_EXPIRATION", -5n, us("2026-02-01T00:00:00Z")]]);
     // Manual entries on an ended segment are refused: its expiration has settled it.
@@ -178,7 +202,7 @@ describe("expiration entries are materialised", () => {
       Code.FailedPrecondition,
       "segment_ended",
     );
-    expect(await stored(ended)).toHaveLength(2);
+    expect(await stored(ended)).toHaveLength(3);
   });
 
   it("32 usages at exactly ending_before while sweeps run: the next segment pays, the ended one expires once, nothing is over-drawn", async () => {
@@ -186,9 +210,10 @@ describe("expiration entries are materialised", () => {
     const cust = await customer();
     const c = await credit(cust, [seg(100n, "2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z"), seg(100n, "2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z")]);
     const [first, second] = c.accessSchedule!.scheduleItems.map((s) => s.id);
-    now = us("2026-09-01T00:00:00Z");
+    // The first segment is past its usage window: the usages' writes close it.
+    now = us("2026-10-10T00:00:00Z");
     const usages = Array.from({ length: 32 }, () =>
-      C.recordUsage({ usageId: uniq("edge"), customerId: cust, productId: "p", amount: 10n, timestamp: ts("2026-09-01T00:00:00Z") }),
+      C.recordUsage({ usageId: uniq("edge"), customerId: cust, productId: "p", amount: 10n, ...secondFrom(ts("2026-09-01T00:00:00Z")) }),
     );
     const sweeps = Array.from({ length: 4 }, () => sweeper.materialiseExpirations());
     const results = await Promise.all(usages);
@@ -214,7 +239,7 @@ describe("ArchiveBalance cancels what is left", () => {
     ]);
     const [ended, active, future] = c.accessSchedule!.scheduleItems.map((s) => s.id);
     now = us("2026-09-10T00:00:00Z");
-    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 30n, timestamp: ts("2026-09-05T00:00:00Z") });
+    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 30n, ...secondFrom(ts("2026-09-05T00:00:00Z")) });
     now = us("2026-09-20T00:00:00Z");
     const net = async (at: string) => (await C.getNetBalance({ customerId: cust, balanceAt: ts(at) })).balance;
     expect(await net("2026-09-25T00:00:00Z")).toBe(70n);
@@ -289,8 +314,8 @@ describe("verify covers the credit ledgers", () => {
     const cust = await customer();
     const c = await credit(cust, [seg(100n, "2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z"), seg(10n, "2026-08-01T00:00:00Z", "2026-10-01T00:00:00Z"), seg(7n, "2026-08-01T00:00:00Z", "2026-10-01T00:00:00Z")]);
     const [a, b, d] = c.accessSchedule!.scheduleItems.map((s) => s.id);
-    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 40n, timestamp: ts("2026-08-05T00:00:00Z") });
-    now = us("2026-09-02T00:00:00Z");
+    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 40n, ...secondFrom(ts("2026-08-05T00:00:00Z")) });
+    now = us("2026-10-10T00:00:00Z"); // a's usage window (after 9/1) has passed, b's and d's (after 10/1) not
     await sweeper.materialiseExpirations();
     const clean = await admin.verify({});
     expect(clean.discrepancies).toEqual([]);

@@ -17,7 +17,7 @@ import type { Balance, ScheduleItemInputSchema } from "../gen/tally/credits/v1/c
 import { timestampFromMicros } from "../src/services/convert.js";
 import { clientFor, startTestServer } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
-import { expectRefused, uniq } from "./support/ledger-kit.js";
+import { expectRefused, secondFrom, uniq } from "./support/ledger-kit.js";
 
 type Credits = Client<typeof CreditService>;
 
@@ -72,7 +72,7 @@ async function commit(customerId: string, type: "PREPAID" | "POSTPAID", items: S
 
 let usageSeq = 0;
 async function use(customerId: string, amount: bigint, at: Timestamp, extra: { productId?: string; contractId?: string } = {}) {
-  return C.recordUsage({ usageId: uniq(`u${usageSeq++}`), customerId, productId: extra.productId ?? "p1", amount, timestamp: at, ...extra });
+  return C.recordUsage({ usageId: uniq(`u${usageSeq++}`), customerId, productId: extra.productId ?? "p1", amount, ...secondFrom(at), ...extra });
 }
 
 async function balanceOf(customerId: string, id: string, at: Timestamp): Promise<bigint | undefined> {
@@ -89,29 +89,32 @@ async function ids(req: Parameters<Credits["listBalances"]>[0]): Promise<string[
 describe("the worked example: a 100-cent credit for 9/1-10/1", () => {
   // USD (cents) is the asset USD at scale 6: 1 cent = 10_000 units.
   const CENT = 10_000n;
-  it("starts +100, deducts -63, expires -37; balance 100 before the usage, 37 during, 0 after 10/1", async () => {
+  it("September's usage: starts +100 @ 9/1, deducts -63 @ 10/1 (the period's end), expires -37 @ 10/1 after it", async () => {
     const cust = await customer();
     const c = await credit(cust, [seg(100n * CENT, "2030-09-01T00:00:00Z", "2030-10-01T00:00:00Z")]);
     expect(c.type).toBe("CREDIT");
     expect(c.accessSchedule?.creditType).toMatchObject({ id: "USD", name: "USD (cents)", scale: 6 });
     const segId = c.accessSchedule!.scheduleItems[0]!.id;
-    const u = await C.recordUsage({ usageId: uniq("inv"), customerId: cust, productId: "p1", amount: 63n * CENT, timestamp: ts("2030-09-15T00:00:00Z"), invoiceId: "inv-525b" });
+    const september = { startingAt: ts("2030-09-01T00:00:00Z"), endingBefore: ts("2030-10-01T00:00:00Z") };
+    const u = await C.recordUsage({ usageId: uniq("inv"), customerId: cust, productId: "p1", amount: 63n * CENT, ...september, invoiceId: "inv-525b" });
     expect(u.uncovered).toBe(0n);
     expect(u.draws.map((d) => [d.balanceId, d.segmentId, d.amount])).toEqual([[c.id, segId, 63n * CENT]]);
 
     expect(await balanceOf(cust, c.id, ts("2030-08-31T23:59:59Z"))).toBe(0n); // not started
+    // The deduction is dated 10/1, when the segment no longer counts: inside September the
+    // balance is the whole 100, and at 10/1 nothing (the -37 expires what is left).
     expect(await balanceOf(cust, c.id, ts("2030-09-10T00:00:00Z"))).toBe(100n * CENT);
-    expect(await balanceOf(cust, c.id, ts("2030-09-20T00:00:00Z"))).toBe(37n * CENT);
+    expect(await balanceOf(cust, c.id, ts("2030-09-30T23:59:59Z"))).toBe(100n * CENT);
     expect(await balanceOf(cust, c.id, ts("2030-10-01T00:00:00Z"))).toBe(0n);
 
     const r = await C.listBalances({ customerId: cust, includeLedgers: true, balanceAt: ts("2030-10-02T00:00:00Z") });
     const ledger = r.balances[0]!.ledger.map((e) => ({ type: e.type, at: e.timestamp?.seconds, amount: e.amount, seg: e.segmentId, inv: e.invoiceId }));
     expect(ledger).toEqual([
       { type: "CREDIT_SEGMENT_START", at: us("2030-09-01T00:00:00Z") / 1_000_000n, amount: 100n * CENT, seg: segId, inv: "" },
-      { type: "CREDIT_AUTOMATED_INVOICE_DEDUCTION", at: us("2030-09-15T00:00:00Z") / 1_000_000n, amount: -63n * CENT, seg: segId, inv: "inv-525b" },
+      { type: "CREDIT_AUTOMATED_INVOICE_DEDUCTION", at: us("2030-10-01T00:00:00Z") / 1_000_000n, amount: -63n * CENT, seg: segId, inv: "inv-525b" },
       { type: "CREDIT_EXPIRATION", at: us("2030-10-01T00:00:00Z") / 1_000_000n, amount: -37n * CENT, seg: segId, inv: "" },
     ]);
-    // Before the segment ended, nothing has expired yet.
+    // Before the segment ended, nothing has expired yet (the stored deduction is listed).
     const before = await C.listBalances({ customerId: cust, includeLedgers: true, balanceAt: ts("2030-09-30T00:00:00Z") });
     expect(before.balances[0]!.ledger.map((e) => e.type)).toEqual(["CREDIT_SEGMENT_START", "CREDIT_AUTOMATED_INVOICE_DEDUCTION"]);
     // Without include_balance / include_ledgers, neither is sent.
@@ -175,10 +178,33 @@ describe("segment edges: starting_at inclusive, ending_before exclusive", () => 
     expect(await at("2030-04-01T00:00:00Z", 0n)).toBe(1n);
   });
 
+  it("refuses a bad service period with invalid_argument and writes nothing", async () => {
+    const cust = await customer();
+    const c = await credit(cust, [seg(100n, "2030-01-01T00:00:00Z", "2031-06-01T00:00:00Z")]);
+    const usageId = uniq("u");
+    const base = { usageId, customerId: cust, productId: "p1", amount: 1n };
+    const bad: [Parameters<Credits["recordUsage"]>[0], string][] = [
+      [base, "invalid_service_period"],
+      [{ ...base, startingAt: ts("2030-02-01T00:00:00Z") }, "invalid_service_period"],
+      [{ ...base, endingBefore: ts("2030-02-01T00:00:00Z") }, "invalid_service_period"],
+      [{ ...base, startingAt: ts("2030-02-01T00:00:00Z"), endingBefore: ts("2030-02-01T00:00:00Z") }, "invalid_service_period"],
+      [{ ...base, startingAt: ts("2030-02-01T00:00:00Z"), endingBefore: ts("2030-01-01T00:00:00Z") }, "invalid_service_period"],
+      // 367 days; 366 is the longest (a leap year's annual invoice).
+      [{ ...base, startingAt: ts("2030-01-01T00:00:00Z"), endingBefore: ts("2031-01-03T00:00:00Z") }, "invalid_service_period"],
+      [{ ...base, startingAt: { seconds: -62_135_596_801n, nanos: 0 }, endingBefore: ts("2030-01-01T00:00:00Z") }, "invalid_timestamp"],
+      [{ ...base, startingAt: ts("2030-01-01T00:00:00Z"), endingBefore: { seconds: 1_900_000_000n, nanos: 1 } }, "invalid_timestamp"],
+    ];
+    for (const [req, reason] of bad) await expectRefused(C.recordUsage(req), Code.InvalidArgument, reason);
+    expect(await balanceOf(cust, c.id, ts("2030-03-01T00:00:00Z"))).toBe(100n);
+    // The usage id was not taken by any of them; a leap year's 366 days is accepted.
+    const ok = await C.recordUsage({ ...base, startingAt: ts("2032-01-01T00:00:00Z"), endingBefore: ts("2033-01-01T00:00:00Z") });
+    expect(ok.replayed).toBe(false);
+  });
+
   it("refuses sub-microsecond timestamps instead of truncating them", async () => {
     const cust = await customer();
     await expectRefused(
-      C.recordUsage({ usageId: uniq("u"), customerId: cust, amount: 1n, timestamp: { seconds: 1_900_000_000n, nanos: 1 } }),
+      C.recordUsage({ usageId: uniq("u"), customerId: cust, amount: 1n, startingAt: { seconds: 1_900_000_000n, nanos: 1 }, endingBefore: { seconds: 1_900_000_001n, nanos: 0 } }),
       Code.InvalidArgument,
       "invalid_timestamp",
     );
@@ -243,7 +269,7 @@ describe("draw-down order", () => {
     await C.archiveBalance({ id: archived.id });
     await credit(cust, [seg(160n, A, "2030-06-01T00:00:00Z")], { contractId: "k1" });
     await credit(cust, [seg(320n, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")]);
-    const r = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p1", productTags: ["compute"], amount: 100n, timestamp: T });
+    const r = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p1", productTags: ["compute"], amount: 100n, ...secondFrom(T) });
     expect(r.draws.map((d) => [d.balanceId, d.amount])).toEqual([
       [pre.id, 10n],
       [cr.id, 20n],
@@ -251,27 +277,27 @@ describe("draw-down order", () => {
     ]);
     expect(r.uncovered).toBe(65n);
     // The same usage for the contract also reaches the contract's balance.
-    const k = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p1", contractId: "k1", amount: 100n, timestamp: T });
+    const k = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p1", contractId: "k1", amount: 100n, ...secondFrom(T) });
     expect(k.draws.map((d) => d.amount)).toEqual([100n]);
   });
 
   it("is idempotent by usage id; another usage under the same id is already_exists with nothing drawn", async () => {
     const cust = await customer();
     const c = await credit(cust, [seg(100n, A, "2030-06-01T00:00:00Z")]);
-    const req = { usageId: uniq("u"), customerId: cust, productId: "p1", amount: 30n, timestamp: T };
+    const req = { usageId: uniq("u"), customerId: cust, productId: "p1", amount: 30n, ...secondFrom(T) };
     const first = await C.recordUsage(req);
     const again = await C.recordUsage(req);
     expect(again.replayed).toBe(true);
     expect(again.draws).toEqual(first.draws);
     await expectRefused(C.recordUsage({ ...req, amount: 31n }), Code.AlreadyExists, "usage_id_reused");
-    expect(await balanceOf(cust, c.id, T)).toBe(70n);
+    expect(await balanceOf(cust, c.id, ts("2030-05-20T00:00:00Z"))).toBe(70n);
   });
 });
 
 describe("concurrent usage at the edge", () => {
   it("32 concurrent usages around ending_before never draw more than was granted; duplicate usage ids execute once", async () => {
     const cust = await customer();
-    const c = await credit(cust, [seg(100n, "2030-07-01T00:00:00Z", "2030-08-01T00:00:00Z")]);
+    await credit(cust, [seg(100n, "2030-07-01T00:00:00Z", "2030-08-01T00:00:00Z")]);
     const edge = "2030-08-01T00:00:00Z";
     const results = await Promise.all(
       Array.from({ length: 32 }, (_, i) => use(cust, 7n, ts(edge, i % 2 === 0 ? -1n : 0n))),
@@ -282,11 +308,15 @@ describe("concurrent usage at the edge", () => {
     expect(drawn + uncovered).toBe(32n * 7n);
     // Usages at exactly ending_before drew nothing.
     results.filter((_, i) => i % 2 === 1).forEach((r) => expect(r.draws).toEqual([]));
-    expect(await balanceOf(cust, c.id, ts(edge, -1n))).toBe(0n);
+    // Their periods end after the segment: each deduction is dated its ending_before, before
+    // the expiration there, which is then nothing.
+    const led = (await C.listBalances({ customerId: cust, includeLedgers: true, balanceAt: ts(edge) })).balances[0]!.ledger;
+    expect(led.filter((e) => e.type === "CREDIT_AUTOMATED_INVOICE_DEDUCTION").every((e) => e.timestamp!.seconds === us(edge) / 1_000_000n)).toBe(true);
+    expect(led.map((e) => e.type)).not.toContain("CREDIT_EXPIRATION");
 
     const cust2 = await customer();
     await credit(cust2, [seg(100n, "2030-07-01T00:00:00Z", "2030-08-01T00:00:00Z")]);
-    const req = { usageId: uniq("dup"), customerId: cust2, productId: "p1", amount: 10n, timestamp: ts("2030-07-10T00:00:00Z") };
+    const req = { usageId: uniq("dup"), customerId: cust2, productId: "p1", amount: 10n, ...secondFrom(ts("2030-07-10T00:00:00Z")) };
     const dup = await Promise.all(Array.from({ length: 16 }, () => C.recordUsage(req)));
     expect(dup.filter((r) => !r.replayed)).toHaveLength(1);
     const r = await C.listBalances({ customerId: cust2, includeBalance: true, balanceAt: ts("2030-07-11T00:00:00Z") });
@@ -483,7 +513,7 @@ describe("tenancy and key scopes", () => {
     await expectRefused(B.getNetBalance({ customerId: cust }), Code.NotFound, "customer_not_found");
     await expectRefused(B.archiveBalance({ id: c.id }), Code.NotFound, "balance_not_found");
     await expectRefused(B.addManualLedgerEntry({ id: c.id, segmentId: segId, amount: 5n, reason: "x" }), Code.NotFound, "balance_not_found");
-    await expectRefused(B.recordUsage({ usageId: uniq("u"), customerId: cust, amount: 1n, timestamp: ts("2030-01-10T00:00:00Z") }), Code.NotFound, "customer_not_found");
+    await expectRefused(B.recordUsage({ usageId: uniq("u"), customerId: cust, amount: 1n, ...secondFrom(ts("2030-01-10T00:00:00Z")) }), Code.NotFound, "customer_not_found");
     // Nothing changed for tenant A.
     expect(await balanceOf(cust, c.id, ts("2030-01-10T00:00:00Z"))).toBe(10n);
 

@@ -22,7 +22,7 @@ import { balanceAt, dueClosings, ledgerAt, planDrawDown } from "../src/domain/cr
 import type { CreditBalance, CreditEntry } from "../src/domain/credits/model.js";
 import { clientFor, startTestServer } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
-import { seedFor, uniq } from "./support/ledger-kit.js";
+import { secondFrom, seedFor, uniq } from "./support/ledger-kit.js";
 
 // ---- the reference model ------------------------------------------------------
 
@@ -61,7 +61,8 @@ interface MSegment {
 }
 
 /** The draw-down order, restated: priority, soonest expiry, oldest start, creation order, schedule order. */
-function modelUse(segs: MSegment[], t: bigint, amount: bigint): { draws: [number, number, bigint][]; uncovered: bigint } {
+/** A usage of the service period [t, end): drawn from what is in effect at t, dated end (at most the segment's end). */
+function modelUse(segs: MSegment[], t: bigint, amount: bigint, end: bigint): { draws: [number, number, bigint][]; uncovered: bigint } {
   const left = (s: MSegment) => s.amount - s.draws.reduce((a, [, x]) => a + x, 0n);
   const active = segs.filter((s) => s.start <= t && t < s.end && left(s) > 0n);
   active.sort((a, b) =>
@@ -81,7 +82,7 @@ function modelUse(segs: MSegment[], t: bigint, amount: bigint): { draws: [number
     if (rest === 0n) break;
     const l = left(s);
     const take = l < rest ? l : rest;
-    s.draws.push([t, take]);
+    s.draws.push([end < s.end ? end : s.end, take]);
     draws.push([s.balance, s.index, take]);
     rest -= take;
   }
@@ -161,8 +162,8 @@ describe("draw-down against the reference model", () => {
         const model = modelSegments(sc.balances);
         for (const u of sc.usages) {
           const t = usageTime(u);
-          const expected = modelUse(model, t, u.amount);
-          const got = await C.recordUsage({ usageId: uniq("pu"), customerId: cust, amount: u.amount, timestamp: timestampFromMicros(t) });
+          const expected = modelUse(model, t, u.amount, t + 1_000_000n);
+          const got = await C.recordUsage({ usageId: uniq("pu"), customerId: cust, amount: u.amount, ...secondFrom(timestampFromMicros(t)) });
           expect(got.draws.map((d) => [d.balanceId, d.segmentId, d.amount])).toEqual(
             expected.draws.map(([bi, si, amount]) => [made[bi]!.id, made[bi]!.segIds[si]!, amount]),
           );
@@ -239,20 +240,21 @@ describe("pure draw-down rules against the reference model", () => {
         );
         for (const u of sc.usages) {
           const t = usageTime(u);
-          const expected = modelUse(model, t, u.amount);
+          const expected = modelUse(model, t, u.amount, t + 1n);
           const got = planDrawDown(balances.map((balance, i) => ({ balance, entries: entries[i]! })), {
             productId: "p",
             productTags: [],
             contractId: null,
             asset: "USD",
             amount: u.amount,
-            timestamp: t,
+            startingAt: t,
+            endingBefore: t + 1n,
           });
           expect(got.draws.map((d) => [d.balanceId, d.segmentId, d.amount])).toEqual(expected.draws.map(([bi, si, a]) => [`b${bi}`, `b${bi}s${si}`, a]));
           expect(got.uncovered).toBe(expected.uncovered);
           for (const d of got.draws) {
             const bi = Number(d.balanceId.slice(1));
-            entries[bi]!.push(entry(d.balanceId, d.segmentId, "CREDIT_AUTOMATED_INVOICE_DEDUCTION", -d.amount, t));
+            entries[bi]!.push(entry(d.balanceId, d.segmentId, "CREDIT_AUTOMATED_INVOICE_DEDUCTION", -d.amount, t + 1n));
           }
         }
         for (const [bi, b] of balances.entries()) {
@@ -300,7 +302,7 @@ describe("materialising closing entries changes no read", () => {
         const entries: CreditEntry[][] = balances.map((b) => b.segments.map((s) => stamp(entry(b.id, s.id, "CREDIT_SEGMENT_START", s.amount, s.startingAt))));
         for (const u of sc.usages) {
           const t = usageTime(u);
-          const r = planDrawDown(balances.map((balance, i) => ({ balance, entries: entries[i]! })), { productId: "p", productTags: [], contractId: null, asset: "USD", amount: u.amount, timestamp: t });
+          const r = planDrawDown(balances.map((balance, i) => ({ balance, entries: entries[i]! })), { productId: "p", productTags: [], contractId: null, asset: "USD", amount: u.amount, startingAt: t, endingBefore: t + 1n });
           for (const d of r.draws) entries[Number(d.balanceId.slice(1))]!.push(stamp(entry(d.balanceId, d.segmentId, "CREDIT_AUTOMATED_INVOICE_DEDUCTION", -d.amount, t)));
         }
         const now = at(nowDay);

@@ -19,7 +19,7 @@ import { checkBalance } from "../src/domain/credits/verify.js";
 import { timestampFromMicros } from "../src/services/convert.js";
 import { PROTOCOLS, clientFor, startTestServer } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
-import { expectRefused, uniq } from "./support/ledger-kit.js";
+import { expectRefused, secondFrom, uniq } from "./support/ledger-kit.js";
 
 /** Epoch microseconds of an ISO instant. */
 function us(iso: string): bigint {
@@ -76,7 +76,7 @@ function stored(id: string): Promise<CreditEntry[]> {
 
 /** Every stored entry of every balance of a customer, and the balances' ids: what "nothing written" compares. */
 async function everything(customerId: string): Promise<unknown> {
-  const balances = await server.tally.store.listCreditBalances("default", customerId, "", 1000);
+  const balances = await server.tally.store.listCreditBalances("default", customerId, 0n, 1000);
   const out: unknown[] = [];
   for (const b of balances) out.push([b.id, b.archivedAt, await stored(b.id)]);
   return out;
@@ -106,7 +106,7 @@ describe("RolloverBalance", () => {
       seg(30n, "2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z"),
     ]);
     const [s1, s2, s3] = old.accessSchedule!.scheduleItems.map((s) => s.id);
-    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 30n, timestamp: ts("2026-08-10T00:00:00Z") });
+    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 30n, ...secondFrom(ts("2026-08-10T00:00:00Z")) });
     now = us("2026-09-01T00:00:00Z");
     const netBefore = await net(cust, "2026-09-01T00:00:00Z");
     expect(netBefore).toBe(120n);
@@ -172,11 +172,13 @@ describe("RolloverBalance", () => {
     now = us("2026-08-20T00:00:00Z");
     const r = await C.rolloverBalance({ id: old.id, endingBefore: ts("2026-12-01T00:00:00Z"), idempotencyKey: uniq("k") });
     const nb = r.balance!;
-    // Dated after `at` and dated before it (recorded late): both paid by the new balance only.
-    const u1 = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", productTags: ["compute"], amount: 40n, timestamp: ts("2026-08-25T00:00:00Z") });
+    // A period after `at` is paid by the new balance; one that started before it (recorded
+    // late) would have drawn from the rolled-over segment: refused, nothing written.
+    const u1 = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", productTags: ["compute"], amount: 40n, ...secondFrom(ts("2026-08-25T00:00:00Z")) });
     expect(u1.draws.map((d) => [d.balanceId, d.amount])).toEqual([[nb.id, 40n]]);
-    const u2 = await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 10n, timestamp: ts("2026-08-10T00:00:00Z") });
-    expect([u2.draws, u2.uncovered]).toEqual([[], 10n]);
+    const late = await everything(cust);
+    await expectRefused(C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 10n, ...secondFrom(ts("2026-08-10T00:00:00Z")) }), Code.FailedPrecondition, "segment_closed");
+    expect(await everything(cust)).toEqual(late);
     expect(await balanceOf(cust, nb.id, "2026-08-26T00:00:00Z")).toBe(60n);
 
     const before = await everything(cust);
@@ -223,7 +225,7 @@ describe("RolloverBalance", () => {
     now = us("2026-08-01T00:00:00Z");
     const cust = await customer();
     const post = await commit(cust, "POSTPAID", [seg(1000n, "2026-08-01T00:00:00Z", "2026-09-01T00:00:00Z")]);
-    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 400n, timestamp: ts("2026-08-05T00:00:00Z") });
+    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 400n, ...secondFrom(ts("2026-08-05T00:00:00Z")) });
     now = us("2026-08-20T00:00:00Z");
     const at = ts("2026-08-15T00:00:00Z");
     const items = [seg(200n, "2026-08-15T00:00:00Z", "2026-09-15T00:00:00Z"), seg(400n, "2026-09-15T00:00:00Z", "2026-10-15T00:00:00Z")];
@@ -245,8 +247,9 @@ describe("RolloverBalance", () => {
     expect(await balanceOf(cust, post.id, "2026-08-14T00:00:00Z")).toBe(600n);
     expect(await balanceOf(cust, post.id, "2026-08-15T00:00:00Z")).toBe(0n);
     expect(await net(cust, "2026-08-15T00:00:00Z")).toBe(200n);
-    // The source's segment ends later without a true-up; the new one's first segment is trued up.
-    now = us("2026-09-20T00:00:00Z");
+    // The source's segment ends later without a true-up; the new one's first segment is trued
+    // up once the usage window after its end (9/15) has passed.
+    now = us("2026-10-25T00:00:00Z");
     await sweeper.materialiseExpirations();
     expect((await stored(post.id)).map((e) => e.type)).toEqual(["POSTPAID_COMMIT_INITIAL_BALANCE", "POSTPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION", "POSTPAID_COMMIT_ROLLOVER"]);
     expect((await stored(r.balance!.id)).filter((e) => e.type === "POSTPAID_COMMIT_TRUEUP").map((e) => e.amount)).toEqual([-200n]);
@@ -257,12 +260,12 @@ describe("RolloverBalance", () => {
     now = us("2026-08-01T00:00:00Z");
     const cust = await customer();
     const used = await credit(cust, [seg(10n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")], 1n);
-    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 10n, timestamp: ts("2026-08-02T00:00:00Z") });
+    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 10n, ...secondFrom(ts("2026-08-02T00:00:00Z")) });
     const archived = await credit(cust, [seg(10n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")], 2n);
     await C.archiveBalance({ id: archived.id });
     const ended = await credit(cust, [seg(10n, "2026-08-01T00:00:00Z", "2026-08-10T00:00:00Z")], 3n);
     const live = await credit(cust, [seg(10n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")], 4n);
-    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 3n, timestamp: ts("2026-08-20T00:00:00Z") });
+    await C.recordUsage({ usageId: uniq("u"), customerId: cust, productId: "p", amount: 3n, ...secondFrom(ts("2026-08-20T00:00:00Z")) });
     now = us("2026-09-01T00:00:00Z");
     await sweeper.materialiseExpirations();
     const before = await everything(cust);
@@ -299,7 +302,7 @@ describe("CreditBackUsage", () => {
     const second = await commit(cust, "PREPAID", [seg(100n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")], 2n);
     const [f1, s1] = [first.accessSchedule!.scheduleItems[0]!.id, second.accessSchedule!.scheduleItems[0]!.id];
     const usageId = uniq("u");
-    const u = await C.recordUsage({ usageId, customerId: cust, productId: "p", amount: 150n, timestamp: ts("2026-08-10T00:00:00Z"), invoiceId: "inv-9" });
+    const u = await C.recordUsage({ usageId, customerId: cust, productId: "p", amount: 150n, ...secondFrom(ts("2026-08-10T00:00:00Z")), invoiceId: "inv-9" });
     expect(u.draws.map((d) => [d.balanceId, d.amount])).toEqual([[first.id, 100n], [second.id, 50n]]);
     now = us("2026-08-20T00:00:00Z");
 
@@ -350,11 +353,11 @@ describe("CreditBackUsage", () => {
     const cust = await customer();
     const c = await credit(cust, [seg(100n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")]);
     const usageId = uniq("u");
-    await C.recordUsage({ usageId, customerId: cust, productId: "p", amount: 50n });
+    await C.recordUsage({ usageId, customerId: cust, productId: "p", amount: 50n, ...secondFrom(ts("2026-08-01T00:00:00Z")) });
     const results = await Promise.allSettled(Array.from({ length: 16 }, () => C.creditBackUsage({ usageId, customerId: cust, amount: 7n, idempotencyKey: uniq("cb") })));
     const ok = results.filter((r) => r.status === "fulfilled");
     expect(ok).toHaveLength(7);
-    expect(await balanceOf(cust, c.id, "2026-08-01T00:00:00Z")).toBe(99n);
+    expect(await balanceOf(cust, c.id, "2026-08-02T00:00:00Z")).toBe(99n);
     await expectVerified();
   });
 
@@ -366,7 +369,7 @@ describe("CreditBackUsage", () => {
     const open = await credit(cust, [seg(10n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")], 3n);
     const rolled = await credit(cust, [seg(10n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")], 4n);
     const usageId = uniq("u");
-    const u = await C.recordUsage({ usageId, customerId: cust, productId: "p", amount: 35n, timestamp: ts("2026-08-10T00:00:00Z") });
+    const u = await C.recordUsage({ usageId, customerId: cust, productId: "p", amount: 35n, ...secondFrom(ts("2026-08-10T00:00:00Z")) });
     expect(u.draws.map((d) => [d.balanceId, d.amount])).toEqual([[short.id, 10n], [post.id, 10n], [open.id, 10n], [rolled.id, 5n]]);
     now = us("2026-09-10T00:00:00Z");
     await C.rolloverBalance({ id: rolled.id, endingBefore: ts("2027-01-01T00:00:00Z"), idempotencyKey: uniq("k") });
@@ -387,11 +390,11 @@ describe("CreditBackUsage", () => {
 
 describe("tenancy and protocols", () => {
   it("another tenant's balances, customers and usages are not_found, and nothing is written", async () => {
-    now = us("2026-08-01T00:00:00Z");
+    now = us("2026-08-02T00:00:00Z");
     const cust = await customer();
     const c = await credit(cust, [seg(10n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")]);
     const usageId = uniq("u");
-    await C.recordUsage({ usageId, customerId: cust, productId: "p", amount: 4n });
+    await C.recordUsage({ usageId, customerId: cust, productId: "p", amount: 4n, ...secondFrom(ts("2026-08-01T00:00:00Z")) });
     const t = await A.createTenant({ id: uniq("tb") });
     const B = clientFor(CreditService, server.url, "connect-json", t.adminKeySecret);
     const before = await everything(cust);
@@ -407,12 +410,13 @@ describe("tenancy and protocols", () => {
   });
 
   it.each(PROTOCOLS)("both RPCs over %s", async (protocol) => {
-    now = us("2026-08-01T00:00:00Z");
+    // A day in: the usage's period (8/1's first second) is over when the rollover runs at now.
+    now = us("2026-08-02T00:00:00Z");
     const P = clientFor(CreditService, server.url, protocol, server.adminKey);
     const cust = await customer();
     const c = await credit(cust, [seg(2n ** 53n + 1n, "2026-08-01T00:00:00Z", "2026-12-01T00:00:00Z")]);
     const usageId = uniq("u");
-    await P.recordUsage({ usageId, customerId: cust, productId: "p", amount: 2n ** 53n });
+    await P.recordUsage({ usageId, customerId: cust, productId: "p", amount: 2n ** 53n, ...secondFrom(ts("2026-08-01T00:00:00Z")) });
     const cb = await P.creditBackUsage({ usageId, customerId: cust, amount: 2n ** 53n - 1n, idempotencyKey: uniq("cb") });
     expect([cb.credits.map((x) => [x.balanceId, x.amount]), cb.uncredited]).toEqual([[[c.id, 2n ** 53n - 1n]], 1n]);
     const r = await P.rolloverBalance({ id: c.id, endingBefore: ts("2027-01-01T00:00:00Z"), idempotencyKey: uniq("k") });

@@ -63,8 +63,12 @@ async function nativeCredit(customerId: string, amount: string, startingAt: stri
   return { id: c.id, seg: c.accessSchedule.scheduleItems[0]!.id };
 }
 
-async function usage(customerId: string, amount: string, timestamp: string): Promise<Reply> {
-  return rpc("RecordUsage", { usageId: uniq("u"), customerId, productId: "p", amount, timestamp });
+/** A usage of the one-second service period from `startingAt` (any offset, up to microseconds). */
+async function usage(customerId: string, amount: string, startingAt: string): Promise<Reply> {
+  const fraction = /\.(\d+)/.exec(startingAt)?.[1] ?? "";
+  const micros = BigInt(Date.parse(startingAt)) * 1000n + BigInt(fraction.padEnd(6, "0").slice(3, 6) || "0") + 1_000_000n;
+  const endingBefore = new Date(Number(micros / 1000n)).toISOString().replace("Z", `${String(micros % 1000n).padStart(3, "0")}Z`);
+  return rpc("RecordUsage", { usageId: uniq("u"), customerId, productId: "p", amount, startingAt, endingBefore });
 }
 
 describe("one instant in three offsets", () => {
@@ -137,7 +141,9 @@ describe("2024-02-29 plus one year", () => {
     expect((await usage(cust, "1", "2025-02-28T23:59:59.999999Z")).json.uncovered).toBeUndefined();
     expect((await usage(cust, "1", "2025-03-01T00:00:00Z")).json.uncovered).toBe("1");
     const bal = async (at: string) => (await rpc("ListBalances", { customerId: cust, includeBalance: true, balanceAt: at })).json.balances as { balance: string }[];
-    expect((await bal("2025-02-28T23:59:59.999999Z"))[0]!.balance).toBe("98");
+    // The usage of the period from the segment's last microsecond is dated at the segment's end
+    // (its period ends later): not yet counted then. The one from the leap day is.
+    expect((await bal("2025-02-28T23:59:59.999999Z"))[0]!.balance).toBe("99");
     expect((await bal("2025-03-01T00:00:00Z"))[0]!.balance).toBe("0");
   });
 });

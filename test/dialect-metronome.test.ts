@@ -8,6 +8,7 @@ import type { Client } from "@connectrpc/connect";
 import { AdminService, KeyScope } from "../gen/tally/admin/v1/admin_pb.js";
 import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { CreditService } from "../gen/tally/credits/v1/credits_pb.js";
+import Metronome from "@metronome/sdk";
 import { clientFor, startTestServer } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
 
@@ -15,6 +16,11 @@ import type { TestServer } from "./support/server.js";
 let now = micros("2026-08-01T00:00:00.000Z");
 function micros(iso: string): bigint {
   return BigInt(Date.parse(iso)) * 1000n;
+}
+/** A service period for RecordUsage. */
+function period(from: string, to: string) {
+  const t = (iso: string) => ({ seconds: BigInt(Date.parse(iso) / 1000), nanos: 0 });
+  return { startingAt: t(from), endingBefore: t(to) };
 }
 
 const USD_ID = "2714e483-4ff1-48e4-9e25-ac732e8f24f2";
@@ -47,7 +53,7 @@ beforeAll(async () => {
   server = await startTestServer({ dialects: ["metronome"], clock: () => now });
   const res = await admin().createCredential({ kind: "metronome_platform_key", label: "test" });
   token = res.secret;
-  for (const id of ["cust-a", "cust-many", "cust-frac", "cust-net", "cust-uniq", "cust-c", "cust-f"]) await ledger().createAccount({ id });
+  for (const id of ["cust-a", "cust-many", "cust-frac", "cust-net", "cust-uniq", "cust-c", "cust-f", "cust-long", "cust-order"]) await ledger().createAccount({ id });
   bKey = (await admin().createTenant({ id: "mtr-b", name: "B" })).adminKeySecret;
   await ledger(bKey).createAccount({ id: "cust-b" });
 });
@@ -56,7 +62,7 @@ afterAll(async () => {
 });
 
 describe("Metronome dialect", () => {
-  it("the worked example: a 100-cent credit for 9/1-10/1 lists byte for byte, balance 100 / 37 / 0", async () => {
+  it("the worked example: a 100-cent credit for 9/1-10/1 and September's 63 cents list byte for byte: +100 @ 9/1, -63 @ 10/1, -37 @ 10/1", async () => {
     expect(token).toMatch(/^mtr_[0-9a-f]{20}_[0-9a-f]{40}$/);
     const created = await post("/v1/contracts/customerCredits/create", {
       customer_id: "cust-a",
@@ -92,14 +98,15 @@ describe("Metronome dialect", () => {
     // No balance, no ledger, no contract, no created_at (a credit) unless asked.
     expect([first.status, first.body]).toEqual([200, JSON.stringify({ data: [base], next_page: null })]);
 
-    // Usage of 63 cents (630 000 micro-dollars) on 9/15.
-    now = micros("2026-09-15T00:00:00.000Z");
-    const usage = await native().recordUsage({ usageId: "u1", customerId: "cust-a", productId: "prod-a", amount: 630_000n, timestamp: { seconds: BigInt(Date.parse("2026-09-15T00:00:00.000Z") / 1000), nanos: 0 }, invoiceId: "inv-1" });
-    expect(usage.uncovered).toBe(0n);
+    // September's usage, 63 cents (630 000 micro-dollars), recorded when its invoice is final (10/1).
+    now = micros("2026-10-01T00:00:00.000Z");
+    const usage = await native().recordUsage({ usageId: "u1", customerId: "cust-a", productId: "prod-a", amount: 630_000n, ...period("2026-09-01T00:00:00.000Z", "2026-10-01T00:00:00.000Z"), invoiceId: "inv-1" });
+    expect([usage.draws.map((d) => [d.balanceId, d.amount]), usage.uncovered]).toEqual([[[id, 630_000n]], 0n]);
 
+    // The deduction is dated 10/1, when the credit no longer counts: 100 all September, then 0.
     const at = async (iso: string) => post(LIST, { customer_id: "cust-a", include_balance: true, balance_at: iso });
     expect((await at("2026-09-10T00:00:00.000Z")).body).toBe(JSON.stringify({ data: [{ ...base, balance: 100 }], next_page: null }));
-    expect((await at("2026-09-20T00:00:00.000Z")).body).toBe(JSON.stringify({ data: [{ ...base, balance: 37 }], next_page: null }));
+    expect((await at("2026-09-30T23:59:59.999Z")).body).toBe(JSON.stringify({ data: [{ ...base, balance: 100 }], next_page: null }));
     expect((await at("2026-10-02T00:00:00.000Z")).body).toBe(JSON.stringify({ data: [{ ...base, balance: 0 }], next_page: null }));
 
     const withLedger = await post(LIST, { customer_id: "cust-a", include_ledgers: true, include_balance: true, balance_at: "2026-10-02T00:00:00.000Z" });
@@ -112,7 +119,7 @@ describe("Metronome dialect", () => {
             balance: 0,
             ledger: [
               { type: "CREDIT_SEGMENT_START", timestamp: "2026-09-01T00:00:00.000Z", amount: 100, segment_id: seg },
-              { type: "CREDIT_AUTOMATED_INVOICE_DEDUCTION", timestamp: "2026-09-15T00:00:00.000Z", amount: -63, segment_id: seg, invoice_id: "inv-1" },
+              { type: "CREDIT_AUTOMATED_INVOICE_DEDUCTION", timestamp: "2026-10-01T00:00:00.000Z", amount: -63, segment_id: seg, invoice_id: "inv-1" },
               { type: "CREDIT_EXPIRATION", timestamp: "2026-10-01T00:00:00.000Z", amount: -37, segment_id: seg },
             ],
           },
@@ -313,7 +320,8 @@ describe("Metronome dialect", () => {
             balance: 9999987.5,
             ledger: [
               { type: "POSTPAID_COMMIT_INITIAL_BALANCE", timestamp: "2026-09-01T00:00:00.000Z", amount: 10000000, segment_id: seg },
-              { type: "POSTPAID_COMMIT_MANUAL", timestamp: "2026-09-02T00:00:00.000Z", amount: -12.5, segment_id: seg, reason: "goodwill" },
+              // Metronome's manual entries are {type, timestamp, amount, reason}: no segment_id.
+              { type: "POSTPAID_COMMIT_MANUAL", timestamp: "2026-09-02T00:00:00.000Z", amount: -12.5, reason: "goodwill" },
             ],
           },
         ],
@@ -377,5 +385,99 @@ describe("Metronome dialect", () => {
     expect(await ids({ include_archived: true })).toEqual([early, mid, late].sort());
     const archived = await post(LIST, { customer_id: "cust-f", id: mid, include_archived: true });
     expect(archived.body).toContain('"archived_at":"2026-08-01T00:00:00.000Z"}');
+  });
+
+  it("beside a long-running credit of a higher priority number, September's usage draws from the September credit only, even read long after both; @metronome/sdk reads the same", async () => {
+    now = micros("2026-08-01T00:00:00.000Z");
+    const mk = async (name: string, priority: number, amount: number, from: string, to: string) => {
+      const r = await post("/v1/contracts/customerCredits/create", { customer_id: "cust-long", name, priority, product_id: "prod-a", access_schedule: { credit_type_id: USD_ID, schedule_items: [{ amount, starting_at: from, ending_before: to }] } });
+      return (JSON.parse(r.body) as { data: { id: string } }).data.id;
+    };
+    const sept = await mk("September", 1, 100, "2026-09-01T00:00:00.000Z", "2026-10-01T00:00:00.000Z");
+    const long = await mk("Long", 2, 500, "2026-01-01T00:00:00.000Z", "2027-01-01T00:00:00.000Z");
+    // Recorded on 10/3: the September credit has ended (and another write of the customer has run
+    // since: a manual entry on the long credit) but is still inside its usage window.
+    now = micros("2026-10-02T00:00:00.000Z");
+    const listed = JSON.parse((await post(LIST, { customer_id: "cust-long" })).body) as { data: { id: string; access_schedule: { schedule_items: { id: string }[] } }[] };
+    const segOf = (id: string) => listed.data.find((d) => d.id === id)!.access_schedule.schedule_items[0]!.id;
+    expect((await post("/v1/contracts/addManualBalanceLedgerEntry", { id: long, customer_id: "cust-long", segment_id: segOf(long), amount: 1, reason: "goodwill", timestamp: "2026-10-02T00:00:00.000Z" })).status).toBe(200);
+    now = micros("2026-10-03T00:00:00.000Z");
+    const u = await native().recordUsage({ usageId: "sept-usage", customerId: "cust-long", productId: "prod-a", amount: 630_000n, ...period("2026-09-01T00:00:00.000Z", "2026-10-01T00:00:00.000Z"), invoiceId: "inv-sept" });
+    expect(u.draws.map((d) => [d.balanceId, d.amount])).toEqual([[sept, 630_000n]]);
+
+    // Long after both, past every usage window (the expirations are stored by now).
+    now = micros("2027-06-01T00:00:00.000Z");
+    const body = { customer_id: "cust-long", include_ledgers: true, include_balance: true };
+    const raw = await post(LIST, body);
+    const ledgers = (JSON.parse(raw.body) as { data: { id: string; balance: number; ledger: unknown[] }[] }).data.map((d) => [d.id, d.balance, d.ledger]);
+    expect(ledgers).toEqual([
+      [
+        sept,
+        0,
+        [
+          { type: "CREDIT_SEGMENT_START", timestamp: "2026-09-01T00:00:00.000Z", amount: 100, segment_id: segOf(sept) },
+          { type: "CREDIT_AUTOMATED_INVOICE_DEDUCTION", timestamp: "2026-10-01T00:00:00.000Z", amount: -63, segment_id: segOf(sept), invoice_id: "inv-sept" },
+          { type: "CREDIT_EXPIRATION", timestamp: "2026-10-01T00:00:00.000Z", amount: -37, segment_id: segOf(sept) },
+        ],
+      ],
+      [
+        long,
+        0,
+        [
+          { type: "CREDIT_SEGMENT_START", timestamp: "2026-01-01T00:00:00.000Z", amount: 500, segment_id: segOf(long) },
+          { type: "CREDIT_MANUAL", timestamp: "2026-10-02T00:00:00.000Z", amount: 1, reason: "goodwill" },
+          { type: "CREDIT_EXPIRATION", timestamp: "2027-01-01T00:00:00.000Z", amount: -501, segment_id: segOf(long) },
+        ],
+      ],
+    ]);
+
+    // Metronome's own SDK against this server: the same balances, ledgers and net balance.
+    const sdk = new Metronome({ bearerToken: token, baseURL: server.url, maxRetries: 0 });
+    const seen: unknown[] = [];
+    for await (const b of sdk.v1.contracts.listBalances(body)) seen.push(b);
+    expect(seen).toEqual((JSON.parse(raw.body) as { data: unknown[] }).data);
+    const manual = (seen[1] as { ledger: Record<string, unknown>[] }).ledger[1]!;
+    expect(Object.keys(manual).sort()).toEqual(["amount", "reason", "timestamp", "type"]);
+    expect(await sdk.v1.contracts.getNetBalance({ customer_id: "cust-long", credit_type_id: USD_ID })).toEqual({ data: { balance: 0, credit_type_id: USD_ID } });
+    // In December 2026 the long credit still holds all it had: September's usage never touched it.
+    now = micros("2026-12-01T00:00:00.000Z");
+    expect(await sdk.v1.contracts.getNetBalance({ customer_id: "cust-long" })).toEqual({ data: { balance: 501, credit_type_id: USD_ID } });
+    expect(await post("/v1/contracts/customerBalances/getNetBalance", { customer_id: "cust-long" })).toEqual({ status: 200, body: JSON.stringify({ data: { balance: 501, credit_type_id: USD_ID } }) });
+  });
+
+  it("lists commits and credits in creation order, with keyset next_page cursors over it (the SDK's pager too)", async () => {
+    now = micros("2026-08-01T00:00:00.000Z");
+    const sched = { schedule_items: [{ amount: 1, starting_at: "2026-08-01T00:00:00.000Z", ending_before: "2027-08-01T00:00:00.000Z" }] };
+    const created: string[] = [];
+    // Interleaved, so that id order ("cmt_" < "cred_") is not creation order.
+    for (let i = 0; i < 7; i++) {
+      const r = i % 2 === 0
+        ? await post("/v1/contracts/customerCredits/create", { customer_id: "cust-order", name: `n${i}`, priority: 1, product_id: "p", access_schedule: sched })
+        : await post("/v1/contracts/customerCommits/create", { customer_id: "cust-order", type: "PREPAID", name: `n${i}`, priority: 1, product_id: "p", access_schedule: sched });
+      created.push((JSON.parse(r.body) as { data: { id: string } }).data.id);
+    }
+    expect([...created].sort()).not.toEqual(created);
+    const pages: string[][] = [];
+    let next: string | null = null;
+    do {
+      const r = await post(LIST, { customer_id: "cust-order", limit: 3, ...(next !== null ? { next_page: next } : {}) });
+      const page = JSON.parse(r.body) as { data: { id: string }[]; next_page: string | null };
+      pages.push(page.data.map((d) => d.id));
+      next = page.next_page;
+      // Created during the walk: listed at its end, nothing skipped or repeated.
+      if (pages.length === 1) {
+        const r2 = await post("/v1/contracts/customerCredits/create", { customer_id: "cust-order", name: "late", priority: 1, product_id: "p", access_schedule: sched });
+        created.push((JSON.parse(r2.body) as { data: { id: string } }).data.id);
+      }
+    } while (next !== null);
+    expect(pages).toEqual([created.slice(0, 3), created.slice(3, 6), created.slice(6, 8)]);
+    // customerCommits/list and customerCredits/list keep the same order among their kind.
+    const ids = async (path: string) => (JSON.parse((await post(path, { customer_id: "cust-order" })).body) as { data: { id: string }[] }).data.map((d) => d.id);
+    expect(await ids("/v1/contracts/customerCommits/list")).toEqual(created.filter((x) => x.startsWith("cmt_")));
+    expect(await ids("/v1/contracts/customerCredits/list")).toEqual(created.filter((x) => x.startsWith("cred_")));
+    const sdk = new Metronome({ bearerToken: token, baseURL: server.url, maxRetries: 0 });
+    const viaSdk: string[] = [];
+    for await (const b of sdk.v1.contracts.listBalances({ customer_id: "cust-order", limit: 2 })) viaSdk.push((b as { id: string }).id);
+    expect(viaSdk).toEqual(created);
   });
 });

@@ -406,6 +406,8 @@ const adminCases: Record<keyof typeof AdminService.method, Case> = {
 
 /** A segment covering now (the server's real clock) for long enough. */
 const LIVE = { startingAt: timestampFromMicros(us("2020-01-01T00:00:00Z")), endingBefore: timestampFromMicros(us("2100-01-01T00:00:00Z")) };
+/** A service period inside LIVE and before any test's clock, for RecordUsage (a rollover at now then finds no later deduction). */
+const SEPTEMBER = { startingAt: timestampFromMicros(us("2024-09-01T00:00:00Z")), endingBefore: timestampFromMicros(us("2024-10-01T00:00:00Z")) };
 function us(iso: string): bigint {
   return BigInt(Date.parse(iso)) * 1000n;
 }
@@ -455,8 +457,8 @@ const creditCases: Record<keyof typeof CreditService.method, Case> = {
 
   async recordUsage(ctx) {
     const { cust, credit } = await liveCredit(ctx, BIG);
-    // With a timestamp: a usage without one is dated when it arrives, so a retry would differ.
-    const usage = { usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: BIG + 5n, timestamp: timestampFromMicros(us("2030-01-01T00:00:00Z")) };
+    // September 2024's usage: the service period is part of the request, so a retry is the same request.
+    const usage = { usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: BIG + 5n, ...SEPTEMBER };
     const r = await ctx.credits.recordUsage(usage);
     expect([r.draws.map((d) => [d.balanceId, d.amount]), r.uncovered, r.replayed]).toEqual([[[credit.id, BIG]], 5n, false]);
     const again = await ctx.credits.recordUsage(usage);
@@ -480,7 +482,7 @@ const creditCases: Record<keyof typeof CreditService.method, Case> = {
 
   async rolloverBalance(ctx) {
     const { cust, credit } = await liveCredit(ctx, BIG);
-    await ctx.credits.recordUsage({ usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: 1n });
+    await ctx.credits.recordUsage({ usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: 1n, ...SEPTEMBER });
     const r = await ctx.credits.rolloverBalance({ id: credit.id, endingBefore: LIVE.endingBefore, idempotencyKey: `${ctx.p}-k` });
     expect([r.amount, r.replayed, r.rolloverEntries.map((e) => [e.type, e.amount])]).toEqual([BIG - 1n, false, [["CREDIT_ROLLOVER", -(BIG - 1n)]]]);
     expect([r.balance?.type, r.balance?.customerId, r.balance?.accessSchedule?.scheduleItems[0]?.amount]).toEqual(["CREDIT", cust, BIG - 1n]);
@@ -490,7 +492,7 @@ const creditCases: Record<keyof typeof CreditService.method, Case> = {
 
   async creditBackUsage(ctx) {
     const { cust, credit } = await liveCredit(ctx, BIG);
-    await ctx.credits.recordUsage({ usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: BIG, invoiceId: "inv" });
+    await ctx.credits.recordUsage({ usageId: `${ctx.p}-u`, customerId: cust, productId: "p", amount: BIG, invoiceId: "inv", ...SEPTEMBER });
     const r = await ctx.credits.creditBackUsage({ usageId: `${ctx.p}-u`, customerId: cust, amount: BIG - 1n, idempotencyKey: `${ctx.p}-k` });
     expect([r.credits.map((c) => [c.balanceId, c.amount]), r.uncredited, r.replayed]).toEqual([[[credit.id, BIG - 1n]], 1n, false]);
     const { balances } = await ctx.credits.listBalances({ customerId: cust, includeBalance: true, includeLedgers: true });

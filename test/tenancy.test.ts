@@ -12,6 +12,7 @@ import type { RpcFailure } from "./support/rpc-expect.js";
 import { seededRandom } from "./support/seeded-random.js";
 import { PROTOCOLS, clientFor, startTestServer, transportFor } from "./support/server.js";
 import { WatchStream } from "./support/watch-stream.js";
+import { secondFrom } from "./support/ledger-kit.js";
 import type { Protocol, TestServer } from "./support/server.js";
 
 /**
@@ -151,7 +152,7 @@ beforeAll(async () => {
   const { credit } = await bcr.createCredit({ balance: { customerId: "b-cust", product: { id: "p", name: "P" }, scheduleItems: [{ amount: 1000n, ...LIVE }] } });
   b.creditId = credit!.id;
   b.segmentId = credit!.accessSchedule!.scheduleItems[0]!.id;
-  await bcr.recordUsage({ usageId: b.usageId, customerId: "b-cust", productId: "p", amount: 100n, timestamp: LIVE.startingAt });
+  await bcr.recordUsage({ usageId: b.usageId, customerId: "b-cust", productId: "p", amount: 100n, ...secondFrom(LIVE.startingAt) });
   for (const p of PROTOCOLS) {
     await bcr.creditBackUsage({ usageId: b.usageId, customerId: "b-cust", amount: 1n, idempotencyKey: `b-cb-${p}` });
     const { credit: rolled } = await bcr.createCredit({ balance: { customerId: "b-cust", product: { id: "p", name: "P" }, scheduleItems: [{ amount: 5n, ...LIVE }] } });
@@ -391,7 +392,7 @@ const cases: Record<string, Case> = {
 
   "tally.credits.v1.CreditService.RecordUsage": async (p) => {
     const a = creditsAs(server.adminKey, p);
-    await expectLikeNonexistent((id) => a.recordUsage({ usageId: nonexistent("u-"), customerId: id, productId: "p", amount: 1n }), "b-cust", nonexistent("cust-"));
+    await expectLikeNonexistent((id) => a.recordUsage({ usageId: nonexistent("u-"), customerId: id, productId: "p", amount: 1n, ...secondFrom(LIVE.startingAt) }), "b-cust", nonexistent("cust-"));
   },
 
   "tally.credits.v1.CreditService.ListBalances": async (p) => {

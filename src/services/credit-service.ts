@@ -15,6 +15,7 @@ import { invalidArgument } from "../domain/errors.js";
 import { validatePageSize } from "../domain/validate.js";
 import { timestampFromMicros } from "./convert.js";
 import type { PageTokens } from "../domain/page-token.js";
+import { ordinalCursor } from "../domain/credits/credits.js";
 import { principalOf, requireAccountRead, requireAdmin } from "./principal.js";
 
 /** What the credit service needs. */
@@ -89,7 +90,8 @@ export function registerCreditService(router: ConnectRouter, deps: CreditService
         contractId: req.contractId,
         creditTypeId: req.creditTypeId,
         amount: req.amount,
-        timestamp: micros(req.timestamp, "timestamp"),
+        startingAt: micros(req.startingAt, "starting_at"),
+        endingBefore: micros(req.endingBefore, "ending_before"),
         invoiceId: req.invoiceId,
       });
       return { draws: r.draws.map((d) => ({ ...d })), uncovered: r.uncovered, replayed: r.replayed };
@@ -143,7 +145,7 @@ export function registerCreditService(router: ConnectRouter, deps: CreditService
         String(balanceAt ?? ""),
         [req.includeContractBalances, req.includeArchived, req.includeLedgers, req.includeBalance, req.excludeZeroBalances].map(Number).join(""),
       ];
-      const afterId = req.pageToken === "" ? "" : pageTokens.open(req.pageToken, tenantId, query);
+      const afterOrdinal = req.pageToken === "" ? 0n : ordinalCursor(pageTokens.open(req.pageToken, tenantId, query));
       const { items, more } = await credits.list(tenantId, {
         customerId: req.customerId,
         id: req.id,
@@ -156,12 +158,12 @@ export function registerCreditService(router: ConnectRouter, deps: CreditService
         includeBalance: req.includeBalance,
         excludeZeroBalances: req.excludeZeroBalances,
         at: balanceAt ?? credits.now(),
-        afterId,
+        afterOrdinal,
         limit: size,
       });
       const balances: BalanceMsg[] = [];
       for (const v of items) balances.push(await toProto(credits, tenantId, v));
-      const next = more ? pageTokens.seal(tenantId, query, items[items.length - 1]!.balance.id) : "";
+      const next = more ? pageTokens.seal(tenantId, query, String(items[items.length - 1]!.balance.ordinal)) : "";
       return { balances, nextPageToken: next };
     },
 

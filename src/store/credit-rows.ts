@@ -115,3 +115,19 @@ export function creditKeyRecord(x: Row | undefined): CreditKeyRecord | undefined
     createdAt: x.created_at as bigint,
   };
 }
+
+/**
+ * Migration 9, the same SQL on both stores: balances are listed in creation
+ * order (ordinal, assigned at insert) with keyset cursors over it, and this
+ * index makes each page a seek. It serves every other lookup by customer too
+ * (the draw-down's unarchived balances, in ordinal order), so the id-ordered
+ * index it replaces has no reader left.
+ */
+export const CREDIT_CREATION_ORDER_MIGRATION = {
+  version: 9,
+  name: "credit balances listed in creation order",
+  sql: `
+CREATE INDEX credit_balances_by_customer_ordinal ON credit_balances (tenant_id, customer_id, ordinal);
+DROP INDEX credit_balances_by_customer;
+`,
+} as const;

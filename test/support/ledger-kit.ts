@@ -3,6 +3,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AdminService } from "../../gen/tally/admin/v1/admin_pb.js";
 import { ErrorDetailSchema, LedgerService } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import type { Transaction } from "../../gen/tally/ledger/v1/ledger_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { TimestampSchema } from "@bufbuild/protobuf/wkt";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
 /** A typed LedgerService client. */
 export type LedgerClient = Client<typeof LedgerService>;
@@ -123,4 +126,13 @@ function safeJson(v: unknown): string {
   } catch {
     return String(v);
   }
+}
+
+/**
+ * A one-second service period starting at `t`, for RecordUsage: the usage
+ * draws from the segments in effect at `t` and is dated a second later (the
+ * period's end). Tests that date a usage exactly spell out their period.
+ */
+export function secondFrom(t: Timestamp): { startingAt: Timestamp; endingBefore: Timestamp } {
+  return { startingAt: t, endingBefore: create(TimestampSchema, { seconds: t.seconds + 1n, nanos: t.nanos }) };
 }

@@ -4,6 +4,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Principal } from "../../domain/access.js";
+import { ordinalCursor } from "../../domain/credits/credits.js";
 import type { BalanceView, Credits } from "../../domain/credits/credits.js";
 import type { BalanceKind, CreditBalance, CreditEntry } from "../../domain/credits/model.js";
 import { LedgerError, invalidArgument, notFound } from "../../domain/errors.js";
@@ -125,10 +126,13 @@ interface ListBody {
 /** Registers metronome.v1.BalancesService over the domain's Credits. */
 export function registerBalancesService(router: ConnectRouter, credits: Credits, pageTokens: PageTokens): void {
   /**
-   * One page of balances of the given kinds. The cursor is the last id
-   * returned, sealed with a digest of the whole body minus `next_page`, so a
-   * cursor only continues the query it came from; one extra match is looked
-   * ahead so that the last page says `next_page: null` exactly.
+   * One page of balances of the given kinds, in creation order (commits and
+   * credits as they were created). The cursor is the creation ordinal of the
+   * last one returned (a keyset: balances created during a walk come at its
+   * end, none is skipped or repeated), sealed with a digest of the whole body
+   * minus `next_page`, so a cursor only continues the query it came from; one
+   * extra match is looked ahead so that the last page says `next_page: null`
+   * exactly.
    */
   async function page<S extends DescMessage>(
     ctx: HandlerContext,
@@ -143,7 +147,7 @@ export function registerBalancesService(router: ConnectRouter, credits: Credits,
       throw invalidArgument("invalid_limit", `limit must be between 1 and ${MAX_LIMIT}`);
     }
     const query = [schema.typeName, Buffer.from(toBinary(schema, { ...msg, nextPage: "" } as MessageShape<S>)).toString("base64url")];
-    let after = b.nextPage === "" ? "" : pageTokens.open(b.nextPage, tenantId, query);
+    let after = b.nextPage === "" ? 0n : ordinalCursor(pageTokens.open(b.nextPage, tenantId, query));
     const q = {
       customerId: b.customerId,
       id: b.id,
@@ -159,16 +163,16 @@ export function registerBalancesService(router: ConnectRouter, credits: Credits,
     };
     const found: BalanceView[] = [];
     for (;;) {
-      const { items, more } = await credits.list(tenantId, { ...q, afterId: after, limit: MAX_LIMIT });
+      const { items, more } = await credits.list(tenantId, { ...q, afterOrdinal: after, limit: MAX_LIMIT });
       for (const v of items) if (kinds.includes(v.balance.kind)) found.push(v);
       if (found.length > limit || !more || items.length === 0) break;
-      after = items[items.length - 1]!.balance.id;
+      after = items[items.length - 1]!.balance.ordinal;
     }
     const shown = found.slice(0, limit);
     const data: BalanceMsg[] = [];
     for (const v of shown) data.push(await toMessage(credits, tenantId, v));
     if (found.length <= limit) return { data };
-    return { data, nextPage: pageTokens.seal(tenantId, query, shown[shown.length - 1]!.balance.id) };
+    return { data, nextPage: pageTokens.seal(tenantId, query, String(shown[shown.length - 1]!.balance.ordinal)) };
   }
 
   /** The fields of a create request as the domain takes them, amounts converted at the credit type's scale. */
@@ -273,7 +277,7 @@ export function registerBalancesService(router: ConnectRouter, credits: Credits,
         includeBalance: false,
         excludeZeroBalances: false,
         at: credits.now(),
-        afterId: "",
+        afterOrdinal: 0n,
         limit: 1,
         coveringDate: undefined,
         startingAt: undefined,
@@ -327,12 +331,18 @@ async function toMessage(credits: Credits, tenantId: string, v: BalanceView): Pr
   });
 }
 
+/**
+ * One ledger entry in Metronome's shape. A manual entry is `{type, timestamp,
+ * amount, reason}` (CreditManualLedgerEntry, PrepaidCommitManualLedgerEntry
+ * in Metronome's SDK): it has no segment_id on this wire, although Tally
+ * keeps the segment it was written on (the native API shows it).
+ */
 function entryMessage(e: CreditEntry, asset: string, scale: number): LedgerEntryMsg {
   return create(LedgerEntrySchema, {
     type: e.type,
     timestamp: timestampFromMicros(e.timestamp),
     amount: toWire(e.amount, asset, scale),
-    segmentId: e.segmentId,
+    segmentId: e.type.endsWith("_MANUAL") ? "" : e.segmentId,
     invoiceId: e.invoiceId ?? "",
     reason: e.reason ?? "",
   });

@@ -6,17 +6,22 @@ import type { CreditBalance, CreditEntry, CreditKeyRecord, DueCustomer, NewCredi
 export interface CreditReader {
   /** A commit or credit with its segments. */
   getCreditBalance(tenantId: string, id: string): Promise<CreditBalance | undefined>;
-  /** A customer's commits and credits with id > afterId, in id order (archived included). */
-  listCreditBalances(tenantId: string, customerId: string, afterId: string, limit: number): Promise<CreditBalance[]>;
+  /**
+   * A customer's commits and credits created after the one with ordinal
+   * `afterOrdinal` (0n: from the first), in creation order (ordinal), archived
+   * included: a keyset seek on (tenant, customer, ordinal).
+   */
+  listCreditBalances(tenantId: string, customerId: string, afterOrdinal: bigint, limit: number): Promise<CreditBalance[]>;
   /** The stored ledger entries of a commit or credit, in write order. */
   listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]>;
   /**
    * Customers (across tenants) owning an unarchived balance with a segment
-   * that ended at or before `now`, has no closing entry yet and still holds
+   * that ended at or before `cutoff` (the sweep's now less the usage window),
+   * has no closing entry yet and still holds
    * something (sum of its entries > 0): the expiration sweeper's work list.
    * Distinct, ordered by (tenant, customer), at most `limit`.
    */
-  dueCreditClosings(now: bigint, limit: number): Promise<DueCustomer[]>;
+  dueCreditClosings(cutoff: bigint, limit: number): Promise<DueCustomer[]>;
 }
 
 /** Credit operations inside one atomic write. */

@@ -7,13 +7,41 @@ import { checkedAdd, isInt64, requirePositiveAmount } from "../money.js";
 import type { CreditPort, CreditWrite } from "./credit-port.js";
 import { validateIdempotencyKey, validateMetadata, validateText } from "../validate.js";
 import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, NewCreditEntry, Segment, UsageResult } from "./model.js";
-import { balanceAt, bySegment, dueClosings, entryTypeFor, isActive, isClosing, ledgerAt, planDrawDown, remaining } from "./rules.js";
+import { balanceAt, bySegment, deductionDate, dueClosings, entryTypeFor, isActive, isClosing, ledgerAt, planDrawDown, remaining } from "./rules.js";
 
 /** The credit type when a client names none: Metronome's "USD (cents)", held as the asset USD. */
 export const DEFAULT_CREDIT_TYPE = "USD";
 
 /** At most this many segments per access schedule. */
 export const MAX_SEGMENTS = 100;
+
+/** One day in epoch microseconds. */
+const DAY = 86_400_000_000n;
+
+/**
+ * How long after a segment ends usage may still be billed to it: its closing
+ * entry (expiration, true-up) is recorded this long after its ending_before,
+ * and until then reads show the closing it will get. A usage is billed when
+ * its invoice is final, after its service period has ended, and an invoice
+ * of several usages is recorded one usage at a time; the window lets all of
+ * them reach the segments that were in effect for the period. 35 days: a
+ * monthly service period that started on the segment's last day, plus four
+ * days to finalise its invoice.
+ */
+export const DEFAULT_USAGE_WINDOW = 35n * DAY;
+
+/** The longest service period a usage may have: an annual invoice in a leap year. */
+export const MAX_SERVICE_PERIOD = 366n * DAY;
+
+/** The instants a google.protobuf.Timestamp can hold (0001-01-01 to 9999-12-31), in epoch microseconds. */
+const MIN_INSTANT = -62_135_596_800_000_000n;
+const MAX_INSTANT = 253_402_300_799_999_999n;
+
+/** How Credits is tuned. */
+export interface CreditsOptions {
+  /** See {@link DEFAULT_USAGE_WINDOW}; 0 closes segments the instant they end. */
+  readonly usageWindow?: bigint;
+}
 
 const TEXT_MAX = 1024;
 const LIST_MAX = 64;
@@ -69,8 +97,13 @@ export interface UsageRequest {
   readonly contractId: string;
   readonly creditTypeId: string;
   readonly amount: bigint;
-  /** Default: now. */
-  readonly timestamp: bigint | undefined;
+  /**
+   * The service period [startingAt, endingBefore) the usage was billed for;
+   * both required. The segments in effect at startingAt pay, and their
+   * deductions are dated endingBefore (the invoice's finalisation).
+   */
+  readonly startingAt: bigint | undefined;
+  readonly endingBefore: bigint | undefined;
   /** Default: the usage id. */
   readonly invoiceId: string;
 }
@@ -130,8 +163,8 @@ export interface ListQuery {
   readonly excludeZeroBalances: boolean;
   /** The instant balances and ledgers are computed at. */
   readonly at: bigint;
-  /** Keyset cursor: balances with a greater id. */
-  readonly afterId: string;
+  /** Keyset cursor: balances created after the one with this ordinal (0n: from the first). */
+  readonly afterOrdinal: bigint;
   readonly limit: number;
 }
 
@@ -158,10 +191,24 @@ const BALANCE_TYPES: Record<string, BalanceKind> = { PREPAID_COMMIT: "PREPAID", 
  * store write (atomic, group-committed); the rules themselves are in rules.ts.
  */
 export class Credits {
+  private readonly usageWindow: bigint;
+
   constructor(
     private readonly store: CreditPort,
     private readonly clock: Clock,
-  ) {}
+    options: CreditsOptions = {},
+  ) {
+    this.usageWindow = options.usageWindow ?? DEFAULT_USAGE_WINDOW;
+    if (this.usageWindow < 0n) throw new Error("usageWindow must not be negative");
+  }
+
+  /**
+   * Segments that ended at or before this instant are closed (their closing
+   * entry is recorded) by writes at `now`: the usage window has passed.
+   */
+  private closingCutoff(now: bigint): bigint {
+    return now - this.usageWindow;
+  }
 
   /** The current time, as the ledger records it. */
   now(): bigint {
@@ -213,9 +260,10 @@ export class Credits {
       }
       await ensureAsset(tx, tenantId, asset, now);
       const balance = await insertBalance(tx, draft);
-      // After the insert, so that a schedule created with segments already
-      // ended closes them at once, with the customer's other due segments.
-      await closeDue(tx, tenantId, customerId, now);
+      // After the insert, so that a schedule created with segments that ended
+      // before the usage window closes them at once, with the customer's
+      // other due segments.
+      await closeDue(tx, tenantId, customerId, this.closingCutoff(now), now);
       return balance;
     });
   }
@@ -232,11 +280,17 @@ export class Credits {
     return this.store.write(async (tx) => {
       const b = await lockedBalance(tx, tenantId, id);
       if (b.archivedAt !== null) return b;
-      await closeDue(tx, tenantId, b.customerId, now);
-      const seg = bySegment(await tx.listCreditEntries(tenantId, b.id));
+      await closeDue(tx, tenantId, b.customerId, this.closingCutoff(now), now);
+      // An archived balance takes no more usage, so its segments that ended
+      // inside the usage window have nothing left to wait for: they expire
+      // now, dated ending_before as always (no sweep closes an archived
+      // balance later).
+      const entries = await tx.listCreditEntries(tenantId, b.id);
+      const expired = await tx.appendCreditEntries(dueClosings(b, entries, now, now));
+      const seg = bySegment([...entries, ...expired]);
       const cancels: NewCreditEntry[] = [];
       for (const s of b.segments) {
-        if (s.endingBefore <= now) continue; // closed above (or nothing was left)
+        if (s.endingBefore <= now) continue; // expired above (or nothing was left)
         const mine = seg.get(s.id);
         if (mine?.some(isClosing)) continue;
         const left = remaining(mine);
@@ -250,8 +304,8 @@ export class Credits {
 
   /**
    * Writes the closing entries of every segment that ended at or before `now`
-   * (default: the clock) and is not closed yet, in every tenant: the
-   * expiration sweeper. Call it periodically; reads compute the same entries
+   * (default: the clock) less the usage window ({@link DEFAULT_USAGE_WINDOW})
+   * and is not closed yet, in every tenant: the expiration sweeper. Call it periodically; reads compute the same entries
    * until then, so how often only decides when they are stored. Each customer
    * is one write under the customer's lock that re-reads what is due, so
    * concurrent or repeated sweeps (and credit writes, which close first) never
@@ -260,14 +314,15 @@ export class Credits {
    */
   async materialiseExpirations(now: bigint = this.clock()): Promise<number> {
     let written = 0;
+    const cutoff = this.closingCutoff(now);
     for (;;) {
-      const due = await this.store.dueCreditClosings(now, 100);
+      const due = await this.store.dueCreditClosings(cutoff, 100);
       if (due.length === 0) return written;
       let pass = 0;
       for (const d of due) {
         pass += await this.store.write(async (tx) => {
           await tx.lockAccounts(d.tenantId, [d.customerId]);
-          return closeDue(tx, d.tenantId, d.customerId, now);
+          return closeDue(tx, d.tenantId, d.customerId, cutoff, now);
         });
       }
       // Nothing written for what the store listed as due means another writer
@@ -318,7 +373,7 @@ export class Credits {
       if (!segment) throw notFound("segment", input.segmentId);
       if (b.archivedAt !== null) throw failedPrecondition("balance_archived", `balance "${b.id}" is archived`);
       if (segment.endingBefore <= now) throw failedPrecondition("segment_ended", `schedule item "${segment.id}" has ended`);
-      await closeDue(tx, tenantId, b.customerId, now);
+      await closeDue(tx, tenantId, b.customerId, this.closingCutoff(now), now);
       const mine = (await tx.listCreditEntries(tenantId, b.id)).filter((e) => e.segmentId === segment.id);
       // Closed without having ended or been archived: rolled over. What was
       // left moved to another balance, so nothing may be added here any more.
@@ -334,25 +389,45 @@ export class Credits {
 
   /**
    * Draws a usage down from the customer's applicable balances (rules.ts,
-   * planDrawDown). Idempotent by usage id: the same usage again returns the
-   * first result; a different usage under the same id is already_exists.
+   * planDrawDown): the segments in effect at the start of its service period
+   * pay, in draw order, and each deduction is dated the period's end (the
+   * invoice's finalisation; a segment that ends first takes it at its own
+   * end), so at one instant it comes before the segment's expiration.
+   *
+   * A segment ended inside the usage window still takes the deduction, and
+   * its expiration (derived on read until then) is what is left after it.
+   * Once its closing entry is recorded the amount is settled: a usage that
+   * would draw from it is refused (failed_precondition / segment_closed) and
+   * nothing is written, rather than billed to another balance.
+   *
+   * Idempotent by usage id: the same usage again returns the first result; a
+   * different usage under the same id is already_exists.
    */
   async recordUsage(tenantId: string, input: UsageRequest): Promise<UsageResult & { replayed: boolean }> {
     const now = this.clock();
     const usageId = validateIdempotencyKey(input.usageId, "usage_id");
     const customerId = validateAccountId(input.customerId, "customer_id");
+    const period = validateServicePeriod(input.startingAt, input.endingBefore);
     const usage = {
       productId: text(input.productId, "product_id"),
       productTags: list(input.productTags, "product_tags"),
       contractId: input.contractId === "" ? null : validateId(input.contractId, "contract_id"),
       asset: validateAssetCode(input.creditTypeId === "" ? DEFAULT_CREDIT_TYPE : input.creditTypeId),
       amount: requirePositiveAmount(input.amount, "amount"),
-      timestamp: input.timestamp ?? now,
+      ...period,
     };
     const invoiceId = input.invoiceId === "" ? usageId : text(input.invoiceId, "invoice_id");
-    const hash = createHash("sha256")
-      .update(JSON.stringify([customerId, usage.productId, usage.productTags, usage.contractId, usage.asset, String(usage.amount), String(usage.timestamp), invoiceId]))
-      .digest("base64url");
+    const hash = requestHash([
+      customerId,
+      usage.productId,
+      usage.productTags,
+      usage.contractId,
+      usage.asset,
+      String(usage.amount),
+      String(usage.startingAt),
+      String(usage.endingBefore),
+      invoiceId,
+    ]);
     return this.store.write(async (tx) => {
       // The lock before the usage-id check, so that twins of one usage serialise on it.
       await tx.lockAccounts(tenantId, [customerId]);
@@ -366,17 +441,30 @@ export class Credits {
         return { ...decodeUsage(prior.result), replayed: true };
       }
       if (!(await tx.getAccount(tenantId, customerId))) throw notFound("customer", customerId);
-      // Close what has ended first, so a usage recorded late (dated before a
-      // segment's end) cannot draw from a segment that has already expired.
-      await closeDue(tx, tenantId, customerId, now);
+      // Close what is past the usage window first, whether or not a sweep got
+      // there before: what a usage may draw then depends on the clock alone.
+      await closeDue(tx, tenantId, customerId, this.closingCutoff(now), now);
       const candidates = [];
       for (const balance of await tx.activeCreditBalances(tenantId, customerId)) {
         candidates.push({ balance, entries: await tx.listCreditEntries(tenantId, balance.id) });
       }
-      const result = planDrawDown(candidates, usage);
+      const { closed, ...result } = planDrawDown(candidates, usage);
+      if (closed.length > 0) {
+        const c = closed[0]!;
+        throw failedPrecondition(
+          "segment_closed",
+          `schedule item "${c.segment.id}" of balance "${c.balance.id}" was in effect at the start of the service period, but its ${c.closing.type} ` +
+            `was recorded and settled what it held: usage of that period can no longer be drawn from it (${c.amount} would have been)`,
+          { balance_id: c.balance.id, segment_id: c.segment.id },
+        );
+      }
       const byId = new Map(candidates.map((c) => [c.balance.id, c.balance]));
       await tx.appendCreditEntries(
-        result.draws.map((d) => entry(byId.get(d.balanceId)!, d.segmentId, "deduction", -d.amount, usage.timestamp, now, { invoiceId, usageId })),
+        result.draws.map((d) => {
+          const b = byId.get(d.balanceId)!;
+          const segment = b.segments.find((s) => s.id === d.segmentId)!;
+          return entry(b, d.segmentId, "deduction", -d.amount, deductionDate(segment, usage), now, { invoiceId, usageId });
+        }),
       );
       await tx.putCreditUsage({ tenantId, usageId, requestHash: hash, result: encodeUsage(result), createdAt: now });
       return { ...result, replayed: false };
@@ -438,13 +526,16 @@ export class Credits {
       const again = await replay(tx);
       if (again) return again;
       if (b.archivedAt !== null) throw failedPrecondition("balance_archived", `balance "${b.id}" is archived`);
-      // Segments that ended are closed first: they expired, they do not roll over.
-      await closeDue(tx, tenantId, b.customerId, now);
+      // Segments past the usage window are closed first: they expired, they
+      // do not roll over (nor do ended ones inside it: they are not active at `at`).
+      await closeDue(tx, tenantId, b.customerId, this.closingCutoff(now), now);
       const seg = bySegment(await tx.listCreditEntries(tenantId, b.id));
       const rolls: NewCreditEntry[] = [];
       let left = 0n;
       for (const s of b.segments) {
-        if (!isActive(s, at)) continue;
+        // A segment that has ended expires, it does not roll over, even while
+        // its usage window keeps its expiration open.
+        if (!isActive(s, at) || s.endingBefore <= now) continue;
         const mine = seg.get(s.id) ?? [];
         if (mine.some(isClosing)) continue;
         const late = mine.find((e) => e.timestamp > at && !e.type.endsWith("_MANUAL"));
@@ -472,8 +563,8 @@ export class Credits {
         createdAt: now,
       });
       const entries = await tx.appendCreditEntries(rolls);
-      // A new schedule with segments already ended closes them at once, as on create.
-      await closeDue(tx, tenantId, b.customerId, now);
+      // A new schedule with segments ended before the usage window closes them at once, as on create.
+      await closeDue(tx, tenantId, b.customerId, this.closingCutoff(now), now);
       const result = JSON.stringify({ b: balance.id, e: entries.map(encodeEntry), a: String(left) });
       await tx.putCreditManualKey({ tenantId, key: stored, requestHash: hash, result, createdAt: now });
       return { balance, entries, amount: left, replayed: false };
@@ -522,7 +613,7 @@ export class Credits {
       }
       // The usage of another customer looks like one that does not exist.
       if ([...balances.values()].some((b) => b.customerId !== customerId)) throw notFound("usage", usageId);
-      await closeDue(tx, tenantId, customerId, now);
+      await closeDue(tx, tenantId, customerId, this.closingCutoff(now), now);
       const entries = new Map<string, CreditEntry[]>();
       for (const id of balances.keys()) entries.set(id, await tx.listCreditEntries(tenantId, id));
       const ofUsage = [...entries.values()].flat().filter((e) => e.usageId === usageId);
@@ -590,14 +681,15 @@ export class Credits {
   }
 
   /**
-   * One page of a customer's balances matching the query, in id order, and
+   * One page of a customer's balances matching the query, in creation order
+   * (the store's ordinal: balances created during a walk come after it), and
    * whether more follow. Filters are applied while scanning, so a page is
    * always full unless the listing is done.
    */
   async list(tenantId: string, q: ListQuery): Promise<{ items: BalanceView[]; more: boolean }> {
     await this.requireCustomer(tenantId, q.customerId);
     const items: BalanceView[] = [];
-    let after = q.afterId;
+    let after = q.afterOrdinal;
     const batch = 100;
     for (;;) {
       const rows = q.id !== "" ? await this.byId(tenantId, q.customerId, q.id, after) : await this.store.listCreditBalances(tenantId, q.customerId, after, batch);
@@ -608,13 +700,13 @@ export class Credits {
         items.push(view);
       }
       if (q.id !== "" || rows.length < batch) return { items, more: false };
-      after = rows[rows.length - 1]!.id;
+      after = rows[rows.length - 1]!.ordinal;
     }
   }
 
-  private async byId(tenantId: string, customerId: string, id: string, after: string): Promise<CreditBalance[]> {
+  private async byId(tenantId: string, customerId: string, id: string, after: bigint): Promise<CreditBalance[]> {
     const b = await this.store.getCreditBalance(tenantId, id);
-    return b && b.customerId === customerId && b.id > after ? [b] : [];
+    return b && b.customerId === customerId && b.ordinal > after ? [b] : [];
   }
 
   private async view(tenantId: string, b: CreditBalance, q: ListQuery): Promise<BalanceView | undefined> {
@@ -651,7 +743,7 @@ export class Credits {
     }
     await this.requireCustomer(tenantId, customerId);
     let total = 0n;
-    let after = "";
+    let after = 0n;
     for (;;) {
       const rows = await this.store.listCreditBalances(tenantId, customerId, after, 500);
       for (const b of rows) {
@@ -660,7 +752,7 @@ export class Credits {
         total = checkedAdd(total, balanceAt(b, await this.store.listCreditEntries(tenantId, b.id), at), "net balance");
       }
       if (rows.length < 500) return { balance: total, asset };
-      after = rows[rows.length - 1]!.id;
+      after = rows[rows.length - 1]!.ordinal;
     }
   }
 
@@ -734,15 +826,16 @@ function requestHash(parts: unknown): string {
 }
 
 /**
- * Stores the closing entries of the customer's unarchived balances that are
- * due at `now` (rules.ts, dueClosings). The caller holds the customer's lock.
+ * Stores the closing entries of the customer's unarchived balances whose
+ * segments ended at or before `cutoff` (now less the usage window; rules.ts,
+ * dueClosings), written at `now`. The caller holds the customer's lock.
  * Returns how many were written.
  */
-async function closeDue(tx: CreditWrite, tenantId: string, customerId: string, now: bigint): Promise<number> {
+async function closeDue(tx: CreditWrite, tenantId: string, customerId: string, cutoff: bigint, now: bigint): Promise<number> {
   const due: NewCreditEntry[] = [];
   for (const b of await tx.activeCreditBalances(tenantId, customerId)) {
-    if (!b.segments.some((s) => s.endingBefore <= now)) continue;
-    due.push(...dueClosings(b, await tx.listCreditEntries(tenantId, b.id), now, now));
+    if (!b.segments.some((s) => s.endingBefore <= cutoff)) continue;
+    due.push(...dueClosings(b, await tx.listCreditEntries(tenantId, b.id), cutoff, now));
   }
   await tx.appendCreditEntries(due);
   return due.length;
@@ -782,6 +875,35 @@ function validateId(id: string, field: string): string {
     throw invalidArgument("invalid_id", `${field} must be 1-128 characters of [A-Za-z0-9_-]`, { field });
   }
   return id;
+}
+
+/**
+ * The creation-order cursor a signed page token carries (the last ordinal
+ * listed). A token signed before listings followed creation order carried an
+ * id instead: it is refused like any token that does not fit the query.
+ */
+export function ordinalCursor(cursor: string): bigint {
+  if (!/^[1-9][0-9]{0,18}$/.test(cursor)) throw invalidArgument("invalid_page_token", "page_token is invalid for this request");
+  return BigInt(cursor);
+}
+
+/**
+ * A usage's service period: both ends given and representable, the start
+ * before the end, at most {@link MAX_SERVICE_PERIOD} long. It may end after
+ * now (an invoice still open): its deductions are then dated in the future,
+ * count in balances from then, and in what a segment can still give at once.
+ */
+function validateServicePeriod(startingAt: bigint | undefined, endingBefore: bigint | undefined): { startingAt: bigint; endingBefore: bigint } {
+  const bad = (m: string) => invalidArgument("invalid_service_period", m);
+  if (startingAt === undefined || endingBefore === undefined) {
+    throw bad("starting_at and ending_before (the usage's service period) are required");
+  }
+  for (const [v, field] of [[startingAt, "starting_at"], [endingBefore, "ending_before"]] as const) {
+    if (v < MIN_INSTANT || v > MAX_INSTANT) throw invalidArgument("invalid_timestamp", `${field} is outside 0001-01-01..9999-12-31`, { field });
+  }
+  if (endingBefore <= startingAt) throw bad("ending_before must be after starting_at");
+  if (endingBefore - startingAt > MAX_SERVICE_PERIOD) throw bad("a service period may be at most 366 days long");
+  return { startingAt, endingBefore };
 }
 
 function validateSegments(input: readonly SegmentInput[]): Segment[] {

@@ -68,7 +68,7 @@ export interface CreditBalance {
   readonly segments: readonly Segment[];
   readonly archivedAt: bigint | null;
   readonly createdAt: bigint;
-  /** Creation order in the tenant (assigned by the store); the last draw-down tie-break. */
+  /** Creation order in the tenant (assigned by the store): the listing order and the last draw-down tie-break. */
   readonly ordinal: bigint;
 }
 

@@ -169,7 +169,10 @@ function cmp(a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** A usage to draw down. */
+/**
+ * A usage to draw down: what an invoice bills for one service period
+ * [startingAt, endingBefore) (start inclusive, end exclusive, like segments).
+ */
 export interface UsageInput {
   readonly productId: string;
   readonly productTags: readonly string[];
@@ -177,7 +180,21 @@ export interface UsageInput {
   readonly contractId: string | null;
   readonly asset: string;
   readonly amount: bigint;
-  readonly timestamp: bigint;
+  /** The service period's start: the segments in effect then pay. */
+  readonly startingAt: bigint;
+  /** The service period's end (exclusive): the invoice is final then. */
+  readonly endingBefore: bigint;
+}
+
+/**
+ * When a segment's deduction for a usage is dated: the end of the service
+ * period, when the invoice is final. A segment that ends inside the period
+ * takes it at its own ending_before instead, the last instant it was in
+ * effect, so that no deduction is ever dated after the segment's closing
+ * entry (which is dated ending_before too, and listed after it).
+ */
+export function deductionDate(s: Segment, u: Pick<UsageInput, "endingBefore">): bigint {
+  return u.endingBefore < s.endingBefore ? u.endingBefore : s.endingBefore;
 }
 
 /**
@@ -213,32 +230,59 @@ export function drawOrder(
 }
 
 /**
- * Plans a usage: consumes the applicable segments active at its timestamp in
- * {@link drawOrder}, each at most down to zero. Whatever is left is the
- * uncovered remainder; no segment is ever drawn below zero.
+ * What a plan would draw from a segment that is already closed: the usage
+ * cannot be recorded as it should be (see {@link planDrawDown}).
+ */
+export interface ClosedDraw {
+  readonly balance: CreditBalance;
+  readonly segment: Segment;
+  /** The closing entry that settled the segment. */
+  readonly closing: CreditEntry;
+  readonly amount: bigint;
+}
+
+/**
+ * Plans a usage: consumes the applicable segments in effect at the start of
+ * its service period in {@link drawOrder}, each at most down to zero.
+ * Whatever is left is the uncovered remainder; no segment is ever drawn below
+ * zero.
+ *
+ * A segment that was in effect then but has been closed since (its
+ * expiration, true-up or rollover is stored, dated after the period's start)
+ * takes its place in the order
+ * with what it held before it was closed: if the usage would draw from it,
+ * the plan lists that in `closed`, and the caller refuses the usage instead
+ * of billing it to the next balance or leaving it uncovered, which would
+ * charge the customer for what their balance should have paid.
  */
 export function planDrawDown(
   candidates: readonly { balance: CreditBalance; entries: readonly CreditEntry[] }[],
   u: UsageInput,
-): UsageResult {
-  const slots: { balance: CreditBalance; segment: Segment; index: number; available: bigint }[] = [];
+): UsageResult & { readonly closed: readonly ClosedDraw[] } {
+  const slots: { balance: CreditBalance; segment: Segment; index: number; available: bigint; closing: CreditEntry | undefined }[] = [];
   for (const c of candidates) {
     if (!applies(c.balance, u)) continue;
     const seg = bySegment(c.entries);
     c.balance.segments.forEach((segment, index) => {
-      if (!isActive(segment, u.timestamp)) return;
-      const available = remaining(seg.get(segment.id));
-      if (available > 0n) slots.push({ balance: c.balance, segment, index, available });
+      if (!isActive(segment, u.startingAt)) return;
+      const mine = seg.get(segment.id) ?? [];
+      const closing = mine.find(isClosing);
+      // Closed (rolled over) before the period started: no longer in effect then.
+      if (closing !== undefined && closing.timestamp <= u.startingAt) return;
+      const available = remaining(closing === undefined ? mine : mine.filter((e) => e !== closing));
+      if (available > 0n) slots.push({ balance: c.balance, segment, index, available, closing });
     });
   }
   slots.sort(drawOrder);
   let left = u.amount;
   const draws: Draw[] = [];
+  const closed: ClosedDraw[] = [];
   for (const s of slots) {
     if (left === 0n) break;
     const take = s.available < left ? s.available : left;
-    draws.push({ balanceId: s.balance.id, segmentId: s.segment.id, amount: take });
+    if (s.closing !== undefined) closed.push({ balance: s.balance, segment: s.segment, closing: s.closing, amount: take });
+    else draws.push({ balanceId: s.balance.id, segmentId: s.segment.id, amount: take });
     left -= take;
   }
-  return { draws, uncovered: left };
+  return { draws, uncovered: left, closed };
 }

@@ -32,7 +32,7 @@ export async function verifyCredits(store: CreditVerifyReader, tenantId: string)
   for (;;) {
     const accounts = await store.listAccounts(tenantId, afterAccount, 500);
     for (const a of accounts) {
-      let afterBalance = "";
+      let afterBalance = 0n;
       for (;;) {
         const balances = await store.listCreditBalances(tenantId, a.id, afterBalance, 500);
         for (const b of balances) {
@@ -42,7 +42,7 @@ export async function verifyCredits(store: CreditVerifyReader, tenantId: string)
           discrepancies.push(...checkBalance(b, entries));
         }
         if (balances.length < 500) break;
-        afterBalance = balances[balances.length - 1]!.id;
+        afterBalance = balances[balances.length - 1]!.ordinal;
       }
     }
     if (accounts.length < 500) break;

@@ -23,7 +23,8 @@ const C = {
   getByUniquenessKey: sql("get_by_uniqueness_key", "SELECT * FROM credit_balances WHERE tenant_id = $1 AND uniqueness_key = $2"),
   listByCustomer: sql(
     "list_by_customer",
-    "SELECT * FROM credit_balances WHERE tenant_id = $1 AND customer_id = $2 AND id > $3 ORDER BY id LIMIT $4",
+    // Creation order, a keyset seek on migration 9's (tenant_id, customer_id, ordinal) index.
+    "SELECT * FROM credit_balances WHERE tenant_id = $1 AND customer_id = $2 AND ordinal > $3 ORDER BY ordinal LIMIT $4",
   ),
   allOfCustomer: sql(
     "all_of_customer",
@@ -54,7 +55,7 @@ const C = {
   ),
   getUsage: sql("get_usage", "SELECT * FROM credit_usages WHERE tenant_id = $1 AND usage_id = $2"),
   putUsage: sql("put_usage", "INSERT INTO credit_usages (tenant_id, usage_id, request_hash, result, created_at) VALUES ($1, $2, $3, $4, $5)"),
-  // The sweeper's work list: segments ended, not closed, still holding something.
+  // The sweeper's work list: segments ended by the cutoff, not closed, still holding something.
   dueClosings: sql(
     "due_closings",
     `SELECT DISTINCT b.tenant_id, b.customer_id
@@ -105,9 +106,9 @@ export async function getCreditBalanceByUniquenessKey(db: Db, tenantId: string, 
   return single(db, await one(db, C.getByUniquenessKey, [tenantId, key]));
 }
 
-/** A customer's balances with id > afterId, in id order (archived included). */
-export async function listCreditBalances(db: Db, tenantId: string, customerId: string, afterId: string, limit: number): Promise<CreditBalance[]> {
-  return withSegments(db, tenantId, await all(db, C.listByCustomer, [tenantId, customerId, afterId, limit]));
+/** A customer's balances created after the one with ordinal afterOrdinal, in creation order (archived included). */
+export async function listCreditBalances(db: Db, tenantId: string, customerId: string, afterOrdinal: bigint, limit: number): Promise<CreditBalance[]> {
+  return withSegments(db, tenantId, await all(db, C.listByCustomer, [tenantId, customerId, afterOrdinal, limit]));
 }
 
 /** A customer's unarchived balances, in creation order. */
@@ -166,8 +167,8 @@ export async function putCreditUsage(db: Db, r: UsageRecord): Promise<void> {
 }
 
 /** Customers with a segment due to be closed (Store.dueCreditClosings). */
-export async function dueCreditClosings(db: Db, now: bigint, limit: number): Promise<DueCustomer[]> {
-  return (await all(db, C.dueClosings, [now, limit])).map((x) => ({ tenantId: x.tenant_id as string, customerId: x.customer_id as string }));
+export async function dueCreditClosings(db: Db, cutoff: bigint, limit: number): Promise<DueCustomer[]> {
+  return (await all(db, C.dueClosings, [cutoff, limit])).map((x) => ({ tenantId: x.tenant_id as string, customerId: x.customer_id as string }));
 }
 
 /** A stored manual-entry idempotency key, or undefined. */

@@ -9,6 +9,7 @@
  * collation: byte order, like SQLite's BINARY, so ids page and sort the same
  * on both stores whatever the database's locale.
  */
+import { CREDIT_CREATION_ORDER_MIGRATION } from "../credit-rows.js";
 export const PG_MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
   {
     version: 1,
@@ -367,4 +368,5 @@ UPDATE accounts SET effective_at = greatest(created_at, coalesce(locked_at, 0));
 ALTER TABLE accounts ALTER COLUMN effective_at DROP DEFAULT;
 `,
   },
+  CREDIT_CREATION_ORDER_MIGRATION,
 ];

@@ -629,14 +629,14 @@ export class PostgresStore implements Store {
     // Balance and segments in one snapshot, like listCreditBalances.
     return this.snapshot((db) => credit.getCreditBalance(db, tenantId, id));
   }
-  async listCreditBalances(tenantId: string, customerId: string, afterId: string, limit: number): Promise<CreditBalance[]> {
-    return this.snapshot((db) => credit.listCreditBalances(db, tenantId, customerId, afterId, limit));
+  async listCreditBalances(tenantId: string, customerId: string, afterOrdinal: bigint, limit: number): Promise<CreditBalance[]> {
+    return this.snapshot((db) => credit.listCreditBalances(db, tenantId, customerId, afterOrdinal, limit));
   }
   async listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]> {
     return this.read(() => credit.listCreditEntries(this.pool, tenantId, balanceId));
   }
-  async dueCreditClosings(now: bigint, limit: number): Promise<DueCustomer[]> {
-    return this.read(() => credit.dueCreditClosings(this.pool, now, limit));
+  async dueCreditClosings(cutoff: bigint, limit: number): Promise<DueCustomer[]> {
+    return this.read(() => credit.dueCreditClosings(this.pool, cutoff, limit));
   }
 
   async journalSums(tenantId: string): Promise<JournalSums> {

@@ -39,7 +39,8 @@ export class CreditStatements {
     const w = (sql: string) => (ro ? (undefined as unknown as Database.Statement) : db.prepare(sql));
     this.getBalance = db.prepare("SELECT * FROM credit_balances WHERE tenant_id = ? AND id = ?");
     this.getByUniquenessKey = db.prepare("SELECT * FROM credit_balances WHERE tenant_id = ? AND uniqueness_key = ?");
-    this.listByCustomer = db.prepare("SELECT * FROM credit_balances WHERE tenant_id = ? AND customer_id = ? AND id > ? ORDER BY id LIMIT ?");
+    // Creation order, a keyset seek on migration 9's (tenant_id, customer_id, ordinal) index.
+    this.listByCustomer = db.prepare("SELECT * FROM credit_balances WHERE tenant_id = ? AND customer_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?");
     this.allOfCustomer = db.prepare("SELECT * FROM credit_balances WHERE tenant_id = ? AND customer_id = ? AND archived_at IS NULL ORDER BY ordinal");
     this.segmentsOf = db.prepare("SELECT * FROM credit_segments WHERE tenant_id = ? AND balance_id = ? ORDER BY position");
     this.segmentExists = db.prepare("SELECT 1 AS x FROM credit_segments WHERE tenant_id = ? AND id = ?");
@@ -60,7 +61,7 @@ export class CreditStatements {
     );
     this.getUsage = db.prepare("SELECT * FROM credit_usages WHERE tenant_id = ? AND usage_id = ?");
     this.putUsage = w("INSERT INTO credit_usages (tenant_id, usage_id, request_hash, result, created_at) VALUES (?, ?, ?, ?, ?)");
-    // The sweeper's work list: segments ended, not closed, still holding something.
+    // The sweeper's work list: segments ended by the cutoff, not closed, still holding something.
     this.dueClosings = db.prepare(
       `SELECT DISTINCT b.tenant_id, b.customer_id
        FROM credit_segments s
@@ -115,8 +116,8 @@ export class CreditStatements {
   }
 
   /** The sweeper's work list (Store.dueCreditClosings). */
-  due(now: bigint, limit: number): DueCustomer[] {
-    return (this.dueClosings.all(now, BigInt(limit)) as { tenant_id: string; customer_id: string }[]).map((x) => ({
+  due(cutoff: bigint, limit: number): DueCustomer[] {
+    return (this.dueClosings.all(cutoff, BigInt(limit)) as { tenant_id: string; customer_id: string }[]).map((x) => ({
       tenantId: x.tenant_id,
       customerId: x.customer_id,
     }));

@@ -5,6 +5,7 @@
  * Every table is STRICT, so an int64 that overflowed could never be stored as a
  * REAL; every amount and time column is INTEGER (int64, read back as bigint).
  */
+import { CREDIT_CREATION_ORDER_MIGRATION } from "../credit-rows.js";
 export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
   {
     version: 1,
@@ -351,4 +352,5 @@ ALTER TABLE accounts ADD COLUMN effective_at INTEGER NOT NULL DEFAULT 0;
 UPDATE accounts SET effective_at = max(created_at, coalesce(locked_at, 0));
 `,
   },
+  CREDIT_CREATION_ORDER_MIGRATION,
 ];

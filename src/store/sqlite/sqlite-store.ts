@@ -337,15 +337,15 @@ export class SqliteStore implements Store {
   async getCreditBalance(tenantId: string, id: string): Promise<CreditBalance | undefined> {
     return this.cr.balance(this.cr.getBalance.get(tenantId, id));
   }
-  async listCreditBalances(tenantId: string, customerId: string, afterId: string, limit: number): Promise<CreditBalance[]> {
+  async listCreditBalances(tenantId: string, customerId: string, afterOrdinal: bigint, limit: number): Promise<CreditBalance[]> {
     // One read transaction, so balances and their segments are one snapshot.
-    return this.reader.transaction(() => this.cr.listByCustomer.all(tenantId, customerId, afterId, limit).map((x) => this.cr.balance(x)!)).deferred();
+    return this.reader.transaction(() => this.cr.listByCustomer.all(tenantId, customerId, afterOrdinal, limit).map((x) => this.cr.balance(x)!)).deferred();
   }
   async listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]> {
     return this.cr.entries(tenantId, balanceId);
   }
-  async dueCreditClosings(now: bigint, limit: number): Promise<DueCustomer[]> {
-    return this.cr.due(now, limit);
+  async dueCreditClosings(cutoff: bigint, limit: number): Promise<DueCustomer[]> {
+    return this.cr.due(cutoff, limit);
   }
 
   async journalSums(tenantId: string): Promise<JournalSums> {
