@@ -6,7 +6,6 @@
  * other write of the same commit lands exactly once. Runs on SQLite and, in
  * the postgres project, on PostgreSQL.
  */
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Access } from "../src/domain/access.js";
 import { Ledger } from "../src/domain/ledger.js";
@@ -14,8 +13,7 @@ import type { TransferResult } from "../src/domain/ledger.js";
 import type { Store } from "../src/domain/store.js";
 import { PostgresStore } from "../src/store/postgres/postgres-store.js";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
-import { freshPgUrl, testStore } from "./support/postgres.js";
-import { tempDir } from "./support/server.js";
+import { openDomainStore } from "./support/domain-store.js";
 import { payment } from "./support/transfer-input.js";
 
 let store: Store;
@@ -23,19 +21,7 @@ let ledger: Ledger;
 let cleanup: () => Promise<void>;
 
 beforeAll(async () => {
-  if (testStore() === "postgres") {
-    const pgStore = await PostgresStore.open({ url: freshPgUrl("batch") });
-    store = pgStore;
-    cleanup = () => pgStore.close();
-  } else {
-    const { dir, remove } = tempDir();
-    const sqlite = SqliteStore.open({ path: join(dir, "tally.db") });
-    store = sqlite;
-    cleanup = async () => {
-      await sqlite.close();
-      remove();
-    };
-  }
+  ({ store, close: cleanup } = await openDomainStore("batch"));
   ledger = new Ledger({ store });
   await new Access(store, () => ledger.now()).createTenant({ id: "t1", name: "t1" });
 });

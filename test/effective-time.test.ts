@@ -7,18 +7,14 @@
  * changes nothing. The ledger's clock is the test's, so nothing depends on
  * the machine's speed.
  */
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Access } from "../src/domain/access.js";
 import { LedgerError } from "../src/domain/errors.js";
 import { Ledger } from "../src/domain/ledger.js";
 import { effectiveTime, formatMicros } from "../src/domain/effective-time.js";
 import type { Store } from "../src/domain/store.js";
-import { PostgresStore } from "../src/store/postgres/postgres-store.js";
-import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
-import { freshPgUrl, testStore } from "./support/postgres.js";
 import { seededRandom } from "./support/seeded-random.js";
-import { tempDir } from "./support/server.js";
+import { openDomainStore } from "./support/domain-store.js";
 import { payment } from "./support/transfer-input.js";
 
 const T0 = 1_700_000_000_000_000n; // 2023-11-14, in µs
@@ -28,19 +24,7 @@ let ledger: Ledger;
 let cleanup: () => Promise<void>;
 
 beforeAll(async () => {
-  if (testStore() === "postgres") {
-    const pg = await PostgresStore.open({ url: freshPgUrl("effective") });
-    store = pg;
-    cleanup = () => pg.close();
-  } else {
-    const { dir, remove } = tempDir();
-    const sqlite = SqliteStore.open({ path: join(dir, "tally.db") });
-    store = sqlite;
-    cleanup = async () => {
-      await sqlite.close();
-      remove();
-    };
-  }
+  ({ store, close: cleanup } = await openDomainStore("effective"));
   ledger = new Ledger({ store, clock: () => clock });
   await new Access(store, () => clock).createTenant({ id: "t1", name: "t1" });
 });
