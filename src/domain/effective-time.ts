@@ -1,4 +1,5 @@
 import { failedPrecondition, invalidArgument } from "./errors.js";
+import { formatMicros } from "./micros.js";
 
 /**
  * The effective-time rule, after TigerBeetle's imported events: a write may
@@ -46,16 +47,4 @@ export function effectiveTime(requested: bigint | undefined, now: bigint, floors
 export function requireReadableTime(asOf: bigint, now: bigint): bigint {
   if (asOf > now) throw invalidArgument("as_of_in_future", `as_of ${formatMicros(asOf)} is in the future (the ledger's time is ${formatMicros(now)})`);
   return asOf;
-}
-
-/** Epoch microseconds as RFC 3339 with six fractional digits, for messages. */
-export function formatMicros(us: bigint): string {
-  let seconds = us / 1_000_000n;
-  let micros = us % 1_000_000n;
-  if (micros < 0n) {
-    micros += 1_000_000n;
-    seconds -= 1n;
-  }
-  const base = new Date(Number(seconds) * 1000).toISOString().slice(0, 19);
-  return `${base}.${micros.toString().padStart(6, "0")}Z`;
 }

@@ -16,15 +16,11 @@ import {
 } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import type { Account, Balance, EntryView, Transfer } from "../domain/model.js";
 import { invalidArgument } from "../domain/errors.js";
+import { splitMicros } from "../domain/micros.js";
 
 /** Epoch microseconds to a Timestamp, exactly. */
 export function timestampFromMicros(us: bigint): Timestamp {
-  let seconds = us / 1_000_000n;
-  let micros = us % 1_000_000n;
-  if (micros < 0n) {
-    micros += 1_000_000n;
-    seconds -= 1n;
-  }
+  const { seconds, micros } = splitMicros(us);
   return create(TimestampSchema, { seconds, nanos: Number(micros) * 1000 });
 }
 
