@@ -14,6 +14,7 @@ import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { PostgresStore } from "./store/postgres/postgres-store.js";
 import type { Store } from "./domain/store.js";
 import { jsonLogger } from "./transport/log.js";
+import { exportCommand, importCommand } from "./cli-journal.js";
 
 const USAGE = `usage: tally <command> [flags]
 
@@ -24,6 +25,11 @@ commands:
                             create a tenant and print its admin key (shown once)
   key create --tenant ID (--admin | --account ACCOUNT_ID) [--label TEXT]
                             issue an API key and print it (shown once)
+  export [--tenant ID]... [--out FILE]
+                            write the journal (tenants, assets, accounts, transfers, holds,
+                            freezes, effective times) as NDJSON to stdout or FILE
+  import [--tenant ID] [--batch N] [--no-verify] FILE|-
+                            read an export through the ledger's rules (idempotent), then verify
   credential create --tenant ID --kind KIND [--account ID] [--org ID] [--scope S]...
                     [--public-key BASE64] [--id ID] [--label TEXT]
                             issue a REST dialect credential and print it (secret shown once)
@@ -52,6 +58,10 @@ export async function runCli(argv: string[]): Promise<number> {
         return await key(rest);
       case "credential":
         return await credential(rest);
+      case "export":
+        return await exportCommand(rest, openStore);
+      case "import":
+        return await importCommand(rest, openStore);
       case undefined:
       case "help":
       case "--help":

@@ -6,7 +6,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
+import { LedgerService, TransferStatus } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { refused } from "./support/ledger-kit.js";
 import { PROTOCOLS, clientFor, startTestServer } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
@@ -63,6 +63,27 @@ describe.each(PROTOCOLS)("over %s", (protocol) => {
     const future = await refused(client.getBalance({ accountId: id, asset: "USD", asOf: at("2999-01-01T00:00:00Z") }));
     expect([future.code, future.reason]).toEqual([Code.InvalidArgument, "as_of_in_future"]);
     expect((await client.getBalance({ accountId: id, asset: "USD" })).balance?.posted).toBe(105n);
+  });
+
+  it("settles holds at a past effective time, never before the hold", async () => {
+    const client = clientFor(LedgerService, server.url, protocol, server.adminKey);
+    const id = `holds-${protocol}`;
+    await client.createAccount({ id, effectiveAt: at("2024-01-01T00:00:00Z") });
+    const hold = async (key: string) =>
+      (await client.postTransfer({ idempotencyKey: `${key}-${protocol}`, debitAccountId: "@world", creditAccountId: id, asset: "USD", amount: 50n, pending: true, effectiveAt: at("2024-03-01T00:00:00Z") })).transfer!;
+    const h1 = await hold("hold1");
+    const h2 = await hold("hold2");
+    const tooEarly = await refused(client.postPendingTransfer({ transferId: h1.id, effectiveAt: at("2024-02-01T00:00:00Z") }));
+    expect([tooEarly.code, tooEarly.reason]).toEqual([Code.FailedPrecondition, "effective_at_too_early"]);
+    const posted = await client.postPendingTransfer({ transferId: h1.id, amount: 20n, effectiveAt: at("2024-03-02T00:00:00Z") });
+    expect([posted.transfer?.status, posted.transfer?.postedAmount]).toEqual([TransferStatus.POSTED, 20n]);
+    const future = await refused(client.voidPendingTransfer({ transferId: h2.id, effectiveAt: at("2999-01-01T00:00:00Z") }));
+    expect([future.code, future.reason]).toEqual([Code.InvalidArgument, "effective_at_in_future"]);
+    await client.voidPendingTransfer({ transferId: h2.id, effectiveAt: at("2024-03-03T00:00:00Z") });
+    const asOf = async (iso: string) => (await client.getBalance({ accountId: id, asset: "USD", asOf: at(iso) })).balance!;
+    expect([(await asOf("2024-03-01T12:00:00Z")).posted, (await asOf("2024-03-01T12:00:00Z")).pendingIn]).toEqual([0n, 100n]);
+    expect([(await asOf("2024-03-02T12:00:00Z")).posted, (await asOf("2024-03-02T12:00:00Z")).pendingIn]).toEqual([20n, 50n]);
+    expect([(await asOf("2024-03-03T00:00:00Z")).posted, (await asOf("2024-03-03T00:00:00Z")).pendingIn]).toEqual([20n, 0n]);
   });
 });
 

@@ -29,6 +29,14 @@ export interface AccountIdRule {
   check(id: string): void;
 }
 
+/** Transfer ids an import brings: the same form as client-chosen account ids (generated ones are `tr_` + base32). */
+export function validateTransferId(id: string, field = "transfer_id"): string {
+  if (!CLIENT_ID.test(id)) {
+    throw invalidArgument("invalid_transfer_id", `${field} must be 1-128 characters of [A-Za-z0-9_-], got ${JSON.stringify(truncate(id))}`, { field });
+  }
+  return id;
+}
+
 /** Account ids as they may appear in a transfer: client ids or system ids. */
 export function validateAccountRef(id: string, field: string): string {
   if (id === WORLD_ACCOUNT_ID) return id;

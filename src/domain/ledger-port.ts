@@ -42,6 +42,27 @@ export interface EntryTailQuery {
   readonly limit: number;
 }
 
+/**
+ * One write in a tenant's journal, as an export replays it: the credit-side
+ * entry of a transfer's creation or settlement (its status, amount and
+ * effective time), with what the transfer was asked for.
+ */
+export interface JournalWrite {
+  readonly entry: Entry;
+  readonly transfer: {
+    readonly id: string;
+    readonly idempotencyKey: string;
+    readonly debitAccountId: string;
+    readonly creditAccountId: string;
+    readonly asset: string;
+    /** The amount asked for (a hold's reservation), not what was posted. */
+    readonly amount: bigint;
+    readonly kind: string;
+    readonly note: string;
+    readonly metadata: Readonly<Record<string, string>>;
+  };
+}
+
 /** The journal's sums for one (account, asset), as the store added them up. */
 export interface JournalSum {
   readonly accountId: string;
@@ -109,6 +130,13 @@ export interface LedgerReader {
   postedEntriesPage(query: PostedEntryPageQuery): Promise<EntryView[]>;
   /** Entries of an account with sequence > afterSequence, oldest first. */
   entriesAfter(query: EntryTailQuery): Promise<EntryView[]>;
+  /**
+   * The tenant's journal writes with sequence > afterSequence, oldest first:
+   * one per transfer creation or settlement (see {@link JournalWrite}).
+   */
+  journalWrites(tenantId: string, afterSequence: bigint, limit: number): Promise<JournalWrite[]>;
+  /** The highest committed sequence of the whole journal (0n when empty): where an export stops. */
+  journalHead(): Promise<bigint>;
   /** The last entry of (account, asset) with sequence <= atSequence. */
   lastEntryAtOrBefore(tenantId: string, accountId: string, asset: string, atSequence: bigint): Promise<Entry | undefined>;
   /**

@@ -5,7 +5,7 @@ import type { BalanceFeed } from "./feed.js";
 import { LocalBalanceFeed } from "./feed.js";
 import type { EffectiveFloor } from "./effective-time.js";
 import { effectiveTime, requireReadableTime } from "./effective-time.js";
-import { WORLD_ACCOUNT_ID, newId, validateAccountId, validateAccountRef } from "./ids.js";
+import { WORLD_ACCOUNT_ID, newId, validateAccountId, validateAccountRef, validateTransferId } from "./ids.js";
 import type { AccountIdRule } from "./ids.js";
 import type {
   Account,
@@ -58,6 +58,11 @@ export interface TransferInput {
   readonly pending: boolean;
   /** When it took effect, if not now (backdated; see effective-time.ts). */
   readonly effectiveAt?: bigint | undefined;
+  /**
+   * The transfer's id, when it already has one: an import keeps the ids of
+   * the ledger it brings in. No API sets it; new transfers get a new id.
+   */
+  readonly id?: string | undefined;
 }
 
 /** A transfer and whether it is the stored answer to an earlier identical request. */
@@ -322,7 +327,10 @@ export class Ledger {
     }
     requireWithinOverdraft(debit, dNext, amount);
     const status = input.pending ? "PENDING" : "POSTED";
-    const transferId = newId("tr");
+    const transferId = input.id ?? newId("tr");
+    if (input.id !== undefined && (await tx.getTransfer(tenantId, input.id))) {
+      throw new LedgerError("already_exists", "transfer_exists", `transfer "${input.id}" already exists`, { transfer_id: input.id });
+    }
     const [de, ce] = await this.appendPair(tx, {
       tenantId,
       transferId,
@@ -366,17 +374,23 @@ export class Ledger {
    * an already posted transfer for the same amount returns it unchanged, so a
    * retried post is harmless.
    */
-  async postPending(tenantId: string, transferId: string, amount: bigint): Promise<Transfer> {
+  async postPending(tenantId: string, transferId: string, amount: bigint, effectiveAt?: bigint): Promise<Transfer> {
     if (!isInt64(amount) || amount < 0n) throw invalidArgument("invalid_amount", "amount must be zero (the full amount) or positive");
-    return this.settle(tenantId, transferId, "POSTED", amount);
+    return this.settle(tenantId, transferId, "POSTED", amount, effectiveAt);
   }
 
   /** Releases a pending transfer. Voiding a voided transfer returns it unchanged. */
-  async voidPending(tenantId: string, transferId: string): Promise<Transfer> {
-    return this.settle(tenantId, transferId, "VOIDED", 0n);
+  async voidPending(tenantId: string, transferId: string, effectiveAt?: bigint): Promise<Transfer> {
+    return this.settle(tenantId, transferId, "VOIDED", 0n, effectiveAt);
   }
 
-  private async settle(tenantId: string, transferId: string, to: "POSTED" | "VOIDED", requested: bigint): Promise<Transfer> {
+  private async settle(
+    tenantId: string,
+    transferId: string,
+    to: "POSTED" | "VOIDED",
+    requested: bigint,
+    effectiveAt: bigint | undefined,
+  ): Promise<Transfer> {
     if (transferId === "") throw invalidArgument("missing_transfer_id", "transfer_id is required");
     let changed = false;
     const transfer = await this.store.write(async (tx) => {
@@ -400,8 +414,14 @@ export class Ledger {
       const now = this.clock();
       const d = (await tx.getBalance(tenantId, t.debitAccountId, t.asset))!;
       const c = (await tx.getBalance(tenantId, t.creditAccountId, t.asset))!;
-      // Settled now: no effective time of its own, but never before what it touches.
-      const at = effectiveTime(undefined, now, [...floorsOf(debit, credit, d, c), { at: t.effectiveAt, accountId: t.debitAccountId }]);
+      // Never before what it touches, nor before the hold it settles.
+      const floors = [...floorsOf(debit, credit, d, c), { at: t.effectiveAt, accountId: t.debitAccountId }];
+      if (effectiveAt !== undefined) {
+        for (const a of [debit, credit]) {
+          if (a.id !== WORLD_ACCOUNT_ID) floors.push({ at: await tx.latestBalanceTime(tenantId, a.id), accountId: a.id });
+        }
+      }
+      const at = effectiveTime(effectiveAt, now, floors);
       const moved = to === "POSTED" ? amount : 0n;
       const dNext = {
         ...d,
@@ -678,6 +698,7 @@ function normalizeTransfer(input: TransferInput, prefix: string): TransferInput 
     metadata: validateMetadata(input.metadata, `${prefix}metadata`),
     pending: input.pending,
     effectiveAt: input.effectiveAt,
+    id: input.id === undefined ? undefined : validateTransferId(input.id, `${prefix}id`),
   };
 }
 

@@ -11,6 +11,7 @@ export type {
   EntryTailQuery,
   JournalSum,
   JournalSums,
+  JournalWrite,
   LedgerReader,
   LedgerTx,
   PostedEntryPageQuery,

@@ -39,7 +39,7 @@ export function replayedTransfer(current: Transfer, record: IdempotencyRecord): 
 
 /**
  * A digest of everything that defines a transfer request (its effective
- * time included: the same key with another effective time is another request). Two requests with
+ * time and an imported id included: the same key with another effective time is another request). Two requests with
  * one idempotency key are "the same request" exactly when their digests match.
  * Metadata keys are sorted so that map order on the wire does not matter.
  */
@@ -53,6 +53,7 @@ export function transferRequestHash(input: {
   metadata: Readonly<Record<string, string>>;
   pending: boolean;
   effectiveAt?: bigint | undefined;
+  id?: string | undefined;
 }): string {
   const metadata = Object.keys(input.metadata)
     .sort()
@@ -70,6 +71,8 @@ export function transferRequestHash(input: {
     // Only when given, so every request without one keeps the digest it had
     // before effective times existed (a replay of an old key still matches).
     ...(input.effectiveAt === undefined ? [] : [input.effectiveAt.toString()]),
+    // An imported transfer's own id (an object, so it can never read as an effective time).
+    ...(input.id === undefined ? [] : [{ id: input.id }]),
   ]);
   return createHash("sha256").update(canonical).digest("base64url");
 }

@@ -101,12 +101,12 @@ export function registerLedgerService(router: ConnectRouter, deps: LedgerService
 
     async postPendingTransfer(req, ctx) {
       const tenantId = admin(ctx);
-      return { transfer: transferToProto(await ledger.postPending(tenantId, req.transferId, req.amount)) };
+      return { transfer: transferToProto(await ledger.postPending(tenantId, req.transferId, req.amount, microsFromTimestamp(req.effectiveAt, "effective_at"))) };
     },
 
     async voidPendingTransfer(req, ctx) {
       const tenantId = admin(ctx);
-      return { transfer: transferToProto(await ledger.voidPending(tenantId, req.transferId)) };
+      return { transfer: transferToProto(await ledger.voidPending(tenantId, req.transferId, microsFromTimestamp(req.effectiveAt, "effective_at"))) };
     },
 
     async getTransfer(req, ctx) {

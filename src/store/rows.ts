@@ -1,5 +1,5 @@
 import type { Asset } from "../domain/asset.js";
-import type { AccountBalance, JournalSum, RunningSum } from "../domain/store.js";
+import type { AccountBalance, JournalSum, JournalWrite, RunningSum } from "../domain/store.js";
 import type {
   Account,
   ApiKeyRecord,
@@ -169,6 +169,26 @@ export function entry(r: unknown): Entry {
 export function entryView(r: unknown): EntryView {
   const x = r as Row;
   return { ...entry(r), kind: str(x.kind), note: str(x.note), metadata: JSON.parse(str(x.metadata)) as Record<string, string> };
+}
+
+/** A row of the journal-writes query: entry columns, then the transfer's request columns. */
+export function journalWrite(r: unknown): JournalWrite {
+  const x = r as Row;
+  const e = entry(r);
+  return {
+    entry: e,
+    transfer: {
+      id: e.transferId,
+      idempotencyKey: str(x.idempotency_key),
+      debitAccountId: str(x.debit_account_id),
+      creditAccountId: str(x.credit_account_id),
+      asset: e.asset,
+      amount: big(x.transfer_amount),
+      kind: str(x.kind),
+      note: str(x.note),
+      metadata: JSON.parse(str(x.metadata)) as Record<string, string>,
+    },
+  };
 }
 
 export function idempotency(r: unknown): IdempotencyRecord | undefined {

@@ -14,13 +14,14 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `tally <args>` (`node --import tsx src/main.ts`) as a child process, killed after `timeoutMs`. */
-export function runTallyCli(args: string[], timeoutMs = 30_000): Promise<CliResult> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+/** Runs `tally <args>` (`node --import tsx src/main.ts`) as a child process, killed after `timeoutMs`; `input` is its stdin. */
+export function runTallyCli(args: string[], timeoutMs = 30_000, input?: string): Promise<CliResult> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", ...args], { cwd: REPO_ROOT, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+  if (input !== undefined) child.stdin!.end(input);
   let stdout = "";
   let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   return new Promise((resolve, reject) => {
     child.once("error", reject);

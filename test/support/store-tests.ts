@@ -30,4 +30,5 @@ export const STORE_TESTS: readonly string[] = [
   "test/batch-failure.test.ts",
   "test/effective-time.test.ts",
   "test/posted-ordinal.test.ts",
+  "test/journal-file.test.ts",
 ];

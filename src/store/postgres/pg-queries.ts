@@ -189,6 +189,13 @@ export const Q = {
     "entries_after_asset",
     `${ENTRY_VIEW} WHERE e.tenant_id = $1 AND e.account_id = $2 AND e.asset = $3 AND e.sequence > $4 ORDER BY e.sequence LIMIT $5`,
   ),
+  journalWrites: sql(
+    "journal_writes",
+    `SELECT ${ENTRY_COLUMNS}, t.idempotency_key, t.debit_account_id, t.credit_account_id, t.amount AS transfer_amount,
+       t.kind, t.note, t.metadata
+     FROM entries e JOIN transfers t ON t.tenant_id = e.tenant_id AND t.id = e.transfer_id
+     WHERE e.tenant_id = $1 AND e.sequence > $2 AND e.direction = 'credit' ORDER BY e.sequence LIMIT $3`,
+  ),
   lastEntryAtOrBefore: sql(
     "last_entry_at_or_before",
     `SELECT ${ENTRY_COLUMNS} FROM entries e WHERE e.tenant_id = $1 AND e.account_id = $2 AND e.asset = $3 AND e.sequence <= $4

@@ -21,6 +21,7 @@ import type {
   Store,
   WriteOptions,
   WriteTx,
+  JournalWrite,
 } from "../../domain/store.js";
 import * as rows from "../rows.js";
 import * as credit from "./credit-queries.js";
@@ -572,6 +573,12 @@ export class PostgresStore implements Store {
           : await all(this.pool, Q.entriesAfterAsset, [q.tenantId, q.accountId, q.asset, q.afterSequence, q.limit]);
       return list.map(rows.entryView);
     });
+  }
+  async journalWrites(tenantId: string, afterSequence: bigint, limit: number): Promise<JournalWrite[]> {
+    return this.read(async () => (await all(this.pool, Q.journalWrites, [tenantId, afterSequence, limit])).map(rows.journalWrite));
+  }
+  async journalHead(): Promise<bigint> {
+    return this.read(async () => (await one(this.pool, Q.headSequence, []))!.head as bigint);
   }
   async lastEntryAtOrBefore(tenantId: string, accountId: string, asset: string, at: bigint): Promise<Entry | undefined> {
     return this.read(async () => {

@@ -12,7 +12,7 @@ import type {
   Tenant,
   Transfer,
 } from "../../domain/model.js";
-import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, PostedEntryPageQuery, Store, WriteTx } from "../../domain/store.js";
+import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, JournalWrite, PostedEntryPageQuery, Store, WriteTx } from "../../domain/store.js";
 import { MIGRATIONS } from "./migrations.js";
 import { SqliteStatements } from "./statements.js";
 import { SqliteBatchTx } from "./batch-tx.js";
@@ -295,6 +295,12 @@ export class SqliteStore implements Store {
         : this.r.entriesAfterAsset.all(q.tenantId, q.accountId, q.asset, q.afterSequence, q.limit);
     return list.map(rows.entryView);
   }
+  async journalWrites(tenantId: string, afterSequence: bigint, limit: number): Promise<JournalWrite[]> {
+    return this.r.journalWrites.all(tenantId, afterSequence, limit).map(rows.journalWrite);
+  }
+  async journalHead(): Promise<bigint> {
+    return (this.r.headSequence.get() as { head: bigint }).head;
+  }
   async lastEntryAtOrBefore(tenantId: string, accountId: string, asset: string, at: bigint): Promise<Entry | undefined> {
     const row = this.r.lastEntryAtOrBefore.get(tenantId, accountId, asset, at);
     return row === undefined ? undefined : rows.entry(row);
@@ -308,7 +314,7 @@ export class SqliteStore implements Store {
   }
   async watchPoint(): Promise<bigint> {
     // One writer commits in sequence order: the head (highest committed sequence, 0n when empty) is always a safe start.
-    return (this.r.headSequence.get() as { head: bigint }).head;
+    return this.journalHead();
   }
   async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
     // All synchronous: no commit can fall between the version check, the read and the caching.

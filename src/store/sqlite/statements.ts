@@ -4,6 +4,16 @@ const ENTRY_COLUMNS = `e.sequence, e.tenant_id, e.transfer_id, e.account_id, e.c
   e.status, e.amount, e.pending_change, e.posted_after, e.pending_in_after, e.pending_out_after, e.created_at, e.effective_at`;
 const ENTRY_VIEW = `SELECT ${ENTRY_COLUMNS}, t.kind, t.note, t.metadata
   FROM entries e JOIN transfers t ON t.tenant_id = e.tenant_id AND t.id = e.transfer_id`;
+/**
+ * A tenant's journal writes: the credit side of each, with the transfer as it
+ * was asked for (see rows.journalWrite). `+e.tenant_id` keeps SQLite off the
+ * (tenant, account, sequence) index, which would sort the tenant's whole
+ * journal for every page: a range of the rowid (the sequence) is one seek.
+ */
+const JOURNAL_WRITES = `SELECT ${ENTRY_COLUMNS}, t.idempotency_key, t.debit_account_id, t.credit_account_id, t.amount AS transfer_amount,
+  t.kind, t.note, t.metadata
+  FROM entries e JOIN transfers t ON t.tenant_id = e.tenant_id AND t.id = e.transfer_id
+  WHERE +e.tenant_id = ? AND e.sequence > ? AND e.direction = 'credit' ORDER BY e.sequence LIMIT ?`;
 
 /** Every statement the store runs, prepared once per connection. */
 export class SqliteStatements {
@@ -43,6 +53,7 @@ export class SqliteStatements {
   readonly postedEntriesPage;
   readonly entriesAfter;
   readonly entriesAfterAsset;
+  readonly journalWrites;
   readonly lastEntryAtOrBefore;
   readonly assetsAtOrBefore;
   readonly lastEntryEffectiveBy;
@@ -148,6 +159,7 @@ export class SqliteStatements {
     this.entriesAfterAsset = db.prepare(
       `${ENTRY_VIEW} WHERE e.tenant_id = ? AND e.account_id = ? AND e.asset = ? AND e.sequence > ? ORDER BY e.sequence LIMIT ?`,
     );
+    this.journalWrites = db.prepare(JOURNAL_WRITES);
     this.lastEntryAtOrBefore = db.prepare(
       `SELECT ${ENTRY_COLUMNS} FROM entries e WHERE e.tenant_id = ? AND e.account_id = ? AND e.asset = ? AND e.sequence <= ?
        ORDER BY e.sequence DESC LIMIT 1`,
