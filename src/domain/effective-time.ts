@@ -30,9 +30,7 @@ export function effectiveTime(requested: bigint | undefined, now: bigint, floors
   let floor: EffectiveFloor | undefined;
   for (const f of floors) if (floor === undefined || f.at > floor.at) floor = f;
   if (requested === undefined) return floor !== undefined && floor.at > now ? floor.at : now;
-  if (requested > now) {
-    throw invalidArgument("effective_at_in_future", `effective_at ${formatMicros(requested)} is in the future (the ledger's time is ${formatMicros(now)})`);
-  }
+  refuseFuture(requested, now);
   if (floor !== undefined && requested < floor.at) {
     throw failedPrecondition(
       "effective_at_too_early",
@@ -41,6 +39,13 @@ export function effectiveTime(requested: bigint | undefined, now: bigint, floors
     );
   }
   return requested;
+}
+
+/** Refuses an effective time after the ledger's clock: invalid_argument / effective_at_in_future. */
+export function refuseFuture(requested: bigint, now: bigint): void {
+  if (requested > now) {
+    throw invalidArgument("effective_at_in_future", `effective_at ${formatMicros(requested)} is in the future (the ledger's time is ${formatMicros(now)})`);
+  }
 }
 
 /** Checks an `as_of` read time: a past or present instant. */

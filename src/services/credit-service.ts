@@ -13,7 +13,7 @@ import type { BalanceInput, BalanceView, Credits, SegmentInput } from "../domain
 import type { CreditBalance, CreditEntry } from "../domain/credits/model.js";
 import { invalidArgument } from "../domain/errors.js";
 import { validatePageSize } from "../domain/validate.js";
-import { timestampFromMicros } from "./convert.js";
+import { microsFromTimestamp, timestampFromMicros } from "./convert.js";
 import type { PageTokens } from "../domain/page-token.js";
 import { ordinalCursor } from "../domain/credits/credits.js";
 import { principalOf, requireAccountRead, requireAdmin } from "./principal.js";
@@ -51,19 +51,20 @@ export function registerCreditService(router: ConnectRouter, deps: CreditService
       if (req.type !== "PREPAID" && req.type !== "POSTPAID") {
         throw invalidArgument("invalid_commit_type", "type must be PREPAID or POSTPAID");
       }
-      const b = await credits.create(tenantId, req.type, balanceInput(req.balance));
+      const b = await credits.create(tenantId, req.type, balanceInput(req.balance, req.effectiveAt));
       return { commit: await toProto(credits, tenantId, { balance: b }) };
     },
 
     async createCredit(req, ctx) {
       const tenantId = admin(ctx);
-      const b = await credits.create(tenantId, "CREDIT", balanceInput(req.balance));
+      const b = await credits.create(tenantId, "CREDIT", balanceInput(req.balance, req.effectiveAt));
       return { credit: await toProto(credits, tenantId, { balance: b }) };
     },
 
     async archiveBalance(req, ctx) {
       const tenantId = admin(ctx);
-      return { balance: await toProto(credits, tenantId, { balance: await credits.archive(tenantId, req.id) }) };
+      const b = await credits.archive(tenantId, req.id, microsFromTimestamp(req.effectiveAt, "effective_at"));
+      return { balance: await toProto(credits, tenantId, { balance: b }) };
     },
 
     async addManualLedgerEntry(req, ctx) {
@@ -106,6 +107,7 @@ export function registerCreditService(router: ConnectRouter, deps: CreditService
         endingBefore: micros(req.endingBefore, "ending_before"),
         segments: segmentInputs(req.scheduleItems),
         idempotencyKey: req.idempotencyKey,
+        effectiveAt: microsFromTimestamp(req.effectiveAt, "effective_at"),
       });
       return {
         balance: await toProto(credits, tenantId, { balance: r.balance }),
@@ -123,6 +125,7 @@ export function registerCreditService(router: ConnectRouter, deps: CreditService
         amount: req.amount,
         invoiceId: req.invoiceId,
         idempotencyKey: req.idempotencyKey,
+        effectiveAt: microsFromTimestamp(req.effectiveAt, "effective_at"),
       });
       return { credits: r.credits.map((c) => ({ ...c })), uncredited: r.uncredited, replayed: r.replayed };
     },
@@ -193,7 +196,8 @@ function micros(t: Timestamp | undefined, field: string): bigint | undefined {
   return t.seconds * 1_000_000n + BigInt(t.nanos / 1000);
 }
 
-function balanceInput(m: BalanceInputMsg | undefined): BalanceInput {
+/** A create request's balance, with the request's effective_at (as the ledger reads it: whole microseconds, from 1970). */
+function balanceInput(m: BalanceInputMsg | undefined, effectiveAt: Timestamp | undefined): BalanceInput {
   if (!m) throw invalidArgument("missing_balance", "balance is required");
   return {
     customerId: m.customerId,
@@ -209,6 +213,7 @@ function balanceInput(m: BalanceInputMsg | undefined): BalanceInput {
     applicableProductTags: m.applicableProductTags,
     customFields: m.customFields,
     uniquenessKey: m.uniquenessKey,
+    effectiveAt: microsFromTimestamp(effectiveAt, "effective_at"),
   };
 }
 

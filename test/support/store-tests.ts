@@ -20,6 +20,7 @@ export const STORE_TESTS: readonly string[] = [
   "test/credits-closing.test.ts",
   "test/credits-time.test.ts",
   "test/credits-rollover.test.ts",
+  "test/credits-effective-time.test.ts",
   "test/dialect-triport.test.ts",
   "test/dialect-3plguys.test.ts",
   "test/dialect-blacksheep.test.ts",

@@ -153,6 +153,9 @@ export type LedgerEntry = Message<"metronome.v1.LedgerEntry"> & {
   type: string;
 
   /**
+   * When the change took effect (the effective time of an archive, rollover
+   * or credit-back).
+   *
    * @generated from field: google.protobuf.Timestamp timestamp = 2;
    */
   timestamp?: Timestamp | undefined;
@@ -257,12 +260,16 @@ export type Balance = Message<"metronome.v1.Balance"> & {
   customFields: { [key: string]: string };
 
   /**
+   * The archive's effective time (a backdated ArchiveBalance's effective_at).
+   *
    * @generated from field: google.protobuf.Timestamp archived_at = 12;
    */
   archivedAt?: Timestamp | undefined;
 
   /**
-   * Commits only.
+   * Commits only (Metronome's Credit has none): the creation's effective
+   * time, so a commit imported with the native API's effective_at shows the
+   * original creation time.
    *
    * @generated from field: google.protobuf.Timestamp created_at = 13;
    */

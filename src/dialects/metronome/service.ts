@@ -322,8 +322,11 @@ async function toMessage(credits: Credits, tenantId: string, v: BalanceView): Pr
     applicableProductTags: [...b.applicableProductTags],
     contract: b.contractId === null ? undefined : { id: b.contractId },
     customFields: { ...b.customFields },
+    // Both are effective times (credits/effective-time.ts): a balance imported
+    // with a backdated effective_at shows when it was created or archived in
+    // the ledger it came from, not when Tally recorded it.
     archivedAt: b.archivedAt === null ? undefined : timestampFromMicros(b.archivedAt),
-    // Credits have no created_at in Metronome's schema.
+    // Credits have no created_at in Metronome's schema (its SDK's Credit has none either).
     createdAt: b.kind === "CREDIT" ? undefined : timestampFromMicros(b.createdAt),
     uniquenessKey: b.uniquenessKey ?? "",
     balance: v.amount === undefined ? undefined : toWire(v.amount, b.asset, scale),

@@ -34,6 +34,12 @@ export interface CreditTx {
   insertCreditBalance(balance: Omit<CreditBalance, "ordinal">): Promise<CreditBalance>;
   /** Sets archived_at unless already set. */
   archiveCreditBalance(tenantId: string, id: string, archivedAt: bigint): Promise<void>;
+  /**
+   * The latest created_at of a customer's commits and credits, archived
+   * included; undefined when it has none. What a backdated creation may not
+   * go before (effective-time.ts).
+   */
+  latestCreditCreatedAt(tenantId: string, customerId: string): Promise<bigint | undefined>;
   /** A customer's unarchived commits and credits, in creation order. */
   activeCreditBalances(tenantId: string, customerId: string): Promise<CreditBalance[]>;
   listCreditEntries(tenantId: string, balanceId: string): Promise<CreditEntry[]>;

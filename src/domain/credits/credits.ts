@@ -2,9 +2,12 @@ import { createHash } from "node:crypto";
 import { defaultScale, validateAssetCode } from "../asset.js";
 import { LedgerError, failedPrecondition, invalidArgument, notFound } from "../errors.js";
 import { newId, validateAccountId } from "../ids.js";
+import { formatMicros } from "../micros.js";
 import type { Clock } from "../ledger.js";
 import { checkedAdd, isInt64, requirePositiveAmount } from "../money.js";
 import type { CreditPort, CreditWrite } from "./credit-port.js";
+import { changeFloors, creationFloors, creditEffectiveTime } from "./effective-time.js";
+import { refuseFuture } from "../effective-time.js";
 import { validateIdempotencyKey, validateMetadata, validateText } from "../validate.js";
 import type { BalanceKind, CreditBalance, CreditEntry, CreditEntryType, Draw, NewCreditEntry, Segment, UsageResult } from "./model.js";
 import { balanceAt, bySegment, deductionDate, dueClosings, entryTypeFor, isActive, isClosing, ledgerAt, planDrawDown, remaining } from "./rules.js";
@@ -69,6 +72,8 @@ export interface BalanceInput {
   readonly applicableProductTags: readonly string[];
   readonly customFields: Readonly<Record<string, string>>;
   readonly uniquenessKey: string;
+  /** When it was created, if not now (backdated: its created_at; see effective-time.ts). */
+  readonly effectiveAt?: bigint | undefined;
 }
 
 /** A manual ledger entry as a client asks for it. */
@@ -121,6 +126,11 @@ export interface RolloverInput {
   readonly segments: readonly SegmentInput[];
   /** Required. */
   readonly idempotencyKey: string;
+  /**
+   * When the rollover was done, if not now (backdated; see
+   * effective-time.ts): the new balance's created_at and the default of `at`.
+   */
+  readonly effectiveAt?: bigint | undefined;
 }
 
 /** What a rollover did: the new balance, the source's *_ROLLOVER entries and their total. */
@@ -140,6 +150,8 @@ export interface CreditBackInput {
   readonly invoiceId: string;
   /** Required. */
   readonly idempotencyKey: string;
+  /** When the deductions were returned, if not now (backdated; see effective-time.ts). */
+  readonly effectiveAt?: bigint | undefined;
 }
 
 /** What a credit-back returned to each segment, and what of the usage is still not credited back. */
@@ -220,16 +232,22 @@ export class Credits {
     return (await this.store.getAsset(tenantId, asset))?.scale ?? defaultScale(asset);
   }
 
-  /** Creates a commit (PREPAID, POSTPAID) or credit (CREDIT) with its start entries. */
+  /**
+   * Creates a commit (PREPAID, POSTPAID) or credit (CREDIT) with its start
+   * entries, now or at a past effective time (its created_at) no earlier than
+   * the customer's opening and latest creation (effective-time.ts).
+   */
   async create(tenantId: string, kind: BalanceKind, input: BalanceInput): Promise<CreditBalance> {
     const now = this.clock();
+    if (input.effectiveAt !== undefined) refuseFuture(input.effectiveAt, now);
     const customerId = validateAccountId(input.customerId, "customer_id");
     const contractId = input.contractId === "" ? null : validateId(input.contractId, "contract_id");
     const asset = validateAssetCode(input.creditTypeId === "" ? DEFAULT_CREDIT_TYPE : input.creditTypeId);
     if (!isInt64(input.priority)) throw invalidArgument("invalid_priority", "priority is outside the int64 range");
     const segments = validateSegments(input.segments);
     const uniquenessKey = input.uniquenessKey === "" ? null : validateIdempotencyKey(input.uniquenessKey, "uniqueness_key");
-    const draft: Omit<CreditBalance, "ordinal"> = {
+    // created_at is set under the customer's lock, against its floors.
+    const draft: Omit<CreditBalance, "ordinal" | "createdAt"> = {
       tenantId,
       id: newId(kind === "CREDIT" ? "cred" : "cmt"),
       kind,
@@ -247,19 +265,20 @@ export class Credits {
       uniquenessKey,
       segments,
       archivedAt: null,
-      createdAt: now,
     };
     return this.store.write(async (tx) => {
       // The customer's lock first: every credit write of one customer is serialised.
       await tx.lockAccounts(tenantId, [customerId]);
-      if (!(await tx.getAccount(tenantId, customerId))) throw notFound("customer", customerId);
+      const customer = await tx.getAccount(tenantId, customerId);
+      if (!customer) throw notFound("customer", customerId);
+      const createdAt = creditEffectiveTime(input.effectiveAt, now, creationFloors(customer, await tx.latestCreditCreatedAt(tenantId, customerId)));
       if (uniquenessKey !== null && (await tx.getCreditBalanceByUniquenessKey(tenantId, uniquenessKey))) {
         throw new LedgerError("already_exists", "uniqueness_key_reused", `uniqueness_key "${uniquenessKey}" was already used`, {
           uniqueness_key: uniquenessKey,
         });
       }
       await ensureAsset(tx, tenantId, asset, now);
-      const balance = await insertBalance(tx, draft);
+      const balance = await insertBalance(tx, { ...draft, createdAt }, now);
       // After the insert, so that a schedule created with segments that ended
       // before the usage window closes them at once, with the customer's
       // other due segments.
@@ -274,31 +293,41 @@ export class Credits {
    * left of active and future segments is canceled at the archive instant
    * (*_CANCELED; POSTPAID_COMMIT_TRUEUP for a postpaid commit, which has no
    * CANCELED type). Archiving twice keeps the first time and writes nothing.
+   *
+   * `effectiveAt` backdates the archive (effective-time.ts): archived_at and
+   * the cancellations take it, and a segment that ended after it but is not
+   * closed yet is canceled then rather than expired, since it was still in
+   * effect. Not before the balance's created_at nor before the latest dated
+   * entry on its segments, closings due now included.
    */
-  async archive(tenantId: string, id: string): Promise<CreditBalance> {
+  async archive(tenantId: string, id: string, effectiveAt?: bigint): Promise<CreditBalance> {
     const now = this.clock();
+    if (effectiveAt !== undefined) refuseFuture(effectiveAt, now);
     return this.store.write(async (tx) => {
       const b = await lockedBalance(tx, tenantId, id);
       if (b.archivedAt !== null) return b;
+      // Before the floors are read: a closing due now is part of what the
+      // archive may not go behind (a refusal rolls it back with the rest).
       await closeDue(tx, tenantId, b.customerId, this.closingCutoff(now), now);
-      // An archived balance takes no more usage, so its segments that ended
-      // inside the usage window have nothing left to wait for: they expire
-      // now, dated ending_before as always (no sweep closes an archived
-      // balance later).
       const entries = await tx.listCreditEntries(tenantId, b.id);
-      const expired = await tx.appendCreditEntries(dueClosings(b, entries, now, now));
+      const at = effectiveAt === undefined ? now : creditEffectiveTime(effectiveAt, now, changeFloors(b, entries));
+      // An archived balance takes no more usage, so its segments that ended
+      // by the archive but inside the usage window have nothing left to wait
+      // for: they expire now, dated ending_before as always (no sweep closes
+      // an archived balance later).
+      const expired = await tx.appendCreditEntries(dueClosings(b, entries, at, now));
       const seg = bySegment([...entries, ...expired]);
       const cancels: NewCreditEntry[] = [];
       for (const s of b.segments) {
-        if (s.endingBefore <= now) continue; // expired above (or nothing was left)
+        if (s.endingBefore <= at) continue; // expired above (or nothing was left)
         const mine = seg.get(s.id);
         if (mine?.some(isClosing)) continue;
         const left = remaining(mine);
-        if (left > 0n) cancels.push(entry(b, s.id, "cancel", -left, now, now, {}));
+        if (left > 0n) cancels.push(entry(b, s.id, "cancel", -left, at, now, {}));
       }
-      await tx.archiveCreditBalance(tenantId, b.id, now);
+      await tx.archiveCreditBalance(tenantId, b.id, at);
       await tx.appendCreditEntries(cancels);
-      return { ...b, archivedAt: now };
+      return { ...b, archivedAt: at };
     });
   }
 
@@ -485,12 +514,25 @@ export class Credits {
    * with an entry other than a manual one dated after `at` (what was left at
    * `at` would not be what it holds); a schedule that starts before `at` or
    * whose amounts do not total what is left. Idempotent by the required key.
+   *
+   * `effectiveAt` backdates the rollover (effective-time.ts): it is the new
+   * balance's created_at, under the rule of a creation, and the default of
+   * `at`, which may not be after it.
    */
   async rollover(tenantId: string, input: RolloverInput): Promise<RolloverResult> {
     const now = this.clock();
     const key = validateIdempotencyKey(input.idempotencyKey, "idempotency_key");
-    const at = input.at ?? now;
-    if (at > now) throw invalidArgument("invalid_at", "at must not be in the future: what is left later is not known yet");
+    if (input.effectiveAt !== undefined) refuseFuture(input.effectiveAt, now);
+    const done = input.effectiveAt ?? now;
+    const at = input.at ?? done;
+    if (at > done) {
+      throw invalidArgument(
+        "invalid_at",
+        input.effectiveAt === undefined
+          ? "at must not be in the future: what is left later is not known yet"
+          : "at must not be after effective_at: what is left later was not known when the rollover was done",
+      );
+    }
     const oneSegment = input.endingBefore !== undefined;
     if (oneSegment === (input.segments.length > 0)) {
       throw invalidArgument("invalid_schedule", "give either ending_before or schedule_items for the new balance, not both nor neither");
@@ -508,6 +550,9 @@ export class Credits {
       input.at === undefined ? null : String(input.at),
       input.endingBefore === undefined ? null : String(input.endingBefore),
       input.segments.map((s) => [s.id, String(s.amount), String(s.startingAt), String(s.endingBefore)]),
+      // Only when given, so a request without one keeps the digest it had
+      // before effective times existed (an old key still replays).
+      ...(input.effectiveAt === undefined ? [] : [String(input.effectiveAt)]),
     ]);
     const stored = `${ROLLOVER_KEYS}${key}`;
     const replay = async (tx: CreditWrite): Promise<RolloverResult | undefined> => {
@@ -533,12 +578,21 @@ export class Credits {
       const rolls: NewCreditEntry[] = [];
       let left = 0n;
       for (const s of b.segments) {
-        // A segment that has ended expires, it does not roll over, even while
-        // its usage window keeps its expiration open.
-        if (!isActive(s, at) || s.endingBefore <= now) continue;
+        // A segment that had ended when the rollover was done (now, or its
+        // effective time) expires, it does not roll over, even while its usage
+        // window keeps its expiration open.
+        if (!isActive(s, at) || s.endingBefore <= done) continue;
         const mine = seg.get(s.id) ?? [];
         if (mine.some(isClosing)) continue;
         const late = mine.find((e) => e.timestamp > at && !e.type.endsWith("_MANUAL"));
+        if (late && input.at === undefined && input.effectiveAt !== undefined) {
+          // `at` is the effective time the client gave: the refusal names that.
+          throw failedPrecondition(
+            "effective_at_too_early",
+            `effective_at ${formatMicros(at)} is before ${formatMicros(late.timestamp)}, the date of the ${late.type} entry on schedule item "${s.id}" of balance "${b.id}"`,
+            { balance_id: b.id, segment_id: s.id, latest_effective_at: formatMicros(late.timestamp) },
+          );
+        }
         if (late) {
           throw failedPrecondition("entries_after_rollover", `schedule item "${s.id}" has a ${late.type} entry dated after at: roll over at a later instant`);
         }
@@ -553,15 +607,15 @@ export class Credits {
       if (total !== left) {
         throw failedPrecondition("rollover_amount_mismatch", `schedule_items total ${total} but ${left} is left to roll over`, { left: String(left) });
       }
+      const customer = await tx.getAccount(tenantId, b.customerId);
+      if (!customer) throw new Error(`balance ${b.id}: customer ${b.customerId} is missing`);
+      const createdAt = creditEffectiveTime(input.effectiveAt, now, creationFloors(customer, await tx.latestCreditCreatedAt(tenantId, b.customerId)));
       const { ordinal: _ordinal, ...source } = b;
-      const balance = await insertBalance(tx, {
-        ...source,
-        id: newId(b.kind === "CREDIT" ? "cred" : "cmt"),
-        uniquenessKey: null,
-        segments,
-        archivedAt: null,
-        createdAt: now,
-      });
+      const balance = await insertBalance(
+        tx,
+        { ...source, id: newId(b.kind === "CREDIT" ? "cred" : "cmt"), uniquenessKey: null, segments, archivedAt: null, createdAt },
+        now,
+      );
       const entries = await tx.appendCreditEntries(rolls);
       // A new schedule with segments ended before the usage window closes them at once, as on create.
       await closeDue(tx, tenantId, b.customerId, this.closingCutoff(now), now);
@@ -582,6 +636,11 @@ export class Credits {
    * does a postpaid commit (Metronome has no POSTPAID_COMMIT_CREDITED): what
    * was drawn from those is lost, and asking for it is failed_precondition.
    * Idempotent by the required key.
+   *
+   * `effectiveAt` backdates it (effective-time.ts): the entries are dated
+   * then, a segment that had ended by then is lost as above, and it is not
+   * before the created_at of a balance it credits nor before the latest
+   * dated entry on a segment it credits.
    */
   async creditBackUsage(tenantId: string, input: CreditBackInput): Promise<CreditBackResult> {
     const now = this.clock();
@@ -590,7 +649,10 @@ export class Credits {
     const customerId = validateAccountId(input.customerId, "customer_id");
     const amount = requirePositiveAmount(input.amount, "amount");
     const invoiceId = input.invoiceId === "" ? null : text(input.invoiceId, "invoice_id");
-    const hash = requestHash([usageId, customerId, String(amount), invoiceId]);
+    if (input.effectiveAt !== undefined) refuseFuture(input.effectiveAt, now);
+    const at = input.effectiveAt ?? now;
+    // effective_at only when given, as in rollover.
+    const hash = requestHash([usageId, customerId, String(amount), invoiceId, ...(input.effectiveAt === undefined ? [] : [String(input.effectiveAt)])]);
     const stored = `${CREDIT_BACK_KEYS}${key}`;
     return this.store.write(async (tx) => {
       // The lock first, as in recordUsage: credit-backs of one usage serialise on it.
@@ -637,7 +699,7 @@ export class Credits {
             ? "is a postpaid commit's (Metronome has no POSTPAID_COMMIT_CREDITED)"
             : b.archivedAt !== null
               ? "belongs to an archived balance"
-              : segment.endingBefore <= now
+              : segment.endingBefore <= at
                 ? "has ended"
                 : mine.some(isClosing)
                   ? "was closed"
@@ -670,8 +732,15 @@ export class Credits {
         credits.push({ balanceId: s.balance.id, segmentId: s.segmentId, amount: take });
         need -= take;
       }
+      if (input.effectiveAt !== undefined) {
+        const floors = [...balances.values()].flatMap((b) => {
+          const mine = new Set(credits.filter((c) => c.balanceId === b.id).map((c) => c.segmentId));
+          return mine.size === 0 ? [] : changeFloors(b, entries.get(b.id)!, mine);
+        });
+        creditEffectiveTime(input.effectiveAt, now, floors);
+      }
       await tx.appendCreditEntries(
-        credits.map((c) => entry(balances.get(c.balanceId)!, c.segmentId, "credited", c.amount, now, now, { invoiceId: deductionInvoice ?? usageId, usageId })),
+        credits.map((c) => entry(balances.get(c.balanceId)!, c.segmentId, "credited", c.amount, at, now, { invoiceId: deductionInvoice ?? usageId, usageId })),
       );
       const left = uncredited - amount;
       const result = JSON.stringify({ d: credits.map((c) => [c.balanceId, c.segmentId, String(c.amount)]), u: String(left) });
@@ -783,17 +852,18 @@ async function lockedBalance(tx: CreditWrite, tenantId: string, id: string): Pro
 }
 
 /**
- * Inserts a balance and its segments' opening entries, refusing a segment id
+ * Inserts a balance and its segments' opening entries (written at `now`, the
+ * commit time, whatever the balance's created_at), refusing a segment id
  * already taken in the tenant. The caller holds the customer's lock.
  */
-async function insertBalance(tx: CreditWrite, draft: Omit<CreditBalance, "ordinal">): Promise<CreditBalance> {
+async function insertBalance(tx: CreditWrite, draft: Omit<CreditBalance, "ordinal">, now: bigint): Promise<CreditBalance> {
   for (const s of draft.segments) {
     if (await tx.creditSegmentExists(draft.tenantId, s.id)) {
       throw new LedgerError("already_exists", "segment_exists", `schedule item "${s.id}" already exists`);
     }
   }
   const balance = await tx.insertCreditBalance(draft);
-  await tx.appendCreditEntries(draft.segments.map((s) => entry(balance, s.id, "start", s.amount, s.startingAt, draft.createdAt, {})));
+  await tx.appendCreditEntries(draft.segments.map((s) => entry(balance, s.id, "start", s.amount, s.startingAt, now, {})));
   return balance;
 }
 

@@ -30,6 +30,8 @@ const C = {
     "all_of_customer",
     "SELECT * FROM credit_balances WHERE tenant_id = $1 AND customer_id = $2 AND archived_at IS NULL ORDER BY ordinal",
   ),
+  // The customer's rows through migration 9's (tenant_id, customer_id, ordinal) index.
+  latestCreated: sql("latest_created", "SELECT max(created_at) AS at FROM credit_balances WHERE tenant_id = $1 AND customer_id = $2"),
   segmentsOf: sql(
     "segments_of",
     "SELECT * FROM credit_segments WHERE tenant_id = $1 AND balance_id = ANY($2::text[]) ORDER BY balance_id, position",
@@ -109,6 +111,11 @@ export async function getCreditBalanceByUniquenessKey(db: Db, tenantId: string, 
 /** A customer's balances created after the one with ordinal afterOrdinal, in creation order (archived included). */
 export async function listCreditBalances(db: Db, tenantId: string, customerId: string, afterOrdinal: bigint, limit: number): Promise<CreditBalance[]> {
   return withSegments(db, tenantId, await all(db, C.listByCustomer, [tenantId, customerId, afterOrdinal, limit]));
+}
+
+/** The latest created_at of a customer's balances (archived included), or undefined when it has none. */
+export async function latestCreditCreatedAt(db: Db, tenantId: string, customerId: string): Promise<bigint | undefined> {
+  return ((await one(db, C.latestCreated, [tenantId, customerId]))!.at as bigint | null) ?? undefined;
 }
 
 /** A customer's unarchived balances, in creation order. */

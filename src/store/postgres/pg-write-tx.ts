@@ -397,6 +397,9 @@ export class PgWriteTx implements WriteTx {
     await this.mutating();
     await credit.archiveCreditBalance(this.c, tenantId, id, archivedAt);
   }
+  async latestCreditCreatedAt(tenantId: string, customerId: string): Promise<bigint | undefined> {
+    return credit.latestCreditCreatedAt(this.c, tenantId, customerId);
+  }
   async activeCreditBalances(tenantId: string, customerId: string) {
     return credit.activeCreditBalances(this.c, tenantId, customerId);
   }

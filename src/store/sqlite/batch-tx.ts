@@ -282,6 +282,9 @@ export class SqliteBatchTx implements WriteTx {
     this.mutating();
     this.c.archive.run(archivedAt, tenantId, id);
   }
+  async latestCreditCreatedAt(tenantId: string, customerId: string): Promise<bigint | undefined> {
+    return (this.c.latestCreated.get(tenantId, customerId) as { at: bigint | null }).at ?? undefined;
+  }
   async activeCreditBalances(tenantId: string, customerId: string) {
     return this.c.allOfCustomer.all(tenantId, customerId).map((x) => this.c.balance(x)!);
   }

@@ -19,6 +19,7 @@ export class CreditStatements {
   readonly getByUniquenessKey;
   readonly listByCustomer;
   readonly allOfCustomer;
+  readonly latestCreated;
   readonly segmentsOf;
   readonly segmentExists;
   readonly entriesOf;
@@ -42,6 +43,8 @@ export class CreditStatements {
     // Creation order, a keyset seek on migration 9's (tenant_id, customer_id, ordinal) index.
     this.listByCustomer = db.prepare("SELECT * FROM credit_balances WHERE tenant_id = ? AND customer_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?");
     this.allOfCustomer = db.prepare("SELECT * FROM credit_balances WHERE tenant_id = ? AND customer_id = ? AND archived_at IS NULL ORDER BY ordinal");
+    // The customer's rows through migration 9's (tenant_id, customer_id, ordinal) index.
+    this.latestCreated = db.prepare("SELECT max(created_at) AS at FROM credit_balances WHERE tenant_id = ? AND customer_id = ?");
     this.segmentsOf = db.prepare("SELECT * FROM credit_segments WHERE tenant_id = ? AND balance_id = ? ORDER BY position");
     this.segmentExists = db.prepare("SELECT 1 AS x FROM credit_segments WHERE tenant_id = ? AND id = ?");
     this.entriesOf = db.prepare("SELECT * FROM credit_entries WHERE tenant_id = ? AND balance_id = ? ORDER BY sequence");
