@@ -10,6 +10,16 @@ import { Ledger, systemClock } from "./domain/ledger.js";
 import type { Clock } from "./domain/ledger.js";
 import type { Store } from "./domain/store.js";
 import { registerAdminService } from "./services/admin-service.js";
+import { HealthState } from "./services/health-state.js";
+import { registerHealthService } from "./services/health-service.js";
+import { registerReflectionService } from "./services/reflection-service.js";
+import { probeEndpoints } from "./transport/probes.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
+import { AdminService } from "../gen/tally/admin/v1/admin_pb.js";
+import { CreditService } from "../gen/tally/credits/v1/credits_pb.js";
 import { errorInterceptor } from "./services/errors.js";
 import { registerLedgerService } from "./services/ledger-service.js";
 import { registerCreditService } from "./services/credit-service.js";
@@ -104,6 +114,14 @@ export interface TallyOptions {
   readonly corsOrigins?: readonly string[];
   /** Names of the REST dialects to enable (all by default; [] for none). */
   readonly dialects?: readonly string[];
+  /** How often readiness probes the store, in ms (2 s); see HealthState. */
+  readonly healthProbeMs?: number;
+  /**
+   * How long a graceful stop reports NOT_SERVING (gRPC health, /readyz) while
+   * still serving, before it drains: time for load balancers to stop sending
+   * traffic, in ms (0).
+   */
+  readonly drainDelayMs?: number;
   readonly feed?: BalanceFeed;
 }
 
@@ -201,11 +219,19 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     new Map(dialects.flatMap((d) => (d.authenticate ? d.services.map((s) => [s.typeName, d.authenticate!] as const) : []))),
   );
 
+  const health = new HealthState({
+    probe: () => store.ping(),
+    ...definedOnly({ intervalMs: options.healthProbeMs }),
+    onChange: (readiness, reason) => (readiness === "serving" ? log.info : log.error)("readiness changed", { readiness, reason }),
+  });
+  const served = [LedgerService, AdminService, CreditService, ...dialects.flatMap((d) => d.services)];
   const routes = (router: ConnectRouter) => {
     registerLedgerService(router, { ledger, pageTokens, streams, shutdown: shutdown.signal, accountIdRules });
     registerAdminService(router, { ledger, access, credentials, credentialKinds });
     registerCreditService(router, { credits, pageTokens });
     for (const d of dialects) d.register(router);
+    registerHealthService(router, { state: health, services: served.map((s) => s.typeName) });
+    registerReflectionService(router, [...served, Health, ServerReflection, ServerReflectionV1Alpha]);
   };
   const readMaxBytes = options.maxMessageBytes ?? 1024 * 1024;
   const routerOptions: ConnectRouterOptions = {
@@ -216,7 +242,8 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     interceptors: [
       logInterceptor(log),
       errorInterceptor((e) => log.error("internal error", { error: e instanceof Error ? e.stack : String(e) })),
-      authInterceptor(authenticate),
+      // Health and reflection answer anyone: load balancers and schema tools carry no key.
+      authInterceptor(authenticate, new Set([Health.typeName, ServerReflection.typeName, ServerReflectionV1Alpha.typeName])),
     ],
   };
   const rpc = createRpcHandler({
@@ -247,7 +274,8 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     // Logged so that operators can see who may call from a browser.
     log.info("cors enabled", { origins: corsOrigins.kind === "any" ? "*" : [...corsOrigins.origins] });
   }
-  const frontDoor = createFrontDoor({ rpc, rest, cors });
+  const endpoints = probeEndpoints(() => ({ ok: health.readiness === "serving", detail: health.readiness }));
+  const frontDoor = createFrontDoor({ rpc, rest, cors, endpoints });
   const tls =
     options.tlsCertFile && options.tlsKeyFile
       ? {
@@ -279,6 +307,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     await closeFeed?.();
     throw e;
   }
+  await health.start();
 
   const sweepMs = options.expirySweepMs ?? 60_000;
   // The sweep in progress, if any: a tick that finds one running is skipped.
@@ -311,6 +340,10 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     close() {
       closing ??= (async () => {
         if (sweeper) clearInterval(sweeper);
+        health.setDraining();
+        const delay = options.drainDelayMs ?? 0;
+        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        health.stop();
         shutdown.abort();
         await server.close(options.shutdownGraceMs ?? 10_000);
         await sweeping;

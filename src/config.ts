@@ -34,6 +34,7 @@ export interface ServeConfig {
   readonly dialects: readonly string[] | undefined;
   /** Exact origins, or ["*"]; [] when CORS is off. */
   readonly corsOrigins: readonly string[];
+  readonly drainDelayMs: number;
 }
 
 /** Flags of `tally serve`, with the environment variable each falls back to. */
@@ -72,6 +73,11 @@ export const SERVE_FLAGS = {
   durability: { env: "TALLY_DURABILITY", default: "full", help: "full (fsync every commit) or normal (may lose the last commits on power loss)" },
   "log-level": { env: "TALLY_LOG_LEVEL", default: "info", help: "info, error or silent" },
   dialects: { env: "TALLY_DIALECTS", default: "all", help: "REST dialects to serve: all, none, or a comma-separated list" },
+  "drain-delay-ms": {
+    env: "TALLY_DRAIN_DELAY_MS",
+    default: "0",
+    help: "on SIGTERM, report NOT_SERVING (gRPC health, /readyz) for this long while still serving, then drain: time for load balancers to stop sending traffic",
+  },
   "cors-origins": {
     env: "TALLY_CORS_ORIGINS",
     default: "",
@@ -126,6 +132,7 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     logLevel,
     dialects: parseDialects(get("dialects")),
     corsOrigins: parseCorsList(get("cors-origins")),
+    drainDelayMs: int("drain-delay-ms", 0, 600_000),
   };
 }
 
@@ -152,6 +159,7 @@ export function toTallyOptions(c: ServeConfig): TallyOptions {
     durability: c.durability,
     ...(c.dialects === undefined ? {} : { dialects: c.dialects }),
     ...(c.corsOrigins.length === 0 ? {} : { corsOrigins: c.corsOrigins }),
+    drainDelayMs: c.drainDelayMs,
   };
 }
 

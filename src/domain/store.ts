@@ -35,5 +35,7 @@ export interface Store extends StoreReader {
    * committed. Rejects (and keeps nothing) when `fn` throws or the commit fails.
    */
   write<T>(fn: (tx: WriteTx) => Promise<T>, options?: WriteOptions): Promise<T>;
+  /** Resolves when the store answers a trivial query (readiness probes); rejects when it cannot be reached. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

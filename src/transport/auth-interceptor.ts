@@ -31,11 +31,12 @@ export function createAuthenticate(access: Access, dialects: ReadonlyMap<string,
  * The interceptor that runs {@link Authenticate} for every call and gives
  * handlers the principal. A REST call arrives already authenticated (the
  * transcoder runs the same function before it parses the body), and is not
- * checked twice.
+ * checked twice. Calls to `publicServices` (health, reflection) need no
+ * caller and get no principal.
  */
-export function authInterceptor(authenticate: Authenticate): Interceptor {
+export function authInterceptor(authenticate: Authenticate, publicServices: ReadonlySet<string> = new Set()): Interceptor {
   return (next) => async (req) => {
-    if (req.contextValues.get(principalKey) === undefined) {
+    if (req.contextValues.get(principalKey) === undefined && !publicServices.has(req.service.typeName)) {
       const principal = await authenticate(req.service.typeName, {
         headers: req.header,
         procedure: `/${req.service.typeName}/${req.method.name}`,

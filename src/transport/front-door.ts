@@ -3,6 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { RestHandler } from "./rest/rest-handler.js";
 import type { RpcHandler } from "./rpc-handler.js";
 import type { Cors } from "./cors/cors.js";
+import type { HttpEndpoints } from "./probes.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -14,6 +15,8 @@ export interface FrontDoorOptions {
   readonly rest?: RestHandler | undefined;
   /** Cross-origin access for browsers (off when undefined): preflights, and the headers of every answer. */
   readonly cors?: Cors | undefined;
+  /** Plain HTTP endpoints by exact path (`/healthz`, `/readyz`), served before the RPC and REST routes. */
+  readonly endpoints?: HttpEndpoints | undefined;
 }
 
 /**
@@ -21,6 +24,7 @@ export interface FrontDoorOptions {
  * path, once:
  *
  * - an RPC procedure (`/package.Service/Method`) goes to the protocol codecs;
+ * - a plain HTTP endpoint (`/healthz`, `/readyz`) answers itself;
  * - an unknown method of a served service gets stock connect-node's bare
  *   404, which every RPC client reads as unimplemented;
  * - a path with a REST route goes to the transcoder (which answers 405 with
@@ -35,7 +39,7 @@ export interface FrontDoorOptions {
  * so that whatever answers it (a handler, a guard, a 404) carries them.
  */
 export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res) => void {
-  const { rpc, rest, cors } = options;
+  const { rpc, rest, cors, endpoints } = options;
   const isServicePath = (path: string) => {
     const slash = path.indexOf("/", 1);
     return slash > 0 && rpc.servicePrefixes.has(path.slice(0, slash + 1));
@@ -56,6 +60,8 @@ export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res)
       cors.decorate(req, res);
     }
     if (rpc.paths.has(path)) return rpc.handle(req, res);
+    const endpoint = endpoints?.get(path);
+    if (endpoint !== undefined) return endpoint(req, res);
     if (isServicePath(path)) {
       res.writeHead(404);
       res.end();

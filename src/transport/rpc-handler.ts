@@ -174,7 +174,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
     run().catch((reason: unknown) => {
       if (ConnectError.from(reason).code === Code.Aborted) return;
       // The client hung up while we were writing (EPIPE, reset): its doing, not a server fault.
-      if ((res.destroyed || req.destroyed || res.socket?.destroyed !== false) && /EPIPE|ECONNRESET|ERR_STREAM_PREMATURE_CLOSE|ERR_STREAM_DESTROYED/.test(String(reason))) return;
+      if ((res.destroyed || req.destroyed || res.socket?.destroyed !== false) && /EPIPE|ECONNRESET|ECANCELED|ERR_STREAM_PREMATURE_CLOSE|ERR_STREAM_DESTROYED/.test(String(reason))) return;
       options.logger.error("rpc transport failed", { procedure: path, error: String(reason) });
       if (!res.headersSent) {
         res.writeHead(500);

@@ -7,12 +7,14 @@
  *
  * Calls in flight when PostgreSQL goes away fail with `unavailable`; clients
  * retry them with the same idempotency key; nothing is applied twice, and the
- * same server process serves again once PostgreSQL is back.
+ * same server process serves again once PostgreSQL is back. While it is
+ * stopped, health says NOT_SERVING (and /readyz 503), then SERVING again.
  */
 import { exec } from "node:child_process";
 import { promisify } from "node:util";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { AdminService } from "../../gen/tally/admin/v1/admin_pb.js";
 import { LedgerService } from "../../gen/tally/ledger/v1/ledger_pb.js";
 import { clientFor, spawnServer, tempDir } from "../support/server.js";
@@ -70,5 +72,34 @@ it("survives a PostgreSQL restart: in-flight calls are unavailable, retries appl
   expect(balance?.posted).toBe(BigInt(acked.size));
   const report = await clientFor(AdminService, server.url, "grpc", server.adminKey).verify({});
   expect(report.ok).toBe(true);
+  expect(server.child.exitCode).toBeNull();
+});
+
+it("reports NOT_SERVING (gRPC health, /readyz) while PostgreSQL is stopped, and SERVING once it is back", async () => {
+  const h = clientFor(Health, server.url, "grpc", undefined);
+  const readyz = async () => (await fetch(`${server.url}/readyz`)).status;
+  // Polled, not timed: the server probes its store every 2 s, a loaded machine may take longer.
+  const until = async (want: Status, status: number) => {
+    for (let i = 0; i < 300; i++) {
+      const got = await h.check({ service: "" }).then((r) => r.status, () => undefined);
+      if (got === want && (await readyz()) === status) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`health never became ${Status[want]}`);
+  };
+  await until(Status.SERVING, 200);
+  const watch = h.watch({ service: "tally.ledger.v1.LedgerService" })[Symbol.asyncIterator]();
+  expect((await watch.next()).value?.status).toBe(Status.SERVING);
+  await promisify(exec)("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main stop");
+  try {
+    expect((await watch.next()).value?.status).toBe(Status.NOT_SERVING);
+    await until(Status.NOT_SERVING, 503);
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  } finally {
+    await promisify(exec)("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start");
+  }
+  expect((await watch.next()).value?.status).toBe(Status.SERVING);
+  await until(Status.SERVING, 200);
+  await watch.return?.();
   expect(server.child.exitCode).toBeNull();
 });

@@ -71,11 +71,13 @@ export interface BufCurlOptions {
   readonly data: unknown;
   /** `-v`: the HTTP exchange is printed to stderr, so a test can see which protocol was spoken. */
   readonly verbose?: boolean;
+  /** Ask the server for the schema (gRPC server reflection) instead of reading proto/. */
+  readonly reflect?: boolean;
 }
 
-/** The argument list for `buf curl`, schema from the local proto directory (no reflection, no network). */
+/** The argument list for `buf curl`: schema from the local proto directory, or from the server's reflection. */
 export function bufCurlArgs(url: string, procedure: string, o: BufCurlOptions): string[] {
-  const args = ["curl", "--schema", "proto", "--protocol", o.protocol];
+  const args = ["curl", ...(o.reflect ? [] : ["--schema", "proto"]), "--protocol", o.protocol];
   if (o.http2) args.push("--http2-prior-knowledge");
   if (o.verbose) args.push("-v");
   if (o.key !== undefined) args.push("-H", `Authorization: Bearer ${o.key}`);
@@ -83,15 +85,9 @@ export function bufCurlArgs(url: string, procedure: string, o: BufCurlOptions): 
   return args;
 }
 
-/** Kills every buf process still running (for afterAll). */
-export function killAllBufCurl(): void {
-  for (const c of live) killGroup(c, "SIGKILL");
-  live.clear();
-}
-
-/** Runs `buf curl` to completion (killed after `timeoutMs`). */
-export function bufCurl(url: string, procedure: string, o: BufCurlOptions, timeoutMs = 20_000): Promise<BufCurlResult> {
-  const child = spawnBuf(bufCurlArgs(url, procedure, o));
+/** Runs `buf <args>` to completion (killed after `timeoutMs`). */
+export function runBuf(args: string[], timeoutMs = 20_000): Promise<BufCurlResult> {
+  const child = spawnBuf(args);
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -104,6 +100,17 @@ export function bufCurl(url: string, procedure: string, o: BufCurlOptions, timeo
       resolve({ exitCode, signal, stdout, stderr });
     });
   });
+}
+
+/** Kills every buf process still running (for afterAll). */
+export function killAllBufCurl(): void {
+  for (const c of live) killGroup(c, "SIGKILL");
+  live.clear();
+}
+
+/** Runs `buf curl` to completion (killed after `timeoutMs`). */
+export function bufCurl(url: string, procedure: string, o: BufCurlOptions, timeoutMs = 20_000): Promise<BufCurlResult> {
+  return runBuf(bufCurlArgs(url, procedure, o), timeoutMs);
 }
 
 /** A `buf curl` server stream that is still running. */

@@ -453,6 +453,10 @@ export class PostgresStore implements Store {
     }
   }
 
+  async ping(): Promise<void> {
+    await this.pool.query("SELECT 1");
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;

@@ -1,4 +1,3 @@
-import * as require_fs from "node:fs";
 import Database from "better-sqlite3";
 import type { Asset } from "../../domain/asset.js";
 import { LedgerError } from "../../domain/errors.js";
@@ -36,8 +35,6 @@ export interface SqliteStoreOptions {
   readonly durability?: "full" | "normal";
 }
 
-const DBG: number[] = []; const DBGB: number[] = [];
-if (process.env.TALLY_DBG) process.on("SIGTERM", () => { const a = [...DBG].sort((x, y) => x - y); const q = (f: number) => a[Math.floor(a.length * f)]; require_fs.writeFileSync("/tmp/dbg.json", JSON.stringify({ n: a.length, sum: a.reduce((x, y) => x + y, 0), p50: q(0.5), p90: q(0.9), p99: q(0.99), max: a[a.length - 1], batch: DBGB.reduce((x, y) => x + y, 0) / DBGB.length })); });
 interface Job {
   readonly fn: (tx: WriteTx) => Promise<unknown>;
   readonly resolve: (v: unknown) => void;
@@ -219,6 +216,11 @@ export class SqliteStore implements Store {
     if (!this.keysWritten) return;
     this.keysWritten = false;
     this.keyCache.clear();
+  }
+
+  async ping(): Promise<void> {
+    if (this.closed) throw new Error("the store is closed");
+    this.reader.prepare("SELECT 1").get();
   }
 
   async close(): Promise<void> {
