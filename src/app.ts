@@ -27,6 +27,7 @@ import { listen } from "./transport/server.js";
 import { definedOnly } from "./options.js";
 import { createRpcHandler } from "./transport/rpc-handler.js";
 import { createFrontDoor } from "./transport/front-door.js";
+import { createDashboard } from "./transport/dashboard.js";
 import { createRestHandler } from "./transport/rest/rest-handler.js";
 import { routesOf } from "./transport/rest/route-table.js";
 import { Credentials } from "./domain/credentials.js";
@@ -92,6 +93,8 @@ export interface TallyOptions {
    * meanwhile, so this only decides when the ledger lists them as stored rows.
    */
   readonly expirySweepMs?: number;
+  /** Serve the dashboard at /ui/ (true by default). */
+  readonly ui?: boolean;
   /** Names of the REST dialects to enable (all by default; [] for none). */
   readonly dialects?: readonly string[];
   readonly feed?: BalanceFeed;
@@ -228,7 +231,8 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
           ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
           logger: log,
         });
-  const frontDoor = createFrontDoor({ rpc, rest });
+  const ui = options.ui === false ? undefined : createDashboard({ logger: log });
+  const frontDoor = createFrontDoor({ rpc, rest, ui });
   const tls =
     options.tlsCertFile && options.tlsKeyFile
       ? {

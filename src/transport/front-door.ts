@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { Dashboard } from "./dashboard.js";
 import type { RestHandler } from "./rest/rest-handler.js";
 import type { RpcHandler } from "./rpc-handler.js";
 
@@ -11,6 +12,8 @@ export interface FrontDoorOptions {
   readonly rpc: RpcHandler;
   /** The REST routes, when any dialect or annotated service has some. */
   readonly rest?: RestHandler | undefined;
+  /** The dashboard under /ui/, unless switched off (--no-ui). */
+  readonly ui?: Dashboard | undefined;
 }
 
 /**
@@ -20,6 +23,7 @@ export interface FrontDoorOptions {
  * - an RPC procedure (`/package.Service/Method`) goes to the protocol codecs;
  * - an unknown method of a served service gets stock connect-node's bare
  *   404, which every RPC client reads as unimplemented;
+ * - `/ui` and `/ui/…` go to the dashboard (dashboard.ts), when it is on;
  * - a path with a REST route goes to the transcoder (which answers 405 with
  *   Allow for a path served only under other methods, in the dialect's
  *   envelope, and 400 for a malformed percent-escape);
@@ -27,7 +31,7 @@ export interface FrontDoorOptions {
  *   `{"code":"not_found","message":"no route for GET /path"}`.
  */
 export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res) => void {
-  const { rpc, rest } = options;
+  const { rpc, rest, ui } = options;
   return (req, res) => {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
@@ -39,6 +43,7 @@ export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res)
       res.end();
       return;
     }
+    if (ui?.owns(path)) return ui.serve(req, res, path);
     const match = rest?.match(req.method ?? "GET", path);
     if (match !== undefined) return rest!.serve(req, res, match);
     notFound(req, res, path);
