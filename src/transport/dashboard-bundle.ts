@@ -40,7 +40,7 @@ const CONTENT_TYPES: Record<string, string> = {
  * Built in the server, not by an install step: the bundle can never be older
  * than the sources it is served with (no stale folder after a `git pull`),
  * nothing is written beside the code, and a fresh clone serves /ui/ after
- * `npm ci && npm start` alone. It costs about 0.1 s once per process, on
+ * `npm ci && npm start` alone. It costs about 0.15 s once per process, on
  * the first /ui/ request (see dashboard.ts). esbuild is loaded only then,
  * so a server that never serves the dashboard never loads it.
  */

@@ -58,8 +58,6 @@ export interface Dashboard {
 /** Options of {@link createDashboard}. */
 export interface DashboardOptions {
   readonly logger: Logger;
-  /** Builds the files; {@link buildDashboard} by default. */
-  readonly build?: () => Promise<DashboardBundle>;
 }
 
 /**
@@ -74,10 +72,9 @@ export interface DashboardOptions {
  */
 export function createDashboard(options: DashboardOptions): Dashboard {
   const { logger } = options;
-  const build = options.build ?? (() => buildDashboard());
   let bundle: Promise<DashboardBundle> | undefined;
   const load = (): Promise<DashboardBundle> => {
-    bundle ??= build().then(
+    bundle ??= buildDashboard().then(
       (b) => {
         logger.info("dashboard built", { build_ms: Math.round(b.buildMs), files: b.assets.size + 1, bytes: [...b.assets.values()].reduce((n, f) => n + f.body.length, b.index.body.length) });
         return b;
@@ -93,7 +90,11 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     owns: (path) => path === "/ui" || path.startsWith(DASHBOARD_PATH),
     serve(req, res, path) {
       const method = req.method ?? "GET";
-      if (method !== "GET" && method !== "HEAD") return plain(res, 405, "method not allowed", { allow: "GET, HEAD" });
+      if (method !== "GET" && method !== "HEAD") {
+        // The body is not read: on HTTP/1.1 the connection closes after the answer (as in the front door's 404).
+        const unread = !req.readableEnded && req.httpVersionMajor === 1;
+        return plain(res, 405, "method not allowed", { allow: "GET, HEAD", ...(unread ? { connection: "close" } : {}) });
+      }
       if (path === "/ui") {
         // Relative asset URLs need the trailing slash; the query is kept (it may choose the transport).
         const url = req.url ?? "/ui";

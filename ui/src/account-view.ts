@@ -66,7 +66,7 @@ export function accountView(ctx: DashboardContext, events: AccountEvents, extra:
           { "data-testid": "balance-row", "data-asset": b.asset, "data-sequence": b.sequence.toString() },
           h("th", {}, b.asset),
           ...FIELDS.map((f) => h("td", { class: "num", "data-field": f }, amountText(ctx.scales, b.asset, b[f]))),
-          h("td", {}, timeText(b.updatedAt)),
+          h("td", { class: "time" }, timeText(b.updatedAt)),
         );
       });
     fill(body, ...(rows.length === 0 ? [h("tr", {}, h("td", { colspan: 6 }, "No balances yet"))] : rows));

@@ -49,7 +49,7 @@ export function journalView(ctx: DashboardContext, onEntries: (entries: readonly
       "tr",
       { "data-testid": "journal-row", "data-sequence": t.sequence.toString(), "data-transfer": t.transferId, "data-status": statusText(t.status) },
       h("td", { class: "num" }, t.sequence.toString()),
-      h("td", {}, timeText(t.effectiveAt)),
+      h("td", { class: "time" }, timeText(t.effectiveAt)),
       h("td", {}, t.counterpartyAccountId),
       h("td", {}, t.kind),
       h("td", {}, statusText(t.status)),
