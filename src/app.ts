@@ -30,6 +30,10 @@ import { createFrontDoor } from "./transport/front-door.js";
 import { createDashboard } from "./transport/dashboard.js";
 import { createRestHandler } from "./transport/rest/rest-handler.js";
 import { routesOf } from "./transport/rest/route-table.js";
+import { createCors } from "./transport/cors/cors.js";
+import type { Cors } from "./transport/cors/cors.js";
+import { corsHeaderLists } from "./transport/cors/headers.js";
+import { parseCorsOrigins } from "./transport/cors/origins.js";
 import { Credentials } from "./domain/credentials.js";
 import type { DialectFactory } from "./dialects/dialect.js";
 import { DIALECTS } from "./dialects/index.js";
@@ -95,6 +99,12 @@ export interface TallyOptions {
   readonly expirySweepMs?: number;
   /** Serve the dashboard at /ui/ (true by default). */
   readonly ui?: boolean;
+  /**
+   * Browser origins allowed to call from another origin (CORS): exact
+   * origins (`https://app.example.com`), or `["*"]` for any origin without
+   * credentials. Off by default (undefined or []). See transport/cors/origins.ts.
+   */
+  readonly corsOrigins?: readonly string[];
   /** Names of the REST dialects to enable (all by default; [] for none). */
   readonly dialects?: readonly string[];
   readonly feed?: BalanceFeed;
@@ -135,6 +145,8 @@ export const DEFAULT_TENANT = "default";
 /** Opens the store, wires the services and starts listening. */
 export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const log = options.logger ?? jsonLogger();
+  // Checked before anything opens: a bad origin is a start-up error, not a store to close.
+  const corsOrigins = parseCorsOrigins(options.corsOrigins ?? []);
   const clock = options.clock ?? systemClock;
   let store: Store;
   let feed = options.feed;
@@ -231,8 +243,15 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
           ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
           logger: log,
         });
+  let cors: Cors | undefined;
+  if (corsOrigins !== undefined) {
+    // Connect's headers and Tally's, then those the enabled dialects' clients send.
+    cors = createCors({ origins: corsOrigins, headers: corsHeaderLists(dialects.flatMap((d) => d.requestHeaders ?? [])), logger: log });
+    // Logged so that operators can see who may call from a browser.
+    log.info("cors enabled", { origins: corsOrigins.kind === "any" ? "*" : [...corsOrigins.origins] });
+  }
   const ui = options.ui === false ? undefined : createDashboard({ logger: log });
-  const frontDoor = createFrontDoor({ rpc, rest, ui });
+  const frontDoor = createFrontDoor({ rpc, rest, cors, ui });
   const tls =
     options.tlsCertFile && options.tlsKeyFile
       ? {

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import type { SecureVersion } from "node:tls";
 import type { TallyOptions } from "./app.js";
 import { TLS_VERSIONS } from "./transport/tls-defaults.js";
+import { parseCorsOrigins } from "./transport/cors/origins.js";
 
 /** Server settings from flags, then environment variables, then defaults. */
 export interface ServeConfig {
@@ -33,6 +34,8 @@ export interface ServeConfig {
   readonly logLevel: "info" | "error" | "silent";
   /** undefined: every dialect. */
   readonly dialects: readonly string[] | undefined;
+  /** Exact origins, or ["*"]; [] when CORS is off. */
+  readonly corsOrigins: readonly string[];
 }
 
 /** Flags of `tally serve`, with the environment variable each falls back to. */
@@ -72,6 +75,11 @@ export const SERVE_FLAGS = {
   durability: { env: "TALLY_DURABILITY", default: "full", help: "full (fsync every commit) or normal (may lose the last commits on power loss)" },
   "log-level": { env: "TALLY_LOG_LEVEL", default: "info", help: "info, error or silent" },
   dialects: { env: "TALLY_DIALECTS", default: "all", help: "REST dialects to serve: all, none, or a comma-separated list" },
+  "cors-origins": {
+    env: "TALLY_CORS_ORIGINS",
+    default: "",
+    help: "browser origins allowed to call from another origin: a comma-separated list of exact origins (https://app.example.com), or * for any origin without credentials (default: none, CORS off)",
+  },
 } as const;
 
 /** Parses `tally serve` arguments. Throws a readable Error on bad input. */
@@ -127,6 +135,7 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     durability,
     logLevel,
     dialects: parseDialects(get("dialects")),
+    corsOrigins: parseCorsList(get("cors-origins")),
   };
 }
 
@@ -153,6 +162,7 @@ export function toTallyOptions(c: ServeConfig): TallyOptions {
     ui: c.ui,
     durability: c.durability,
     ...(c.dialects === undefined ? {} : { dialects: c.dialects }),
+    ...(c.corsOrigins.length === 0 ? {} : { corsOrigins: c.corsOrigins }),
   };
 }
 
@@ -178,4 +188,12 @@ function parseDialects(v: string): readonly string[] | undefined {
   if (v === "all") return undefined;
   if (v === "none" || v === "") return [];
   return v.split(",").map((x) => x.trim()).filter((x) => x !== "");
+}
+
+/** --cors-origins as the list of origins a browser sends (normalised), checked now so that a typo stops the start. */
+function parseCorsList(v: string): readonly string[] {
+  if (v.trim() === "") return [];
+  const policy = parseCorsOrigins(v.split(","));
+  if (policy === undefined) return [];
+  return policy.kind === "any" ? ["*"] : [...policy.origins];
 }

@@ -118,6 +118,12 @@ export interface Dialect {
   /** Error envelope writers by name. */
   readonly envelopes?: ReadonlyMap<string, ErrorEnvelopeWriter>;
   readonly credentialKinds?: readonly CredentialKind[];
+  /**
+   * Request headers its clients send beyond `authorization` and the RPC
+   * protocols' own (lower-case): a browser sends them to another origin only
+   * once a CORS preflight allows them.
+   */
+  readonly requestHeaders?: readonly string[];
   /** Forms the ids of the accounts it reads must have (CreateAccount generates and checks them). */
   readonly accountIdRules?: readonly AccountIdRule[];
 }

@@ -3,6 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Dashboard } from "./dashboard.js";
 import type { RestHandler } from "./rest/rest-handler.js";
 import type { RpcHandler } from "./rpc-handler.js";
+import type { Cors } from "./cors/cors.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -14,6 +15,8 @@ export interface FrontDoorOptions {
   readonly rest?: RestHandler | undefined;
   /** The dashboard under /ui/, unless switched off (--no-ui). */
   readonly ui?: Dashboard | undefined;
+  /** Cross-origin access for browsers (off when undefined): preflights, and the headers of every answer. */
+  readonly cors?: Cors | undefined;
 }
 
 /**
@@ -29,16 +32,35 @@ export interface FrontDoorOptions {
  *   envelope, and 400 for a malformed percent-escape);
  * - anything else is 404 with the Connect error envelope:
  *   `{"code":"not_found","message":"no route for GET /path"}`.
+ *
+ * With CORS on, a browser's preflight is answered here, before any of that,
+ * for every RPC path (and unknown methods of served services) and every REST
+ * path; every other request gets its CORS headers set on the response first,
+ * so that whatever answers it (a handler, a guard, a 404) carries them.
  */
 export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res) => void {
-  const { rpc, rest, ui } = options;
+  const { rpc, rest, cors, ui } = options;
+  const isServicePath = (path: string) => {
+    const slash = path.indexOf("/", 1);
+    return slash > 0 && rpc.servicePrefixes.has(path.slice(0, slash + 1));
+  };
+  /** The methods a preflight for this path may be told of; undefined when nothing serves it. */
+  const methodsOf = (path: string, rpcMethods: readonly string[]): readonly string[] | undefined => {
+    if (rpc.paths.has(path) || isServicePath(path)) return rpcMethods;
+    const match = rest?.match("OPTIONS", path);
+    if (match?.kind === "method_not_allowed") return match.allow;
+    return match?.kind === "match" ? [match.route.httpMethod] : undefined;
+  };
   return (req, res) => {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
+    if (cors !== undefined) {
+      if (cors.isPreflight(req)) return cors.preflight(req, res, path, methodsOf(path, cors.rpcMethods));
+      cors.decorate(req, res);
+    }
     if (rpc.paths.has(path)) return rpc.handle(req, res);
-    const slash = path.indexOf("/", 1);
-    if (slash > 0 && rpc.servicePrefixes.has(path.slice(0, slash + 1))) {
+    if (isServicePath(path)) {
       res.writeHead(404);
       res.end();
       return;

@@ -3,7 +3,7 @@ import * as http2 from "node:http2";
 
 /** One HTTP request as a test sends it, byte for byte. */
 export interface RawRequest {
-  readonly method: "GET" | "POST";
+  readonly method: "GET" | "POST" | "OPTIONS";
   /** Path and query. */
   readonly path: string;
   readonly headers: Record<string, string>;

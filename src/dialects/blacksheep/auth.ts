@@ -11,6 +11,9 @@ export const BLACKSHEEP_KEY_KIND = "blacksheep_public_key";
 /** How far Bs-Timestamp may be from the server's clock, either way, in seconds. */
 export const TIMESTAMP_WINDOW_SECONDS = 300n;
 
+/** The headers of a signed request (its Bs-* headers and Content-Digest), as a browser must be allowed to send them. */
+export const SIGNED_REQUEST_HEADERS: readonly string[] = ["bs-key-id", "bs-timestamp", "bs-nonce", "bs-signature", "content-digest"];
+
 /** Client-chosen key ids: what can travel in a header and read well in logs. */
 const KEY_ID = /^[A-Za-z0-9._~-]{1,128}$/;
 /** Unix seconds, canonical digits (the value is signed as sent, so no other spelling is needed). */

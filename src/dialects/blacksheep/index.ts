@@ -1,6 +1,6 @@
 import type { DialectFactory } from "../dialect.js";
 import { AccountBalanceService } from "../../../gen/blacksheep/v1/blacksheep_pb.js";
-import { blacksheepAuthenticator, blacksheepKeyKind } from "./auth.js";
+import { SIGNED_REQUEST_HEADERS, blacksheepAuthenticator, blacksheepKeyKind } from "./auth.js";
 import { blacksheepEnvelope } from "./envelope.js";
 import { registerBlacksheep } from "./service.js";
 
@@ -15,4 +15,5 @@ export const blacksheepDialect: DialectFactory = (deps) => ({
   authenticate: blacksheepAuthenticator(deps.credentials),
   envelopes: new Map([["blacksheep", blacksheepEnvelope]]),
   credentialKinds: [blacksheepKeyKind(deps.credentials)],
+  requestHeaders: SIGNED_REQUEST_HEADERS,
 });
