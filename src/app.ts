@@ -37,6 +37,7 @@ import { listen } from "./transport/server.js";
 import { definedOnly } from "./options.js";
 import { createRpcHandler } from "./transport/rpc-handler.js";
 import { createFrontDoor } from "./transport/front-door.js";
+import { createDashboard } from "./transport/dashboard.js";
 import { createRestHandler } from "./transport/rest/rest-handler.js";
 import { routesOf } from "./transport/rest/route-table.js";
 import { createCors } from "./transport/cors/cors.js";
@@ -106,6 +107,8 @@ export interface TallyOptions {
    * meanwhile, so this only decides when the ledger lists them as stored rows.
    */
   readonly expirySweepMs?: number;
+  /** Serve the dashboard at /ui/ (true by default). */
+  readonly ui?: boolean;
   /**
    * Browser origins allowed to call from another origin (CORS): exact
    * origins (`https://app.example.com`), or `["*"]` for any origin without
@@ -275,7 +278,8 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     log.info("cors enabled", { origins: corsOrigins.kind === "any" ? "*" : [...corsOrigins.origins] });
   }
   const endpoints = probeEndpoints(() => ({ ok: health.readiness === "serving", detail: health.readiness }));
-  const frontDoor = createFrontDoor({ rpc, rest, cors, endpoints });
+  const ui = options.ui === false ? undefined : createDashboard({ logger: log });
+  const frontDoor = createFrontDoor({ rpc, rest, cors, ui, endpoints });
   const tls =
     options.tlsCertFile && options.tlsKeyFile
       ? {

@@ -28,6 +28,8 @@ export interface ServeConfig {
   /** undefined: the built-in forward-secret AEAD list. */
   readonly tlsCiphers: string | undefined;
   readonly streamsPerTenant: number;
+  /** Serve the dashboard at /ui/ (off with --no-ui). */
+  readonly ui: boolean;
   readonly durability: "full" | "normal";
   readonly logLevel: "info" | "error" | "silent";
   /** undefined: every dialect. */
@@ -70,6 +72,7 @@ export const SERVE_FLAGS = {
   "tls-min-version": { env: "TALLY_TLS_MIN_VERSION", default: "TLSv1.2", help: "oldest TLS version accepted: TLSv1.2 or TLSv1.3" },
   "tls-ciphers": { env: "TALLY_TLS_CIPHERS", default: "", help: "OpenSSL cipher list (default: forward-secret AEAD suites only)" },
   "streams-per-tenant": { env: "TALLY_STREAMS_PER_TENANT", default: "100", help: "open balance streams per tenant" },
+  "no-ui": { env: "TALLY_NO_UI", default: "false", help: "do not serve the dashboard at /ui/ (the env var takes true or false)", boolean: true },
   durability: { env: "TALLY_DURABILITY", default: "full", help: "full (fsync every commit) or normal (may lose the last commits on power loss)" },
   "log-level": { env: "TALLY_LOG_LEVEL", default: "info", help: "info, error or silent" },
   dialects: { env: "TALLY_DIALECTS", default: "all", help: "REST dialects to serve: all, none, or a comma-separated list" },
@@ -87,17 +90,23 @@ export const SERVE_FLAGS = {
 
 /** Parses `tally serve` arguments. Throws a readable Error on bad input. */
 export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
-  const options = Object.fromEntries(Object.keys(SERVE_FLAGS).map((k) => [k, { type: "string" as const }]));
+  const options = Object.fromEntries(Object.entries(SERVE_FLAGS).map(([k, v]) => [k, { type: "boolean" in v ? ("boolean" as const) : ("string" as const) }]));
   const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
   const get = (k: keyof typeof SERVE_FLAGS): string => {
-    const v = (values as Record<string, string | undefined>)[k] ?? env[SERVE_FLAGS[k].env] ?? SERVE_FLAGS[k].default;
-    return v;
+    const v = (values as Record<string, string | boolean | undefined>)[k] ?? env[SERVE_FLAGS[k].env] ?? SERVE_FLAGS[k].default;
+    // A boolean flag given on the command line reads as "true".
+    return String(v);
   };
   const int = (k: keyof typeof SERVE_FLAGS, min: number, max: number): number => {
     const raw = get(k);
     const n = Number(raw);
     if (!/^\d+$/.test(raw) || n < min || n > max) throw new Error(`--${k} must be an integer in ${min}..${max}, got "${raw}"`);
     return n;
+  };
+  const bool = (k: keyof typeof SERVE_FLAGS): boolean => {
+    const raw = get(k);
+    if (raw !== "true" && raw !== "false") throw new Error(`${SERVE_FLAGS[k].env} must be true or false, got "${raw}"`);
+    return raw === "true";
   };
   const durability = get("durability");
   if (durability !== "full" && durability !== "normal") throw new Error(`--durability must be full or normal`);
@@ -128,6 +137,7 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     tlsMinVersion: tlsMinVersion as SecureVersion,
     tlsCiphers: get("tls-ciphers") || undefined,
     streamsPerTenant: int("streams-per-tenant", 1, 100_000),
+    ui: !bool("no-ui"),
     durability,
     logLevel,
     dialects: parseDialects(get("dialects")),
@@ -156,6 +166,7 @@ export function toTallyOptions(c: ServeConfig): TallyOptions {
     tlsMinVersion: c.tlsMinVersion,
     ...(c.tlsCiphers === undefined ? {} : { tlsCiphers: c.tlsCiphers }),
     streamsPerTenant: c.streamsPerTenant,
+    ui: c.ui,
     durability: c.durability,
     ...(c.dialects === undefined ? {} : { dialects: c.dialects }),
     ...(c.corsOrigins.length === 0 ? {} : { corsOrigins: c.corsOrigins }),

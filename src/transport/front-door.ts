@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { Dashboard } from "./dashboard.js";
 import type { RestHandler } from "./rest/rest-handler.js";
 import type { RpcHandler } from "./rpc-handler.js";
 import type { Cors } from "./cors/cors.js";
@@ -13,6 +14,8 @@ export interface FrontDoorOptions {
   readonly rpc: RpcHandler;
   /** The REST routes, when any dialect or annotated service has some. */
   readonly rest?: RestHandler | undefined;
+  /** The dashboard under /ui/, unless switched off (--no-ui). */
+  readonly ui?: Dashboard | undefined;
   /** Cross-origin access for browsers (off when undefined): preflights, and the headers of every answer. */
   readonly cors?: Cors | undefined;
   /** Plain HTTP endpoints by exact path (`/healthz`, `/readyz`), served before the RPC and REST routes. */
@@ -27,6 +30,7 @@ export interface FrontDoorOptions {
  * - a plain HTTP endpoint (`/healthz`, `/readyz`) answers itself;
  * - an unknown method of a served service gets stock connect-node's bare
  *   404, which every RPC client reads as unimplemented;
+ * - `/ui` and `/ui/…` go to the dashboard (dashboard.ts), when it is on;
  * - a path with a REST route goes to the transcoder (which answers 405 with
  *   Allow for a path served only under other methods, in the dialect's
  *   envelope, and 400 for a malformed percent-escape);
@@ -39,7 +43,7 @@ export interface FrontDoorOptions {
  * so that whatever answers it (a handler, a guard, a 404) carries them.
  */
 export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res) => void {
-  const { rpc, rest, cors, endpoints } = options;
+  const { rpc, rest, cors, ui, endpoints } = options;
   const isServicePath = (path: string) => {
     const slash = path.indexOf("/", 1);
     return slash > 0 && rpc.servicePrefixes.has(path.slice(0, slash + 1));
@@ -67,6 +71,7 @@ export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res)
       res.end();
       return;
     }
+    if (ui?.owns(path)) return ui.serve(req, res, path);
     const match = rest?.match(req.method ?? "GET", path);
     if (match !== undefined) return rest!.serve(req, res, match);
     notFound(req, res, path);
