@@ -27,16 +27,35 @@ export interface EffectiveFloor {
 
 /** The time a write takes effect under the rule above. */
 export function effectiveTime(requested: bigint | undefined, now: bigint, floors: readonly EffectiveFloor[]): bigint {
-  let floor: EffectiveFloor | undefined;
+  return effectiveTimeOf(requested, now, floors, (f) => ({
+    what: `the latest effective time already recorded on account "${f.accountId}"`,
+    metadata: { account_id: f.accountId },
+  }));
+}
+
+/**
+ * The rule over any kind of floor (the ledger's, the credits'): the requested
+ * time when it is neither in the future (invalid_argument /
+ * effective_at_in_future) nor before the latest floor (failed_precondition /
+ * effective_at_too_early, naming it as `describe` says); without one, now, or
+ * the latest floor if that is later (a clock that ran behind).
+ */
+export function effectiveTimeOf<F extends { readonly at: bigint }>(
+  requested: bigint | undefined,
+  now: bigint,
+  floors: readonly F[],
+  describe: (floor: F) => { readonly what: string; readonly metadata: Readonly<Record<string, string>> },
+): bigint {
+  let floor: F | undefined;
   for (const f of floors) if (floor === undefined || f.at > floor.at) floor = f;
   if (requested === undefined) return floor !== undefined && floor.at > now ? floor.at : now;
   refuseFuture(requested, now);
   if (floor !== undefined && requested < floor.at) {
-    throw failedPrecondition(
-      "effective_at_too_early",
-      `effective_at ${formatMicros(requested)} is before ${formatMicros(floor.at)}, the latest effective time already recorded on account "${floor.accountId}"`,
-      { account_id: floor.accountId, latest_effective_at: formatMicros(floor.at) },
-    );
+    const { what, metadata } = describe(floor);
+    throw failedPrecondition("effective_at_too_early", `effective_at ${formatMicros(requested)} is before ${formatMicros(floor.at)}, ${what}`, {
+      ...metadata,
+      latest_effective_at: formatMicros(floor.at),
+    });
   }
   return requested;
 }

@@ -1,6 +1,4 @@
-import { refuseFuture } from "../effective-time.js";
-import { failedPrecondition } from "../errors.js";
-import { formatMicros } from "../micros.js";
+import { effectiveTimeOf } from "../effective-time.js";
 import type { Account } from "../model.js";
 import type { CreditBalance, CreditEntry } from "./model.js";
 
@@ -81,18 +79,7 @@ export interface CreditFloor {
  * if that is later.
  */
 export function creditEffectiveTime(requested: bigint | undefined, now: bigint, floors: readonly CreditFloor[]): bigint {
-  let floor: CreditFloor | undefined;
-  for (const f of floors) if (floor === undefined || f.at > floor.at) floor = f;
-  if (requested === undefined) return floor !== undefined && floor.at > now ? floor.at : now;
-  refuseFuture(requested, now);
-  if (floor !== undefined && requested < floor.at) {
-    throw failedPrecondition(
-      "effective_at_too_early",
-      `effective_at ${formatMicros(requested)} is before ${formatMicros(floor.at)}, ${floor.what}`,
-      { ...floor.metadata, latest_effective_at: formatMicros(floor.at) },
-    );
-  }
-  return requested;
+  return effectiveTimeOf(requested, now, floors, (f) => f);
 }
 
 /** What a new commit or credit of a customer must not be created before. */
