@@ -194,7 +194,8 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
       closeFeed = () => pgFeed.close();
     }
   } else {
-    const sqlite = SqliteStore.open({ path: options.databasePath ?? "tally.db", durability: options.durability ?? "full" });
+    // One serving process per file: its streams must hear of every write (serve-lock.ts).
+    const sqlite = SqliteStore.open({ path: options.databasePath ?? "tally.db", durability: options.durability ?? "full", exclusive: true });
     const p = sqlite.pragmas();
     // Logged so that operators (and a test) can see the durability actually in force.
     log.info("store opened", { store: "sqlite", journal_mode: p.journalMode, synchronous: p.synchronous });

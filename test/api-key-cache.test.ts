@@ -3,20 +3,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService, KeyScope } from "../gen/tally/admin/v1/admin_pb.js";
 import { LedgerService } from "../gen/tally/ledger/v1/ledger_pb.js";
 import { refused } from "./support/ledger-kit.js";
-import { clientFor, spawnServer, startTestServer } from "./support/server.js";
-import type { ChildServer, TestServer } from "./support/server.js";
+import { DEFAULT_TENANT } from "../src/app.js";
+import { Access } from "../src/domain/access.js";
+import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { clientFor, startTestServer } from "./support/server.js";
+import type { TestServer } from "./support/server.js";
 
 // The SQLite store keeps API keys in memory so that authenticating a call
 // costs no read. A revoked key must still be refused by the very next call:
 // when this process revoked it, and when another process on the same file did.
 let a: TestServer;
-let b: ChildServer | undefined;
 
 beforeAll(async () => {
   a = await startTestServer();
 });
 afterAll(async () => {
-  await b?.stop();
   await a?.close();
 });
 
@@ -24,11 +25,12 @@ afterAll(async () => {
  * Issues a key on `a`, uses it there three times (so it is cached), revokes
  * it through `revokeVia`, and expects the very next call on `a` to be refused.
  */
-async function expectRefusedRightAfterRevocation(revokeVia: { url: string }, label: string): Promise<void> {
+async function expectRefusedRightAfterRevocation(revokeVia: { url: string } | { revoke: (id: string) => Promise<void> }, label: string): Promise<void> {
   const issued = await clientFor(AdminService, a.url, "connect-binary", a.adminKey).createApiKey({ scope: KeyScope.TENANT_ADMIN, label });
   const here = clientFor(LedgerService, a.url, "grpc", issued.secret);
   for (let i = 0; i < 3; i++) await here.getBalance({ accountId: "@world", asset: "USD" });
-  await clientFor(AdminService, revokeVia.url, "grpc", a.adminKey).revokeApiKey({ id: issued.key!.id });
+  if ("url" in revokeVia) await clientFor(AdminService, revokeVia.url, "grpc", a.adminKey).revokeApiKey({ id: issued.key!.id });
+  else await revokeVia.revoke(issued.key!.id);
   const r = await refused(here.getBalance({ accountId: "@world", asset: "USD" }));
   expect([r.code, r.reason]).toEqual([Code.Unauthenticated, "invalid_api_key"]);
 }
@@ -38,10 +40,18 @@ describe("API key revocation with the key cache", () => {
     await expectRefusedRightAfterRevocation(a, "same-process");
   });
 
-  it("a key revoked by another server process on the same SQLite file is refused by the next call here", async () => {
-    // The other process's revocation reaches this one only through the database.
-    b = await spawnServer(a.dbPath);
-    await expectRefusedRightAfterRevocation(b, "other-process");
+  it("a key revoked by another connection to the same SQLite file (the CLI, say) is refused by the next call here", async () => {
+    // The other connection's revocation reaches this server only through the database.
+    // (A second server on the file is refused: test/serve-lock.test.ts.)
+    const other = SqliteStore.open({ path: a.dbPath });
+    try {
+      await expectRefusedRightAfterRevocation(
+        { revoke: (id) => new Access(other, () => BigInt(Date.now()) * 1000n).revokeKey(DEFAULT_TENANT, id).then(() => undefined) },
+        "other-connection",
+      );
+    } finally {
+      await other.close();
+    }
     // Keys the other process did not touch still work (the cache refills).
     await clientFor(LedgerService, a.url, "grpc", a.adminKey).getBalance({ accountId: "@world", asset: "USD" });
   });

@@ -13,6 +13,7 @@ import type {
 } from "../../domain/model.js";
 import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, JournalWrite, PostedEntryPageQuery, Store, WriteTx } from "../../domain/store.js";
 import { MIGRATIONS } from "./migrations.js";
+import { acquireServeLock, type ServeLock } from "./serve-lock.js";
 import { SqliteStatements } from "./statements.js";
 import { SqliteBatchTx } from "./batch-tx.js";
 import { CreditStatements } from "./credit-statements.js";
@@ -33,6 +34,11 @@ export interface SqliteStoreOptions {
    * crash (not on a process crash); see https://www.sqlite.org/pragma.html#pragma_synchronous.
    */
   readonly durability?: "full" | "normal";
+  /**
+   * Take `<path>.lock` for as long as the store is open (a server does): a
+   * second process that asks for it is refused. See serve-lock.ts.
+   */
+  readonly exclusive?: boolean;
 }
 
 interface Job {
@@ -77,24 +83,32 @@ export class SqliteStore implements Store {
   private keysWritten = false;
   private readonly dataVersion: Database.Statement;
 
+  private readonly lock: ServeLock | undefined;
+
   private constructor(opts: SqliteStoreOptions) {
     this.maxBatch = opts.maxBatch ?? 512;
-    const busy = opts.busyTimeoutMs ?? 2000;
-    this.writer = new Database(opts.path);
-    this.writer.defaultSafeIntegers(true);
-    this.writer.pragma("journal_mode = WAL");
-    this.writer.pragma(`synchronous = ${opts.durability === "normal" ? "NORMAL" : "FULL"}`);
-    this.writer.pragma(`busy_timeout = ${busy}`);
-    this.writer.pragma("foreign_keys = ON");
-    migrate(this.writer);
-    this.reader = new Database(opts.path, { readonly: true, fileMustExist: true });
-    this.reader.defaultSafeIntegers(true);
-    this.reader.pragma(`busy_timeout = ${busy}`);
-    this.w = new SqliteStatements(this.writer);
-    this.r = new SqliteStatements(this.reader);
-    this.cr = new CreditStatements(this.reader);
-    this.tx = new SqliteBatchTx(this.w, new CreditStatements(this.writer), () => (this.keysWritten = true));
-    this.dataVersion = this.writer.prepare("PRAGMA data_version").pluck();
+    this.lock = opts.exclusive ? acquireServeLock(opts.path) : undefined;
+    try {
+      this.writer = new Database(opts.path);
+      const busy = opts.busyTimeoutMs ?? 2000;
+      this.writer.defaultSafeIntegers(true);
+      this.writer.pragma("journal_mode = WAL");
+      this.writer.pragma(`synchronous = ${opts.durability === "normal" ? "NORMAL" : "FULL"}`);
+      this.writer.pragma(`busy_timeout = ${busy}`);
+      this.writer.pragma("foreign_keys = ON");
+      migrate(this.writer);
+      this.reader = new Database(opts.path, { readonly: true, fileMustExist: true });
+      this.reader.defaultSafeIntegers(true);
+      this.reader.pragma(`busy_timeout = ${busy}`);
+      this.w = new SqliteStatements(this.writer);
+      this.r = new SqliteStatements(this.reader);
+      this.cr = new CreditStatements(this.reader);
+      this.tx = new SqliteBatchTx(this.w, new CreditStatements(this.writer), () => (this.keysWritten = true));
+      this.dataVersion = this.writer.prepare("PRAGMA data_version").pluck();
+    } catch (e) {
+      this.lock?.release();
+      throw e;
+    }
   }
 
   /** Opens (creating and migrating when needed) the database at `opts.path`. */
@@ -230,6 +244,7 @@ export class SqliteStore implements Store {
     this.closed = true;
     this.reader.close();
     this.writer.close();
+    this.lock?.release();
   }
 
   // ---- reads (committed data only) -----------------------------------------
