@@ -14,6 +14,7 @@ import type {
 import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, JournalWrite, PostedEntryPageQuery, Store, WriteTx } from "../../domain/store.js";
 import { MIGRATIONS } from "./migrations.js";
 import { acquireServeLock, type ServeLock } from "./serve-lock.js";
+import { verifyInWorker } from "./verify-worker.js";
 import { SqliteStatements } from "./statements.js";
 import { SqliteBatchTx } from "./batch-tx.js";
 import { CreditStatements } from "./credit-statements.js";
@@ -84,13 +85,18 @@ export class SqliteStore implements Store {
   private readonly dataVersion: Database.Statement;
 
   private readonly lock: ServeLock | undefined;
+  /** The database file, for the verify worker's own connection. */
+  private readonly path: string;
+  private readonly busyMs: number;
 
   private constructor(opts: SqliteStoreOptions) {
     this.maxBatch = opts.maxBatch ?? 512;
+    this.path = opts.path;
     this.lock = opts.exclusive ? acquireServeLock(opts.path) : undefined;
     try {
       this.writer = new Database(opts.path);
       const busy = opts.busyTimeoutMs ?? 2000;
+      this.busyMs = busy;
       this.writer.defaultSafeIntegers(true);
       this.writer.pragma("journal_mode = WAL");
       this.writer.pragma(`synchronous = ${opts.durability === "normal" ? "NORMAL" : "FULL"}`);
@@ -372,23 +378,19 @@ export class SqliteStore implements Store {
   }
 
   async journalSums(tenantId: string): Promise<JournalSums> {
-    // One read transaction, so the journal and the balances are one snapshot.
-    const run = this.reader.transaction(
-      (): JournalSums => ({
-        sums: this.r.verifySums.all(tenantId).map(rows.journalSum),
-        balances: this.r.verifyBalances.all(tenantId).map((x) => rows.balance(x)!),
-        running: this.r.verifyRunning.all(tenantId).map(rows.runningSum),
-        overflow: false,
-      }),
-    );
-    try {
-      return run.deferred();
-    } catch (e) {
-      // SUM raises on int64 overflow: the domain reports that as a finding.
-      if (e instanceof Error && /integer overflow/.test(e.message)) return { sums: [], balances: [], running: [], overflow: true };
-      throw storeError(e);
-    }
+    const sql = { sums: this.r.verifySums.source, balances: this.r.verifyBalances.source, running: this.r.verifyRunning.source };
+    const answer = await verifyInWorker(this.path, tenantId, sql, this.busyMs);
+    if (answer.overflow) return { sums: [], balances: [], running: [], overflow: true };
+    if (answer.rows === undefined) throw storeError(new Error(answer.error ?? "verify failed"));
+    return {
+      sums: answer.rows.sums.map(rows.journalSum),
+      balances: answer.rows.balances.map((x) => rows.balance(x)!),
+      running: answer.rows.running.map(rows.runningSum),
+      overflow: false,
+    };
   }
+
+
 }
 
 function migrate(db: Database.Database): void {
