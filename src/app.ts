@@ -226,7 +226,8 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const health = new HealthState({
     probe: () => store.ping(),
     ...definedOnly({ intervalMs: options.healthProbeMs }),
-    onChange: (readiness, reason) => (readiness === "serving" ? log.info : log.error)("readiness changed", { readiness, reason }),
+    // A drain is planned (info); a store that stops answering is an error.
+    onChange: (readiness, reason) => (readiness === "serving" || reason === "draining" ? log.info : log.error)("readiness changed", { readiness, reason }),
   });
   const served = [LedgerService, AdminService, CreditService, ...dialects.flatMap((d) => d.services)];
   const routes = (router: ConnectRouter) => {
