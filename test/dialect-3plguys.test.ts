@@ -289,7 +289,9 @@ describe("paging with skip and take", () => {
       ["take=abc", err(400, "Bad Request", 'query parameter "take" must be a decimal integer, got "abc"')],
       ["take=1.5", err(400, "Bad Request", 'query parameter "take" must be a decimal integer, got "1.5"')],
       ["skip=", err(400, "Bad Request", 'query parameter "skip" must be a decimal integer, got ""')],
-      ["take=99999999999999999999", err(400, "Bad Request", "cannot decode field threeplguys.v0.ListTransactionsRequest.take from JSON: expected bigint (int64): 99999999999999999999 out of range")],
+      ["take=99999999999999999999", err(400, "Bad Request", "take: 99999999999999999999 is outside the range of int64")],
+      ["skip=1e3", err(400, "Bad Request", 'query parameter "skip" must be a decimal integer, got "1e3"')],
+      ["skip=%2B5", err(400, "Bad Request", 'query parameter "skip" must be a decimal integer, got "+5"')],
       ["take=10&take=20", err(400, "Bad Request", '"take" is not repeated but was given 2 times')],
     ];
     for (const [query, body] of cases) {

@@ -253,11 +253,14 @@ describe("GET /v1/balance/entries", () => {
     expect(rest.text).toMatch(/^\{"entries":\[\{"id":\d+,"delta_micro":1,"kind":"payment_credit","created_at":\d+\}\]\}$/);
   });
 
-  it("a mangled after_id is 400 invalid after_id", async () => {
-    for (const q of ["abc", "-1", "01", "1.5"]) {
+  it("a mangled or empty after_id is 400 invalid after_id, never page one", async () => {
+    for (const q of ["abc", "-1", "01", "1.5", "", "%20", "1e1", "0x5", "+5", "9223372036854775808"]) {
       const r = await get(`/v1/balance/entries?after_id=${q}`, cookieFor("dave"));
       expect([q, r.status, r.text]).toEqual([q, 400, '{"error":"invalid after_id"}']);
     }
+    // Without the key at all it is the first page; with the limit beside an empty cursor, still 400.
+    expect((await get("/v1/balance/entries", cookieFor("dave"))).status).toBe(200);
+    expect((await get("/v1/balance/entries?limit=2&after_id=", cookieFor("dave"))).status).toBe(400);
   });
 });
 

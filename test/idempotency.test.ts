@@ -327,7 +327,7 @@ describe.each([single, batch])("$name", (ep) => {
     expect((await clientFor(AdminService, server.url, "grpc", tenantB.adminKeySecret).verify({})).ok).toBe(true);
   });
 
-  it("refuses keys that are too long, empty or not printable ASCII", async () => {
+  it("refuses keys that are too long, empty, not ASCII or with a space (printable ASCII without spaces)", async () => {
     const credit = await account("keys");
     const body: Body = { debit: "@world", credit, asset: "USD", amount: 1n };
     const before = await journalSize();
@@ -342,6 +342,8 @@ describe.each([single, batch])("$name", (ep) => {
     for (const [key, reason] of bad) {
       const r = await expectRefused(ep.send(L, key, body), Code.InvalidArgument, reason);
       if (ep === batch) expect(r.error.rawMessage).toContain("transfers[0].idempotency_key");
+      // The message states the rule README states: spaces are not printable here.
+      if (reason === "invalid_idempotency_key") expect(r.error.rawMessage).toContain("must be 1-255 printable ASCII characters without spaces");
     }
     expect(await journalSize()).toBe(before);
     // 255 printable characters is the longest key accepted.

@@ -291,9 +291,10 @@ describe("64-bit fields anywhere in the schema", () => {
     expect((msg.children as { sf64: bigint }[])[0]!.sf64).toBe(-9007199254740993n);
   });
 
-  it("leaves Timestamps, 32-bit numbers, strings and unknown fields to protobuf-es", () => {
-    // None of these is a 64-bit field, so the guard passes them through unchanged.
-    expect(parseStrictJson('{"at":"1970-01-01T00:00:00Z","small":1e3,"label":"0x10"}', NumbersSchema)).toEqual({
+  it("leaves Timestamps, strings and unknown fields to protobuf-es", () => {
+    // None of these is an integer field, so the guard passes them through unchanged
+    // (32-bit fields follow the integer rule: test/canonical-int.test.ts).
+    expect(parseStrictJson('{"at":"1970-01-01T00:00:00Z","small":1000,"label":"0x10"}', NumbersSchema)).toEqual({
       at: "1970-01-01T00:00:00Z",
       small: 1000,
       label: "0x10",

@@ -15,6 +15,8 @@ import type { PostTransferRequestSchema } from "../gen/tally/ledger/v1/ledger_pb
 import { PROTOCOLS, clientFor, startTestServer } from "./support/server.js";
 import type { TestServer } from "./support/server.js";
 import { allTransactions, expectRefused, uniq } from "./support/ledger-kit.js";
+import { connectPost } from "./support/rpc-wire.js";
+import type { WireOutcome } from "./support/rpc-wire.js";
 import type { AdminClient, LedgerClient } from "./support/ledger-kit.js";
 
 const INT64_MAX = 9223372036854775807n;
@@ -309,6 +311,30 @@ describe("pending, post, void", () => {
     const same = (await L.postPendingTransfer({ transferId: hold.id, amount: 150n })).transfer!;
     expect(equals(TransferSchema, same, t)).toBe(true);
     expect((await L.getTransfer({ id: hold.id })).transfer?.postedAmount).toBe(150n);
+  });
+
+  it("amount 0 (a JSON 0, \"0\", or no amount) settles the WHOLE hold, and repeats a settled one unchanged", async () => {
+    // proto3 cannot tell 0 from absent, so both mean "all", as the proto comment and README say.
+    const a = await open("p0-a");
+    const b = await open("p0-b");
+    await move("@world", a, 1000n);
+    const post = (body: string) =>
+      connectPost(server.url, "/tally.ledger.v1.LedgerService/PostPendingTransfer", body, { authorization: `Bearer ${server.adminKey}` });
+    const settled = (o: WireOutcome) => {
+      if (!o.ok) throw new Error(o.message);
+      const t = o.message.transfer as { status: string; amount: string; postedAmount: string };
+      return [t.status, t.amount, t.postedAmount];
+    };
+    for (const amount of [', "amount": 0', ', "amount": "0"', ""]) {
+      const hold = await move(a, b, 100n, { pending: true });
+      expect(settled(await post(`{"transferId": "${hold.id}"${amount}}`)), amount).toEqual(["TRANSFER_STATUS_POSTED", "100", "100"]);
+    }
+    expect(await nums(a)).toEqual([700n, 0n, 0n, 700n]);
+    // A hold posted for part: 0 again is a retry of whatever it was posted for, not "all".
+    const part = await move(a, b, 100n, { pending: true });
+    expect(settled(await post(`{"transferId": "${part.id}", "amount": "40"}`))).toEqual(["TRANSFER_STATUS_POSTED", "100", "40"]);
+    expect(settled(await post(`{"transferId": "${part.id}", "amount": 0}`))).toEqual(["TRANSFER_STATUS_POSTED", "100", "40"]);
+    expect(await nums(a)).toEqual([660n, 0n, 0n, 660n]);
   });
 
   it("voids a reservation, then refuses to post it", async () => {

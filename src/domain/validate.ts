@@ -40,8 +40,11 @@ export function validateMetadata(metadata: Readonly<Record<string, string>>, fie
 }
 
 /**
- * Idempotency keys: 1-255 printable ASCII characters. Non-ASCII is refused so
- * that two visually equal keys cannot differ in normalisation.
+ * Idempotency keys (and the other client-chosen keys: usage ids, uniqueness
+ * keys): 1-255 printable ASCII characters without spaces, `!` to `~`.
+ * Non-ASCII is refused so that two visually equal keys cannot differ in
+ * normalisation, and spaces so that a key copied from a log or a shell
+ * cannot lose or gain one unseen.
  */
 export function validateIdempotencyKey(key: string, field = "idempotency_key"): string {
   if (key.length === 0) throw invalidArgument("missing_idempotency_key", `${field} is required`);

@@ -1,8 +1,10 @@
-import { ScalarType, getOption, hasOption } from "@bufbuild/protobuf";
-import type { DescField, DescMessage, JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { getOption, hasOption } from "@bufbuild/protobuf";
+import type { DescEnum, DescField, DescMessage, JsonObject, JsonValue, ScalarType } from "@bufbuild/protobuf";
 import { hasCustomJsonRepresentation } from "@bufbuild/protobuf/wkt";
 import { invalidArgument } from "../domain/errors.js";
 import { Int64Format, field as fieldRule } from "../../gen/tally/rest/v1/options_pb.js";
+import { ENUM_NUMBER, checkIntegerNumber, checkIntegerText, integerKindOf, malformedInteger, outOfRange, wrapperKindOf } from "./canonical-int.js";
+import type { IntegerKind } from "./canonical-int.js";
 
 /**
  * Deepest nesting of arrays and objects accepted. No Tally message comes near
@@ -22,16 +24,20 @@ export const MAX_JSON_DEPTH = 64;
  * - text that is not JSON (RFC 8259), a leading byte order mark, duplicate
  *   object keys at any depth, nesting deeper than {@link MAX_JSON_DEPTH}, and
  *   strings holding a lone UTF-16 surrogate;
- * - for every 64-bit integer field (int64, uint64, sint64, fixed64, sfixed64,
- *   and the Int64Value/UInt64Value wrappers), anything but a canonical decimal
- *   string within the type's range, or a canonical JSON integer of magnitude at
- *   most 2^53-1 (the largest a JSON number can carry exactly in JavaScript);
+ * - for every integer field, of any width (int32, uint32, sint32, fixed32,
+ *   sfixed32 and their 64-bit counterparts, the Int32Value/UInt32Value/
+ *   Int64Value/UInt64Value wrappers, integer map keys), anything but the
+ *   canonical form of canonical-int.ts within the type's range: a decimal
+ *   string, or a JSON integer (for 64-bit fields of magnitude at most 2^53-1,
+ *   the largest a JSON number can carry exactly in JavaScript);
+ * - an enum value given as a number that is not a canonical int32;
  * - a message field given twice, by its proto name and by its JSON name.
  *
- * Unknown fields, enums, 32-bit numbers and the other well-known types are left
- * to protobuf-es, which refuses what it cannot read. Because every accepted
- * 64-bit number is exact, the returned value is the one `JSON.parse` would have
- * produced, and can be handed to connect as the already-parsed body.
+ * Unknown fields, enum names and the other well-known types are left to
+ * protobuf-es, which refuses what it cannot read. Because every accepted
+ * integer is exact and canonical, the returned value is the one `JSON.parse`
+ * would have produced, and can be handed to connect as the already-parsed
+ * body.
  *
  * @throws LedgerError (`invalid_argument`) naming the offending field path.
  */
@@ -39,7 +45,22 @@ export function parseStrictJson(text: string, schema: DescMessage, options: Stri
   if (text.charCodeAt(0) === 0xfeff) {
     throw invalidArgument("invalid_json", "invalid JSON: a byte order mark is not allowed");
   }
-  return new StrictJsonParser(text, options.decimals ?? false).parseDocument({ kind: "message", desc: schema });
+  return new StrictJsonParser(text, options.decimals ?? false).parseDocument({ kind: "message", desc: schema }, "");
+}
+
+/**
+ * Parses `text` as the JSON value of one field (a REST body bound to a field
+ * with `body: "field"`), under the same rules as {@link parseStrictJson};
+ * refusals name the field by its proto name (`nested.u32`).
+ *
+ * @throws LedgerError (`invalid_argument`) naming the offending field path.
+ */
+export function parseStrictJsonField(text: string, field: DescField, options: StrictJsonOptions = {}): JsonValue {
+  if (text.charCodeAt(0) === 0xfeff) {
+    throw invalidArgument("invalid_json", "invalid JSON: a byte order mark is not allowed");
+  }
+  const decimals = options.decimals ?? false;
+  return new StrictJsonParser(text, decimals).parseDocument(fieldExpect(field, decimals), field.name);
 }
 
 /** Options of {@link parseStrictJson}. */
@@ -72,7 +93,7 @@ export function readDecimalField(field: DescField, text: string, path: string): 
 }
 
 /** An exact decimal (string or number token) to its scaled integer, as a canonical int64 string. */
-function scaleDecimal(text: string, scale: number, type: Int64Type, path: string): string {
+function scaleDecimal(text: string, scale: number, type: IntegerKind, path: string): string {
   const bad = () => {
     throw invalidArgument("invalid_decimal", `${path}: expected a decimal number with at most ${scale} decimal places, got ${show(text)}`, { field: path });
   };
@@ -82,9 +103,7 @@ function scaleDecimal(text: string, scale: number, type: Int64Type, path: string
   const trimmed = frac.replace(/0+$/, "");
   if (trimmed.length > scale) bad();
   const v = BigInt(int! + trimmed.padEnd(scale, "0")) * (neg ? -1n : 1n);
-  if (v < type.min || v > type.max) {
-    throw invalidArgument("invalid_int64", `${path}: ${show(text)} is outside the range of ${type.name}`, { field: path, type: type.name });
-  }
+  if (v < type.min || v > type.max) outOfRange(path, type, text);
   return v.toString();
 }
 
@@ -92,43 +111,27 @@ function scaleDecimal(text: string, scale: number, type: Int64Type, path: string
 type Expect =
   | { readonly kind: "any" }
   | { readonly kind: "message"; readonly desc: DescMessage }
-  | { readonly kind: "int64"; readonly type: Int64Type }
-  | { readonly kind: "decimal"; readonly type: Int64Type; readonly scale: number }
+  | { readonly kind: "integer"; readonly type: IntegerKind }
+  | { readonly kind: "enum" }
+  | { readonly kind: "decimal"; readonly type: IntegerKind; readonly scale: number }
   | { readonly kind: "timestamp" }
   | { readonly kind: "list"; readonly item: Expect }
-  | { readonly kind: "map"; readonly key: Int64Type | undefined; readonly value: Expect };
-
-interface Int64Type {
-  readonly name: string;
-  readonly min: bigint;
-  readonly max: bigint;
-}
+  | { readonly kind: "map"; readonly key: IntegerKind | undefined; readonly value: Expect };
 
 const ANY: Expect = { kind: "any" };
-const SIGNED: Int64Type = { name: "int64", min: -(2n ** 63n), max: 2n ** 63n - 1n };
-const UNSIGNED: Int64Type = { name: "uint64", min: 0n, max: 2n ** 64n - 1n };
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const CANONICAL_INT = /^-?(0|[1-9][0-9]*)$/;
+const ENUM: Expect = { kind: "enum" };
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-function int64Type(scalar: ScalarType): Int64Type | undefined {
-  switch (scalar) {
-    case ScalarType.INT64:
-    case ScalarType.SINT64:
-    case ScalarType.SFIXED64:
-      return SIGNED;
-    case ScalarType.UINT64:
-    case ScalarType.FIXED64:
-      return UNSIGNED;
-    default:
-      return undefined;
-  }
+/** The range class of a 64-bit integer scalar, the only kind the decimal profile applies to. */
+function int64Type(scalar: ScalarType): IntegerKind | undefined {
+  const kind = integerKindOf(scalar);
+  return kind?.wide ? kind : undefined;
 }
 
 /** What a message-typed position expects: its fields, unless its JSON form is special. */
 function expectMessage(desc: DescMessage): Expect {
-  if (desc.typeName === "google.protobuf.Int64Value") return { kind: "int64", type: SIGNED };
-  if (desc.typeName === "google.protobuf.UInt64Value") return { kind: "int64", type: UNSIGNED };
+  const wrapped = wrapperKindOf(desc.typeName);
+  if (wrapped !== undefined) return { kind: "integer", type: wrapped };
   if (desc.typeName === "google.protobuf.Timestamp") return { kind: "timestamp" };
   // Timestamp (after the calendar check below), Duration, Struct, Any and the other wrappers have their own
   // JSON forms that protobuf-es parses and checks itself.
@@ -137,8 +140,13 @@ function expectMessage(desc: DescMessage): Expect {
 }
 
 function expectScalar(scalar: ScalarType): Expect {
-  const type = int64Type(scalar);
-  return type ? { kind: "int64", type } : ANY;
+  const type = integerKindOf(scalar);
+  return type ? { kind: "integer", type } : ANY;
+}
+
+/** An enum position: a number there is held to the integer rule; NullValue's JSON form is null, protobuf-es's to read. */
+function expectEnum(desc: DescEnum): Expect {
+  return desc.typeName === "google.protobuf.NullValue" ? ANY : ENUM;
 }
 
 function listOf(item: Expect): Expect {
@@ -150,7 +158,7 @@ function expectField(field: DescField): Expect {
     case "scalar":
       return expectScalar(field.scalar);
     case "enum":
-      return ANY;
+      return expectEnum(field.enum);
     case "message":
       return expectMessage(field.message);
     case "list":
@@ -158,20 +166,20 @@ function expectField(field: DescField): Expect {
         case "scalar":
           return listOf(expectScalar(field.scalar));
         case "enum":
-          return ANY;
+          return listOf(expectEnum(field.enum));
         case "message":
           return listOf(expectMessage(field.message));
       }
       break;
     case "map": {
-      const key = int64Type(field.mapKey);
+      const key = integerKindOf(field.mapKey);
       let value: Expect;
       switch (field.mapKind) {
         case "scalar":
           value = expectScalar(field.scalar);
           break;
         case "enum":
-          value = ANY;
+          value = expectEnum(field.enum);
           break;
         case "message":
           value = expectMessage(field.message);
@@ -181,6 +189,16 @@ function expectField(field: DescField): Expect {
     }
   }
   return ANY;
+}
+
+/** What a field's value must be; with `decimals`, a decimal-profiled 64-bit field is read as an exact decimal. */
+function fieldExpect(field: DescField, decimals: boolean): Expect {
+  const expect = fieldTable(field.parent).get(field.name)!.expect;
+  if (decimals && expect.kind === "integer" && expect.type.wide) {
+    const scale = decimalScaleOf(field);
+    if (scale !== undefined) return { kind: "decimal", type: expect.type, scale };
+  }
+  return expect;
 }
 
 interface FieldEntry {
@@ -212,14 +230,6 @@ function show(source: string): string {
   return source.length > 48 ? `${source.slice(0, 45)}...` : source;
 }
 
-function int64Error(path: string, type: Int64Type, got: string): never {
-  throw invalidArgument(
-    "invalid_int64",
-    `${path}: 64-bit integers must be decimal strings (or JSON integers up to 2^53-1), got ${show(got)}`,
-    { field: path, type: type.name },
-  );
-}
-
 /**
  * A recursive-descent parser that knows, at each position, what the message
  * schema expects there. Recursion depth is bounded by MAX_JSON_DEPTH.
@@ -233,9 +243,9 @@ class StrictJsonParser {
     private readonly decimals: boolean,
   ) {}
 
-  parseDocument(expect: Expect): JsonValue {
+  parseDocument(expect: Expect, path: string): JsonValue {
     this.skipWhitespace();
-    const value = this.parseValue(expect, "");
+    const value = this.parseValue(expect, path);
     this.skipWhitespace();
     if (this.pos < this.text.length) this.fail("unexpected data after the JSON value");
     return value;
@@ -267,18 +277,19 @@ class StrictJsonParser {
         return this.parseArray(expect, path);
       case 0x22 /* " */: {
         const s = this.parseString();
-        if (expect.kind === "int64") checkInt64String(s, expect.type, path);
+        // An enum's string form is its name, which protobuf-es looks up.
+        if (expect.kind === "integer") checkIntegerText(s, expect.type, path, JSON.stringify(s));
         if (expect.kind === "decimal") return scaleDecimal(s, expect.scale, expect.type, path);
         if (expect.kind === "timestamp") checkCalendar(s, path);
         return s;
       }
       case 0x74 /* t */:
         this.literal("true");
-        if (expect.kind === "int64") int64Error(path, expect.type, "true");
+        if (expect.kind === "integer") malformedInteger(path, expect.type, "true");
         return true;
       case 0x66 /* f */:
         this.literal("false");
-        if (expect.kind === "int64") int64Error(path, expect.type, "false");
+        if (expect.kind === "integer") malformedInteger(path, expect.type, "false");
         return false;
       case 0x6e /* n */:
         // proto3 JSON: null means the default value; protobuf-es decides where it may appear.
@@ -287,7 +298,8 @@ class StrictJsonParser {
       default:
         if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
           const token = this.numberToken();
-          if (expect.kind === "int64") checkInt64Number(token, expect.type, path);
+          if (expect.kind === "integer") checkIntegerNumber(token, expect.type, path);
+          else if (expect.kind === "enum") checkIntegerNumber(token, ENUM_NUMBER, path);
           if (expect.kind === "decimal") return scaleDecimal(token, expect.scale, expect.type, path);
           return Number(token);
         }
@@ -308,7 +320,7 @@ class StrictJsonParser {
 
   private parseObject(expect: Expect, path: string): JsonObject {
     this.enter();
-    if (expect.kind === "int64") int64Error(path, expect.type, "an object");
+    if (expect.kind === "integer") malformedInteger(path, expect.type, "an object");
     this.pos++; // {
     const obj: JsonObject = {};
     this.skipWhitespace();
@@ -351,15 +363,11 @@ class StrictJsonParser {
             );
           }
           fieldsSeen!.set(entry.field, key);
-          childExpect = entry.expect;
-          if (this.decimals && childExpect.kind === "int64") {
-            const scale = decimalScaleOf(entry.field);
-            if (scale !== undefined) childExpect = { kind: "decimal", type: childExpect.type, scale };
-          }
+          childExpect = this.decimals ? fieldExpect(entry.field, true) : entry.expect;
           childPath = join(path, entry.field.name);
         }
       } else if (expect.kind === "map") {
-        if (expect.key !== undefined) checkInt64String(key, expect.key, `${path} key`);
+        if (expect.key !== undefined) checkIntegerText(key, expect.key, `${path} key`, JSON.stringify(key));
         childExpect = expect.value;
         childPath = `${path}[${JSON.stringify(show(key))}]`;
       }
@@ -388,7 +396,7 @@ class StrictJsonParser {
 
   private parseArray(expect: Expect, path: string): JsonValue[] {
     this.enter();
-    if (expect.kind === "int64") int64Error(path, expect.type, "an array");
+    if (expect.kind === "integer") malformedInteger(path, expect.type, "an array");
     this.pos++; // [
     const arr: JsonValue[] = [];
     const item = expect.kind === "list" ? expect.item : ANY;
@@ -519,24 +527,5 @@ function checkCalendar(s: string, path: string): void {
   const days = month === 2 ? (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
   if (month < 1 || month > 12 || day < 1 || day > days || hour > 23 || minute > 59 || second > 59) {
     throw invalidArgument("invalid_timestamp", `${path}: ${show(s)} is not a valid date and time`, { field: path });
-  }
-}
-
-/** A 64-bit integer given as a JSON string: canonical decimal, within range. */
-function checkInt64String(s: string, type: Int64Type, path: string): void {
-  if (!CANONICAL_INT.test(s) || s === "-0") int64Error(path, type, JSON.stringify(s));
-  const v = BigInt(s);
-  if (v < type.min || v > type.max) {
-    throw invalidArgument("invalid_int64", `${path}: ${show(s)} is outside the range of ${type.name}`, { field: path, type: type.name });
-  }
-}
-
-/** A 64-bit integer given as a JSON number: canonical, and exact as a double. */
-function checkInt64Number(token: string, type: Int64Type, path: string): void {
-  if (!CANONICAL_INT.test(token) || token === "-0" || token.length > 17) int64Error(path, type, token);
-  const v = BigInt(token);
-  if (v > MAX_SAFE || v < -MAX_SAFE) int64Error(path, type, token);
-  if (v < type.min) {
-    throw invalidArgument("invalid_int64", `${path}: ${token} is outside the range of ${type.name}`, { field: path, type: type.name });
   }
 }

@@ -55,9 +55,13 @@ export function parseLimit(raw: string): number {
   return Math.min(n, MAX_LIMIT);
 }
 
-/** `after_id`: absent, or a non-negative journal id. A mangled cursor is an error, not page one. */
-function parseAfterId(raw: string): bigint | undefined {
-  if (raw === "") return undefined;
+/**
+ * `after_id`: absent, or a non-negative journal id. A mangled cursor is an
+ * error, not page one, and so is an empty one (`after_id=`): a client that
+ * lost its cursor must not silently start over.
+ */
+function parseAfterId(raw: string | undefined): bigint | undefined {
+  if (raw === undefined) return undefined;
   if (!/^(0|[1-9][0-9]{0,18})$/.test(raw) || BigInt(raw) > 9223372036854775807n) {
     throw invalidArgument("invalid_after_id", "invalid after_id");
   }

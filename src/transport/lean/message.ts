@@ -12,8 +12,9 @@ import { readBounded } from "../read-body.js";
 /*
  * Reading and checking one request message. protobuf-es reads JSON with
  * JSON.parse (2^53+1 silently becomes 2^53) and accepts "0x10", " 12" and
- * 1e3 for int64 fields; for a ledger those are errors, not guesses, so JSON
- * goes through the strict, schema-aware parser of json-guard.ts first.
+ * 1e3 for integer fields of every width; for a ledger those are errors, not
+ * guesses, so JSON goes through the strict, schema-aware parser of
+ * json-guard.ts first (integers by the rule of canonical-int.ts).
  * connect reports an undecodable binary message as internal (HTTP 500, gRPC
  * 13), as if the server were at fault; here it is the client's
  * invalid_argument. For a binary message the check and the decode are one

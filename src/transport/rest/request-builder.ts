@@ -2,7 +2,9 @@ import type { DescField, DescMessage, JsonObject, JsonValue, MessageShape } from
 import { ScalarType, fromJson, getOption, hasOption } from "@bufbuild/protobuf";
 import { invalidArgument } from "../../domain/errors.js";
 import { enum_value as enumValueOption } from "../../../gen/tally/rest/v1/options_pb.js";
-import { decimalScaleOf, parseStrictJson, readDecimalField } from "../json-guard.js";
+import { ENUM_NUMBER, checkIntegerText, integerKindOf, isCanonicalInteger } from "../canonical-int.js";
+import type { IntegerKind } from "../canonical-int.js";
+import { decimalScaleOf, parseStrictJson, parseStrictJsonField, readDecimalField } from "../json-guard.js";
 import type { Route } from "./route-table.js";
 
 /** The parts of an HTTP request that make up an RPC's input. */
@@ -35,12 +37,10 @@ export function buildRequest<I extends DescMessage>(route: Route, schema: I, inp
   } else if (route.body !== "") {
     const f = schema.fields.find((x) => x.name === route.body)!;
     if (input.body.trim() !== "") {
-      // A scalar body is checked as that field of the request, so a 64-bit
-      // body gets the same strict number rules as any other.
-      json[f.jsonName] =
-        f.fieldKind === "message"
-          ? parseStrictJson(input.body, f.message, { decimals: true })
-          : ((parseStrictJson(`{${JSON.stringify(f.name)}:${input.body}}`, schema, { decimals: true }) as JsonObject)[f.name] as JsonValue);
+      // The body is checked as that field of the request, so it gets the same
+      // strict number rules as any other, and refusals name the field by its
+      // full path (nested.u32).
+      json[f.jsonName] = parseStrictJsonField(input.body, f, { decimals: true });
     }
     bound.add(f.name);
   } else if (input.body.trim() !== "") {
@@ -103,26 +103,43 @@ function setPath(json: JsonObject, schema: DescMessage, parts: readonly string[]
   }
   const leaf = fields[fields.length - 1]!;
   const name = parts.join(".");
+  // Integer refusals carry the field's proto path, as a JSON body's do.
+  const field = fields.map((f) => f.name).join(".");
   if (leaf.fieldKind === "list") {
-    obj[leaf.jsonName] = values.map((v) => convert(leaf, v, name, where));
+    obj[leaf.jsonName] = values.map((v) => convert(leaf, v, name, where, field));
   } else if (leaf.fieldKind === "map" || (leaf.fieldKind === "message" && !isStringWkt(leaf.message))) {
     throw invalidArgument("invalid_request", `"${name}" cannot be set from a ${where} parameter`);
   } else {
     if (values.length > 1) throw invalidArgument("invalid_request", `"${name}" is not repeated but was given ${values.length} times`);
-    obj[leaf.jsonName] = convert(leaf, values[0]!, name, where);
+    obj[leaf.jsonName] = convert(leaf, values[0]!, name, where, field);
   }
 }
 
-const INT64 = new Set([ScalarType.INT64, ScalarType.UINT64, ScalarType.SINT64, ScalarType.FIXED64, ScalarType.SFIXED64]);
-const INT32 = new Set([ScalarType.INT32, ScalarType.UINT32, ScalarType.SINT32, ScalarType.FIXED32, ScalarType.SFIXED32]);
+/**
+ * An integer (or enum number) parameter: the same rule as in a JSON body
+ * (canonical-int.ts), so `?page_size=1e3` is refused as `{"page_size":1e3}`
+ * is. A malformed one is refused in the parameter's own words (it is text,
+ * not JSON); one out of range with the same message as anywhere else.
+ */
+function checkIntegerParam(raw: string, kind: IntegerKind, name: string, where: string, field: string): void {
+  if (!isCanonicalInteger(raw)) {
+    const what = kind === ENUM_NUMBER ? "a value name or a decimal integer" : "a decimal integer";
+    throw invalidArgument(kind.reason, `${where} parameter "${name}" must be ${what}, got ${JSON.stringify(raw)}`, { field, type: kind.name });
+  }
+  checkIntegerText(raw, kind, field);
+}
 
 /** Converts a path or query string into the proto3 JSON value fromJson expects, refusing anything non-canonical. */
-function convert(f: DescField, raw: string, name: string, where: string): JsonValue {
+function convert(f: DescField, raw: string, name: string, where: string, field: string): JsonValue {
   const bad = (what: string) => invalidArgument("invalid_request", `${where} parameter "${name}" must be ${what}, got ${JSON.stringify(raw)}`);
   const scalar = f.fieldKind === "scalar" || f.fieldKind === "list" ? f.scalar : undefined;
   if (f.fieldKind === "enum" || (f.fieldKind === "list" && f.listKind === "enum")) {
     const e = f.enum!;
-    if (/^-?(0|[1-9][0-9]*)$/.test(raw)) return Number(raw);
+    // Value names start with a letter: anything that starts like a number is meant as one.
+    if (/^[-+.0-9]/.test(raw)) {
+      checkIntegerParam(raw, ENUM_NUMBER, name, where, field);
+      return Number(raw);
+    }
     const byOverride = e.values.find((v) => hasOption(v, enumValueOption) && getOption(v, enumValueOption).name === raw);
     return byOverride ? byOverride.name : raw;
   }
@@ -134,9 +151,11 @@ function convert(f: DescField, raw: string, name: string, where: string): JsonVa
     throw bad("true or false");
   }
   if (f.fieldKind === "scalar" && decimalScaleOf(f) !== undefined) return readDecimalField(f, raw, name);
-  if (INT64.has(scalar) || INT32.has(scalar)) {
-    if (!/^-?(0|[1-9][0-9]*)$/.test(raw) || raw === "-0") throw bad("a decimal integer");
-    return INT64.has(scalar) ? raw : Number(raw);
+  const kind = integerKindOf(scalar);
+  if (kind !== undefined) {
+    checkIntegerParam(raw, kind, name, where, field);
+    // 64-bit values stay text so that they reach fromJson exactly.
+    return kind.wide ? raw : Number(raw);
   }
   // float and double
   if (!/^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(raw)) throw bad("a number");

@@ -426,7 +426,8 @@ export type BalanceInput = Message<"tally.credits.v1.BalanceInput"> & {
   customFields: { [key: string]: string };
 
   /**
-   * Reusing one is already_exists, with nothing written.
+   * Optional; 1-255 printable ASCII characters without spaces (! to ~). Reusing one is already_exists, with
+   * nothing written.
    *
    * @generated from field: string uniqueness_key = 12;
    */
@@ -618,9 +619,10 @@ export type AddManualLedgerEntryRequest = Message<"tally.credits.v1.AddManualLed
   timestamp?: Timestamp | undefined;
 
   /**
-   * Optional, tenant-scoped, kept forever. The same key with the same request
-   * returns the entry first written and writes nothing; with a different
-   * request it is ALREADY_EXISTS (idempotency_key_reused) and writes nothing.
+   * Optional, tenant-scoped, kept forever; 1-255 printable ASCII characters without spaces (! to ~). The same
+   * key with the same request returns the entry first written and writes
+   * nothing; with a different request it is ALREADY_EXISTS
+   * (idempotency_key_reused) and writes nothing.
    *
    * @generated from field: string idempotency_key = 7;
    */
@@ -656,7 +658,8 @@ export const AddManualLedgerEntryResponseSchema: GenMessage<AddManualLedgerEntry
  */
 export type RecordUsageRequest = Message<"tally.credits.v1.RecordUsageRequest"> & {
   /**
-   * Idempotency key: the same usage again returns the first result.
+   * Idempotency key (1-255 printable ASCII characters without spaces (! to ~)): the same usage again returns
+   * the first result.
    *
    * @generated from field: string usage_id = 1;
    */
@@ -826,9 +829,10 @@ export type RolloverBalanceRequest = Message<"tally.credits.v1.RolloverBalanceRe
   scheduleItems: ScheduleItemInput[];
 
   /**
-   * Required, tenant-scoped, kept forever. The same key with the same request
-   * returns the first result and writes nothing; with a different request it
-   * is ALREADY_EXISTS (idempotency_key_reused) and writes nothing.
+   * Required, tenant-scoped, kept forever; 1-255 printable ASCII characters without spaces (! to ~). The same
+   * key with the same request returns the first result and writes nothing;
+   * with a different request it is ALREADY_EXISTS (idempotency_key_reused)
+   * and writes nothing.
    *
    * @generated from field: string idempotency_key = 6;
    */

@@ -641,8 +641,9 @@ export const ListAssetsResponseSchema: GenMessage<ListAssetsResponse> = /*@__PUR
  */
 export type PostTransferRequest = Message<"tally.ledger.v1.PostTransferRequest"> & {
   /**
-   * Required; unique per tenant. Retrying with the same key and the same
-   * request returns the original result; a different request is refused.
+   * Required; unique per tenant; 1-255 printable ASCII characters without spaces (! to ~). Retrying with the same
+   * key and the same request returns the original result; a different
+   * request is refused.
    *
    * @generated from field: string idempotency_key = 1;
    */
@@ -784,7 +785,12 @@ export type PostPendingTransferRequest = Message<"tally.ledger.v1.PostPendingTra
   transferId: string;
 
   /**
-   * Optional: settle for less than was reserved. 0 means the full amount.
+   * Optional: settle for less than was reserved. 0, or no amount at all (proto3
+   * cannot tell them apart), settles the WHOLE reserved amount, never nothing:
+   * to settle nothing, void the hold. More than was reserved is
+   * invalid_argument (amount_exceeds_pending), a negative amount
+   * invalid_amount. Repeating the settlement of a posted hold with 0 or with
+   * the amount it was posted for returns it unchanged.
    *
    * @generated from field: int64 amount = 2;
    */

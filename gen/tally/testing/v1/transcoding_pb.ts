@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp, file_google_protobuf_wrappers } from "@bufbuild/protobuf/wkt";
 import { file_tally_rest_v1_options } from "../../rest/v1/options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tally/testing/v1/transcoding.proto.
  */
 export const file_tally_testing_v1_transcoding: GenFile = /*@__PURE__*/
-  fileDesc("CiJ0YWxseS90ZXN0aW5nL3YxL3RyYW5zY29kaW5nLnByb3RvEhB0YWxseS50ZXN0aW5nLnYxIiUKBk5lc3RlZBIMCgRuYW1lGAEgASgJEg0KBWNvdW50GAIgASgDIskECgtFY2hvUmVxdWVzdBINCgVzaGVsZhgBIAEoCRIMCgRpdGVtGAIgASgJEgwKBHBhdGgYAyABKAkSDgoGYW1vdW50GAQgASgDEgsKA2JpZxgFIAEoBBINCgVzbWFsbBgGIAEoBRIMCgRmbGFnGAcgASgIEiQKBG1vZGUYCCABKA4yFi50YWxseS50ZXN0aW5nLnYxLk1vZGUSDAoEdGFncxgJIAMoCRIoCgZuZXN0ZWQYCiABKAsyGC50YWxseS50ZXN0aW5nLnYxLk5lc3RlZBImCgJhdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcmF0aW8YDCABKAESFwoFY2VudHMYDSABKANCCMLzGAQIAxACEhkKCWFzX3N0cmluZxgOIAEoA0IGwvMYAggBEiEKEW9taXR0ZWRfd2hlbl96ZXJvGA8gASgDQgbC8xgCIAESLwoFbWF5YmUYECABKAsyGC50YWxseS50ZXN0aW5nLnYxLk5lc3RlZEIGwvMYAigBEjkKBmxhYmVscxgRIAMoCzIpLnRhbGx5LnRlc3RpbmcudjEuRWNob1JlcXVlc3QuTGFiZWxzRW50cnkSNgoKYXRfc2Vjb25kcxgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBsLzGAIYAxIWCg5mYWlsX3dpdGhfY29kZRgTIAEoBRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIj4KDEVjaG9SZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0udGFsbHkudGVzdGluZy52MS5FY2hvUmVxdWVzdCIiChFMaXN0VmFsdWVzUmVxdWVzdBINCgVjb3VudBgBIAEoBSIkChJMaXN0VmFsdWVzUmVzcG9uc2USDgoGdmFsdWVzGAEgAygDKkYKBE1vZGUSFAoQTU9ERV9VTlNQRUNJRklFRBAAEhkKCU1PREVfRkFTVBABGgrC8xgGCgRmYXN0Eg0KCU1PREVfU0xPVxACMvIDChZUcmFuc2NvZGluZ1Rlc3RTZXJ2aWNlEswCCgRFY2hvEh0udGFsbHkudGVzdGluZy52MS5FY2hvUmVxdWVzdBoeLnRhbGx5LnRlc3RpbmcudjEuRWNob1Jlc3BvbnNlIoQCgtPkkwL9AVoiEiAvdjEvc2hlbHZlcy9zcGVjaWFsL2l0ZW1zL3tpdGVtfVoVEhMvdjEvZmlsZXMve3BhdGg9Kip9WioSKC92MS9zaGVsdmVzL3tzaGVsZn0vaXRlbXMve2l0ZW19Omluc3BlY3RaDToBKiIIL3YxL2VjaG9aJDoGbmVzdGVkGhovdjEvc2hlbHZlcy97c2hlbGZ9L25lc3RlZFoiKiAvdjEvc2hlbHZlcy97c2hlbGZ9L2l0ZW1zL3tpdGVtfVoZEhcvdjEvbmFtZXMve25lc3RlZC5uYW1lfRIgL3YxL3NoZWx2ZXMve3NoZWxmfS9pdGVtcy97aXRlbX0ScwoKTGlzdFZhbHVlcxIjLnRhbGx5LnRlc3RpbmcudjEuTGlzdFZhbHVlc1JlcXVlc3QaJC50YWxseS50ZXN0aW5nLnYxLkxpc3RWYWx1ZXNSZXNwb25zZSIagtPkkwIUYgZ2YWx1ZXMSCi92MS92YWx1ZXMaFMLzGBAIARACGAIgASoGc3RhdHVzYgZwcm90bzM", [file_google_api_annotations, file_google_protobuf_timestamp, file_tally_rest_v1_options]);
+  fileDesc("CiJ0YWxseS90ZXN0aW5nL3YxL3RyYW5zY29kaW5nLnByb3RvEhB0YWxseS50ZXN0aW5nLnYxIiUKBk5lc3RlZBIMCgRuYW1lGAEgASgJEg0KBWNvdW50GAIgASgDIskECgtFY2hvUmVxdWVzdBINCgVzaGVsZhgBIAEoCRIMCgRpdGVtGAIgASgJEgwKBHBhdGgYAyABKAkSDgoGYW1vdW50GAQgASgDEgsKA2JpZxgFIAEoBBINCgVzbWFsbBgGIAEoBRIMCgRmbGFnGAcgASgIEiQKBG1vZGUYCCABKA4yFi50YWxseS50ZXN0aW5nLnYxLk1vZGUSDAoEdGFncxgJIAMoCRIoCgZuZXN0ZWQYCiABKAsyGC50YWxseS50ZXN0aW5nLnYxLk5lc3RlZBImCgJhdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcmF0aW8YDCABKAESFwoFY2VudHMYDSABKANCCMLzGAQIAxACEhkKCWFzX3N0cmluZxgOIAEoA0IGwvMYAggBEiEKEW9taXR0ZWRfd2hlbl96ZXJvGA8gASgDQgbC8xgCIAESLwoFbWF5YmUYECABKAsyGC50YWxseS50ZXN0aW5nLnYxLk5lc3RlZEIGwvMYAigBEjkKBmxhYmVscxgRIAMoCzIpLnRhbGx5LnRlc3RpbmcudjEuRWNob1JlcXVlc3QuTGFiZWxzRW50cnkSNgoKYXRfc2Vjb25kcxgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBsLzGAIYAxIWCg5mYWlsX3dpdGhfY29kZRgTIAEoBRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIj4KDEVjaG9SZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0udGFsbHkudGVzdGluZy52MS5FY2hvUmVxdWVzdCIiChFMaXN0VmFsdWVzUmVxdWVzdBINCgVjb3VudBgBIAEoBSIkChJMaXN0VmFsdWVzUmVzcG9uc2USDgoGdmFsdWVzGAEgAygDInAKBkludHMzMhILCgNpMzIYASABKAUSCwoDdTMyGAIgASgNEgsKA3MzMhgDIAEoERILCgNmMzIYBCABKAcSDAoEc2YzMhgFIAEoDxIkCgRtb2RlGAYgASgOMhYudGFsbHkudGVzdGluZy52MS5Nb2RlIpoFCg9FY2hvSW50c1JlcXVlc3QSCwoDaTMyGAEgASgFEgsKA3UzMhgCIAEoDRILCgNzMzIYAyABKBESCwoDZjMyGAQgASgHEgwKBHNmMzIYBSABKA8SJAoEbW9kZRgGIAEoDjIWLnRhbGx5LnRlc3RpbmcudjEuTW9kZRIMCgRsaXN0GAcgAygFEiUKBW1vZGVzGAggAygOMhYudGFsbHkudGVzdGluZy52MS5Nb2RlEiwKB3dyYXBwZWQYCSABKAsyGy5nb29nbGUucHJvdG9idWYuSW50MzJWYWx1ZRIuCgh1d3JhcHBlZBgKIAEoCzIcLmdvb2dsZS5wcm90b2J1Zi5VSW50MzJWYWx1ZRI8CgZieV9pMzIYCyADKAsyLC50YWxseS50ZXN0aW5nLnYxLkVjaG9JbnRzUmVxdWVzdC5CeUkzMkVudHJ5EjwKBmJ5X3UzMhgMIAMoCzIsLnRhbGx5LnRlc3RpbmcudjEuRWNob0ludHNSZXF1ZXN0LkJ5VTMyRW50cnkSPQoGdmFsdWVzGA0gAygLMi0udGFsbHkudGVzdGluZy52MS5FY2hvSW50c1JlcXVlc3QuVmFsdWVzRW50cnkSEgoFbWF5YmUYDiABKAdIAIgBARIoCgZuZXN0ZWQYDyABKAsyGC50YWxseS50ZXN0aW5nLnYxLkludHMzMhosCgpCeUkzMkVudHJ5EgsKA2tleRgBIAEoBRINCgV2YWx1ZRgCIAEoCToCOAEaLAoKQnlVMzJFbnRyeRILCgNrZXkYASABKA0SDQoFdmFsdWUYAiABKAk6AjgBGi0KC1ZhbHVlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoEToCOAFCCAoGX21heWJlIkYKEEVjaG9JbnRzUmVzcG9uc2USMgoHcmVxdWVzdBgBIAEoCzIhLnRhbGx5LnRlc3RpbmcudjEuRWNob0ludHNSZXF1ZXN0KkYKBE1vZGUSFAoQTU9ERV9VTlNQRUNJRklFRBAAEhkKCU1PREVfRkFTVBABGgrC8xgGCgRmYXN0Eg0KCU1PREVfU0xPVxACMo8HChZUcmFuc2NvZGluZ1Rlc3RTZXJ2aWNlEswCCgRFY2hvEh0udGFsbHkudGVzdGluZy52MS5FY2hvUmVxdWVzdBoeLnRhbGx5LnRlc3RpbmcudjEuRWNob1Jlc3BvbnNlIoQCgtPkkwL9AVoiEiAvdjEvc2hlbHZlcy9zcGVjaWFsL2l0ZW1zL3tpdGVtfVoVEhMvdjEvZmlsZXMve3BhdGg9Kip9WioSKC92MS9zaGVsdmVzL3tzaGVsZn0vaXRlbXMve2l0ZW19Omluc3BlY3RaDToBKiIIL3YxL2VjaG9aJDoGbmVzdGVkGhovdjEvc2hlbHZlcy97c2hlbGZ9L25lc3RlZFoiKiAvdjEvc2hlbHZlcy97c2hlbGZ9L2l0ZW1zL3tpdGVtfVoZEhcvdjEvbmFtZXMve25lc3RlZC5uYW1lfRIgL3YxL3NoZWx2ZXMve3NoZWxmfS9pdGVtcy97aXRlbX0ScwoKTGlzdFZhbHVlcxIjLnRhbGx5LnRlc3RpbmcudjEuTGlzdFZhbHVlc1JlcXVlc3QaJC50YWxseS50ZXN0aW5nLnYxLkxpc3RWYWx1ZXNSZXNwb25zZSIagtPkkwIUYgZ2YWx1ZXMSCi92MS92YWx1ZXMSwwIKCEVjaG9JbnRzEiEudGFsbHkudGVzdGluZy52MS5FY2hvSW50c1JlcXVlc3QaIi50YWxseS50ZXN0aW5nLnYxLkVjaG9JbnRzUmVzcG9uc2Ui7wGQAgGC0+STAuUBOgEqWgoSCC92MS9pbnRzWhI6Bm5lc3RlZBoIL3YxL2ludHNaFhIUL3YxL2ludHMvaW50MzIve2kzMn1aFxIVL3YxL2ludHMvdWludDMyL3t1MzJ9WhcSFS92MS9pbnRzL3NpbnQzMi97czMyfVoYEhYvdjEvaW50cy9maXhlZDMyL3tmMzJ9WhoSGC92MS9pbnRzL3NmaXhlZDMyL3tzZjMyfVoWEhQvdjEvaW50cy9tb2RlL3ttb2RlfVoeEhwvdjEvaW50cy9uZXN0ZWQve25lc3RlZC51MzJ9IggvdjEvaW50cxJVCgpTdHJlYW1JbnRzEiEudGFsbHkudGVzdGluZy52MS5FY2hvSW50c1JlcXVlc3QaIi50YWxseS50ZXN0aW5nLnYxLkVjaG9JbnRzUmVzcG9uc2UwARoUwvMYEAgBEAIYAiABKgZzdGF0dXNiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_timestamp, file_google_protobuf_wrappers, file_tally_rest_v1_options]);
 
 /**
  * Nested is a sub-message.
@@ -219,6 +219,158 @@ export const ListValuesResponseSchema: GenMessage<ListValuesResponse> = /*@__PUR
   messageDesc(file_tally_testing_v1_transcoding, 4);
 
 /**
+ * Ints32 holds one field of every 32-bit integer kind, and an enum.
+ *
+ * @generated from message tally.testing.v1.Ints32
+ */
+export type Ints32 = Message<"tally.testing.v1.Ints32"> & {
+  /**
+   * @generated from field: int32 i32 = 1;
+   */
+  i32: number;
+
+  /**
+   * @generated from field: uint32 u32 = 2;
+   */
+  u32: number;
+
+  /**
+   * @generated from field: sint32 s32 = 3;
+   */
+  s32: number;
+
+  /**
+   * @generated from field: fixed32 f32 = 4;
+   */
+  f32: number;
+
+  /**
+   * @generated from field: sfixed32 sf32 = 5;
+   */
+  sf32: number;
+
+  /**
+   * @generated from field: tally.testing.v1.Mode mode = 6;
+   */
+  mode: Mode;
+};
+
+/**
+ * Describes the message tally.testing.v1.Ints32.
+ * Use `create(Ints32Schema)` to create a new message.
+ */
+export const Ints32Schema: GenMessage<Ints32> = /*@__PURE__*/
+  messageDesc(file_tally_testing_v1_transcoding, 5);
+
+/**
+ * EchoIntsRequest carries every 32-bit shape the strict integer rule covers.
+ *
+ * @generated from message tally.testing.v1.EchoIntsRequest
+ */
+export type EchoIntsRequest = Message<"tally.testing.v1.EchoIntsRequest"> & {
+  /**
+   * @generated from field: int32 i32 = 1;
+   */
+  i32: number;
+
+  /**
+   * @generated from field: uint32 u32 = 2;
+   */
+  u32: number;
+
+  /**
+   * @generated from field: sint32 s32 = 3;
+   */
+  s32: number;
+
+  /**
+   * @generated from field: fixed32 f32 = 4;
+   */
+  f32: number;
+
+  /**
+   * @generated from field: sfixed32 sf32 = 5;
+   */
+  sf32: number;
+
+  /**
+   * @generated from field: tally.testing.v1.Mode mode = 6;
+   */
+  mode: Mode;
+
+  /**
+   * @generated from field: repeated int32 list = 7;
+   */
+  list: number[];
+
+  /**
+   * @generated from field: repeated tally.testing.v1.Mode modes = 8;
+   */
+  modes: Mode[];
+
+  /**
+   * @generated from field: google.protobuf.Int32Value wrapped = 9;
+   */
+  wrapped?: number | undefined;
+
+  /**
+   * @generated from field: google.protobuf.UInt32Value uwrapped = 10;
+   */
+  uwrapped?: number | undefined;
+
+  /**
+   * @generated from field: map<int32, string> by_i32 = 11;
+   */
+  byI32: { [key: number]: string };
+
+  /**
+   * @generated from field: map<uint32, string> by_u32 = 12;
+   */
+  byU32: { [key: number]: string };
+
+  /**
+   * @generated from field: map<string, sint32> values = 13;
+   */
+  values: { [key: string]: number };
+
+  /**
+   * @generated from field: optional fixed32 maybe = 14;
+   */
+  maybe?: number | undefined;
+
+  /**
+   * @generated from field: tally.testing.v1.Ints32 nested = 15;
+   */
+  nested?: Ints32 | undefined;
+};
+
+/**
+ * Describes the message tally.testing.v1.EchoIntsRequest.
+ * Use `create(EchoIntsRequestSchema)` to create a new message.
+ */
+export const EchoIntsRequestSchema: GenMessage<EchoIntsRequest> = /*@__PURE__*/
+  messageDesc(file_tally_testing_v1_transcoding, 6);
+
+/**
+ * EchoIntsResponse mirrors the request.
+ *
+ * @generated from message tally.testing.v1.EchoIntsResponse
+ */
+export type EchoIntsResponse = Message<"tally.testing.v1.EchoIntsResponse"> & {
+  /**
+   * @generated from field: tally.testing.v1.EchoIntsRequest request = 1;
+   */
+  request?: EchoIntsRequest | undefined;
+};
+
+/**
+ * Describes the message tally.testing.v1.EchoIntsResponse.
+ * Use `create(EchoIntsResponseSchema)` to create a new message.
+ */
+export const EchoIntsResponseSchema: GenMessage<EchoIntsResponse> = /*@__PURE__*/
+  messageDesc(file_tally_testing_v1_transcoding, 7);
+
+/**
  * Mode is an enum with a wire-name override.
  *
  * @generated from enum tally.testing.v1.Mode
@@ -273,6 +425,33 @@ export const TranscodingTestService: GenService<{
     methodKind: "unary";
     input: typeof ListValuesRequestSchema;
     output: typeof ListValuesResponseSchema;
+  },
+  /**
+   * EchoInts returns its input: every 32-bit integer kind, reachable on every
+   * input path (a JSON body, a body field, query parameters, path variables,
+   * and Connect GET), for the strict integer matrix.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   *
+   * @generated from rpc tally.testing.v1.TranscodingTestService.EchoInts
+   */
+  echoInts: {
+    methodKind: "unary";
+    input: typeof EchoIntsRequestSchema;
+    output: typeof EchoIntsResponseSchema;
+  },
+  /**
+   * StreamInts sends its input back once, for the streaming input paths. It
+   * shares EchoInts's messages so that the same JSON is judged the same way.
+   * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+   * buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+   * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+   *
+   * @generated from rpc tally.testing.v1.TranscodingTestService.StreamInts
+   */
+  streamInts: {
+    methodKind: "server_streaming";
+    input: typeof EchoIntsRequestSchema;
+    output: typeof EchoIntsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tally_testing_v1_transcoding, 0);
