@@ -43,10 +43,12 @@ export default defineConfig(async () => {
       // Two cores: more workers only add contention to the fsync-bound tests.
       maxWorkers: 2,
       projects: [
-        { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/postgres-*.test.ts", "test/support/**", "test/disruptive/**", "test/abuse/**"] } },
+        { extends: true, test: { name: "sqlite", include: ["test/**/*.test.ts"], exclude: ["test/postgres-*.test.ts", "test/support/**", "test/disruptive/**", "test/abuse/**", "test/pack/**"] } },
         pgProject,
         // Attacks that load both cores for a while (npm run test:abuse): run alone, never beside other tests.
         ...(process.env.TALLY_TEST_ABUSE ? [{ extends: true as const, test: { name: "abuse", include: ["test/abuse/*.test.ts"], testTimeout: 180_000 } }] : []),
+        // npm pack, then the tarball installed into an empty folder (npm run test:pack): minutes, for the native build.
+        ...(process.env.TALLY_TEST_PACK ? [{ extends: true as const, test: { name: "pack", include: ["test/pack/*.test.ts"], testTimeout: 660_000 } }] : []),
       ],
     },
   };

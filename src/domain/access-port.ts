@@ -12,6 +12,8 @@ export interface AccessReader {
   countTenants(): Promise<number>;
   listTenantIds(): Promise<string[]>;
   getApiKey(id: string): Promise<ApiKeyRecord | undefined>;
+  /** Every API key of a tenant, revoked ones included, by creation time then id. */
+  listApiKeys(tenantId: string): Promise<ApiKeyRecord[]>;
   getMeta(key: string): Promise<string | undefined>;
   getCredential(kind: string, id: string): Promise<CredentialRecord | undefined>;
   /** Credentials of one kind in a tenant (or every tenant when tenantId is undefined). */

@@ -60,20 +60,32 @@ export class Access {
     return { tenant, admin };
   }
 
-  /** Issues a key in a tenant. Account keys must name an existing account. */
-  async createKey(tenantId: string, input: { scope: KeyScope; accountId: string; label: string }): Promise<IssuedKey> {
+  /**
+   * Issues a key in a tenant. Account keys must name an existing account.
+   * `operator` (tenant admin keys only) also lets the key create tenants, as
+   * the bootstrap key does: the way back when that key is lost. Only the
+   * command line, which holds the database itself, sets it.
+   */
+  async createKey(tenantId: string, input: { scope: KeyScope; accountId: string; label: string; operator?: boolean }): Promise<IssuedKey> {
+    const operator = input.operator ?? false;
+    if (operator && input.scope !== "tenant_admin") throw invalidArgument("invalid_scope", "only a tenant admin key can be an operator key");
     if (input.label.length > 200) throw invalidArgument("invalid_label", "label must be at most 200 characters");
     validateText(input.label, "label");
     const accountId = input.scope === "account_read" ? validateAccountId(input.accountId) : null;
     if (input.scope === "tenant_admin" && input.accountId !== "") {
       throw invalidArgument("invalid_scope", "account_id is only allowed with an account-scoped key");
     }
-    const issued = this.mint({ tenantId, scope: input.scope, accountId, operator: false, label: input.label }, this.clock());
+    const issued = this.mint({ tenantId, scope: input.scope, accountId, operator, label: input.label }, this.clock());
     await this.store.write(async (tx) => {
       if (accountId !== null && !(await tx.getAccount(tenantId, accountId))) throw notFound("account", accountId);
       await tx.insertApiKey(issued.key);
     });
     return issued;
+  }
+
+  /** Every key of the tenant, revoked ones included, oldest first (secret hashes and all: callers show what they need). */
+  async listKeys(tenantId: string): Promise<ApiKeyRecord[]> {
+    return this.store.listApiKeys(tenantId);
   }
 
   /** Revokes a key of the tenant; revoking twice keeps the first time. */

@@ -1,3 +1,4 @@
+import { packageRoot } from "../version.js";
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
@@ -23,8 +24,8 @@ export interface DashboardBundle {
   readonly buildMs: number;
 }
 
-/** The dashboard's source folder: `ui/` at the repository root. */
-export const DEFAULT_UI_ROOT = join(import.meta.dirname, "..", "..", "ui");
+/** The dashboard's source folder: `ui/` in Tally's package folder (a checkout, or an installed package). */
+export const DEFAULT_UI_ROOT = join(packageRoot(), "ui");
 
 const CONTENT_TYPES: Record<string, string> = {
   ".js": "text/javascript; charset=utf-8",

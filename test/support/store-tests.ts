@@ -32,4 +32,5 @@ export const STORE_TESTS: readonly string[] = [
   "test/effective-time.test.ts",
   "test/posted-ordinal.test.ts",
   "test/journal-file.test.ts",
+  "test/operator-cli.test.ts",
 ];

@@ -155,6 +155,7 @@ export const Q = {
     "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, sequence, debit_balance_after, credit_balance_after) VALUES ($1, $2, $3, $4, $5, $6, $7)",
   ),
   getApiKey: sql("get_api_key", "SELECT * FROM api_keys WHERE id = $1"),
+  listApiKeys: sql("list_api_keys", "SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id"),
   insertApiKey: sql(
     "insert_api_key",
     `INSERT INTO api_keys (id, tenant_id, scope, account_id, operator, label, secret_hash, created_at, revoked_at)

@@ -26,6 +26,8 @@ import type {
 import * as rows from "../rows.js";
 import * as credit from "./credit-queries.js";
 import { PG_MIGRATIONS } from "./migrations.js";
+import { reportVersions } from "../schema-versions.js";
+import type { SchemaVersions } from "../schema-versions.js";
 import { RETRYABLE_SQLSTATES, conflictError, errorCode, isConnectionBroken, storeError } from "./pg-errors.js";
 import type { FailurePhase } from "./pg-errors.js";
 import { Q, all, one } from "./pg-queries.js";
@@ -139,6 +141,7 @@ export class PostgresStore implements Store {
   private readonly maxBatches: number;
   /** What group commit has done so far: commits of batches, and the writes they carried. */
   readonly batchStats = { commits: 0, writes: 0 };
+  private migrated: SchemaVersions = { before: 0, after: 0, applied: [] };
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -202,12 +205,17 @@ export class PostgresStore implements Store {
       maxBatches: opts.maxBatches ?? 2,
     });
     try {
-      await store.migrate();
+      store.migrated = await store.migrate();
     } catch (e) {
       await pool.end().catch(() => {});
       throw e;
     }
     return store;
+  }
+
+  /** The schema versions before and after the migrations this open applied. */
+  get schemaVersions(): SchemaVersions {
+    return this.migrated;
   }
 
   /** The durability settings in force, as PostgreSQL reports them. */
@@ -220,7 +228,7 @@ export class PostgresStore implements Store {
   }
 
   /** Errors stay as PostgreSQL raised them: this runs at start, for an operator to read. */
-  private async migrate(): Promise<void> {
+  private async migrate(): Promise<SchemaVersions> {
     const c = await this.pool.connect();
     let broken: unknown;
     c.on("error", (e: unknown) => (broken ??= e));
@@ -235,6 +243,7 @@ export class PostgresStore implements Store {
       await c.query(`SET LOCAL search_path TO "${this.schema}"`);
       await c.query("CREATE TABLE IF NOT EXISTS schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)");
       const applied = new Set((await c.query("SELECT version FROM schema_migrations")).rows.map((r: Row) => Number(r.version as bigint)));
+      const report = reportVersions(applied, PG_MIGRATIONS);
       for (const m of PG_MIGRATIONS) {
         if (applied.has(m.version)) continue;
         await c.query(m.sql);
@@ -245,6 +254,7 @@ export class PostgresStore implements Store {
         ]);
       }
       await c.query("COMMIT");
+      return report;
     } catch (e) {
       await c.query("ROLLBACK").catch(() => {});
       broken ??= e;
@@ -619,6 +629,9 @@ export class PostgresStore implements Store {
   }
   async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
     return this.read(async () => rows.apiKey(await one(this.pool, Q.getApiKey, [id])));
+  }
+  async listApiKeys(tenantId: string): Promise<ApiKeyRecord[]> {
+    return this.read(async () => (await all(this.pool, Q.listApiKeys, [tenantId])).map((x) => rows.apiKey(x)!));
   }
   async getMeta(key: string): Promise<string | undefined> {
     return this.read(async () => (await one(this.pool, Q.getMeta, [key]))?.value as string | undefined);

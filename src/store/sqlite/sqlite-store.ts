@@ -15,6 +15,8 @@ import type { AccountBalance, EntryPageQuery, EntryTailQuery, JournalSums, Journ
 import { MIGRATIONS } from "./migrations.js";
 import { acquireServeLock, type ServeLock } from "./serve-lock.js";
 import { verifyInWorker } from "./verify-worker.js";
+import { reportVersions } from "../schema-versions.js";
+import type { SchemaVersions } from "../schema-versions.js";
 import { SqliteStatements } from "./statements.js";
 import { SqliteBatchTx } from "./batch-tx.js";
 import { CreditStatements } from "./credit-statements.js";
@@ -83,6 +85,8 @@ export class SqliteStore implements Store {
   private keyCacheVersion: unknown = undefined;
   private keysWritten = false;
   private readonly dataVersion: Database.Statement;
+  /** The schema versions before and after the migrations this open applied. */
+  readonly schemaVersions: SchemaVersions;
 
   private readonly lock: ServeLock | undefined;
   /** The database file, for the verify worker's own connection. */
@@ -102,7 +106,7 @@ export class SqliteStore implements Store {
       this.writer.pragma(`synchronous = ${opts.durability === "normal" ? "NORMAL" : "FULL"}`);
       this.writer.pragma(`busy_timeout = ${busy}`);
       this.writer.pragma("foreign_keys = ON");
-      migrate(this.writer);
+      this.schemaVersions = migrate(this.writer);
       this.reader = new Database(opts.path, { readonly: true, fileMustExist: true });
       this.reader.defaultSafeIntegers(true);
       this.reader.pragma(`busy_timeout = ${busy}`);
@@ -352,6 +356,10 @@ export class SqliteStore implements Store {
     this.keyCache.set(id, key === undefined ? null : Object.freeze(key));
     return key;
   }
+  async listApiKeys(tenantId: string): Promise<ApiKeyRecord[]> {
+    // Not through the key cache: a listing is rare, and must show revocations by any process.
+    return this.r.listApiKeys.all(tenantId).map((x) => rows.apiKey(x)!);
+  }
   async getMeta(key: string): Promise<string | undefined> {
     return (this.r.getMeta.get(key) as { value: string } | undefined)?.value;
   }
@@ -393,11 +401,12 @@ export class SqliteStore implements Store {
 
 }
 
-function migrate(db: Database.Database): void {
+function migrate(db: Database.Database): SchemaVersions {
   db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
   const applied = new Set(
     (db.prepare("SELECT version FROM schema_migrations").all() as { version: bigint }[]).map((r) => Number(r.version)),
   );
+  const report = reportVersions(applied, MIGRATIONS);
   for (const m of MIGRATIONS) {
     if (applied.has(m.version)) continue;
     db.transaction(() => {
@@ -409,6 +418,7 @@ function migrate(db: Database.Database): void {
       );
     }).immediate();
   }
+  return report;
 }
 
 /** Storage failures become `unavailable`: the client may retry with the same idempotency key. */

@@ -44,6 +44,7 @@ export class SqliteStatements {
   readonly getIdempotency;
   readonly putIdempotency;
   readonly getApiKey;
+  readonly listApiKeys;
   readonly insertApiKey;
   readonly revokeApiKey;
   readonly getMeta;
@@ -130,6 +131,7 @@ export class SqliteStatements {
       "INSERT INTO idempotency (tenant_id, key, request_hash, transfer_id, sequence, debit_balance_after, credit_balance_after) VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
     this.getApiKey = db.prepare("SELECT * FROM api_keys WHERE id = ?");
+    this.listApiKeys = db.prepare("SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id");
     this.insertApiKey = w(
       `INSERT INTO api_keys (id, tenant_id, scope, account_id, operator, label, secret_hash, created_at, revoked_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
