@@ -220,6 +220,8 @@ async function credential(args: string[]): Promise<number> {
       label: values.label ?? "",
       publicKey: values["public-key"] ? Buffer.from(values["public-key"], "base64") : new Uint8Array(0),
       id: values.id ?? "",
+      // The operator, on the database itself: the one issuer that may choose an id.
+      issuer: "operator",
     });
     process.stdout.write(JSON.stringify({ kind: issued.record.kind, id: issued.record.id, secret: issued.secret ?? null }) + "\n");
     return 0;
