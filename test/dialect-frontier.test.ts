@@ -24,7 +24,7 @@ let admin: ReturnType<typeof clientFor<typeof AdminService>>;
 let ledger: ReturnType<typeof clientFor<typeof LedgerService>>;
 /** Basic header of a live frontier_client credential of org-a. */
 let orgA: { id: string; secret: string; basic: string };
-let orgB: { basic: string };
+let orgB: { id: string; basic: string };
 let revoked: { basic: string };
 
 const basic = (id: string, secret: string) => "Basic " + Buffer.from(`${id}:${secret}`).toString("base64");
@@ -69,8 +69,8 @@ beforeAll(async () => {
 
   const a = await admin.createCredential({ kind: "frontier_client", orgId: "org-a", label: "billing worker" });
   orgA = { id: a.credential!.id, secret: a.secret, basic: basic(a.credential!.id, a.secret) };
-  const b = await admin.createCredential({ kind: "frontier_client", orgId: "org-b", id: "client-b" });
-  orgB = { basic: basic("client-b", b.secret) };
+  const b = await admin.createCredential({ kind: "frontier_client", orgId: "org-b" });
+  orgB = { id: b.credential!.id, basic: basic(b.credential!.id, b.secret) };
   const r = await admin.createCredential({ kind: "frontier_client", orgId: "org-a" });
   revoked = { basic: basic(r.credential!.id, r.secret) };
   await admin.revokeCredential({ kind: "frontier_client", id: r.credential!.id });
@@ -472,6 +472,8 @@ describe("frontier_client credentials", () => {
       { kind: "frontier_client", orgId: "org-a", scopes: ["read"] },
       { kind: "frontier_client", orgId: "org-a", publicKey: new Uint8Array(32) },
       { kind: "frontier_client", orgId: "org-a", id: "has:colon" },
+      // Client ids are server-wide: a tenant never chooses one.
+      { kind: "frontier_client", orgId: "org-a", id: "client-a2" },
     ];
     for (const c of cases) {
       const err = await admin.createCredential(c).catch((e: unknown) => e);
@@ -480,12 +482,13 @@ describe("frontier_client credentials", () => {
   });
 
   it("issue a secret that works with its own client id only", async () => {
-    const c = await admin.createCredential({ kind: "frontier_client", orgId: "org-a", id: "client-a2" });
+    const c = await admin.createCredential({ kind: "frontier_client", orgId: "org-a" });
     expect(c.secret).toMatch(/^[0-9a-f]{40}$/);
+    expect(c.credential?.id).toMatch(/^[0-9a-f]{20}$/);
     expect(c.credential?.orgId).toBe("org-a");
-    const ok = await get(balancePath("org-a", FUNDED), basic("client-a2", c.secret));
+    const ok = await get(balancePath("org-a", FUNDED), basic(c.credential!.id, c.secret));
     expect(ok.status).toBe(200);
-    const swapped = await get(balancePath("org-a", FUNDED), basic("client-b", c.secret));
+    const swapped = await get(balancePath("org-a", FUNDED), basic(orgB.id, c.secret));
     expect(swapped.status).toBe(401);
   });
 });

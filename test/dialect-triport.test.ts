@@ -25,7 +25,8 @@ let server: TestServer;
 let ledger: Client<typeof LedgerService>;
 let admin: Client<typeof AdminService>;
 let key: Buffer;
-const KID = "k1";
+/** The session key's id, as CreateCredential generated it. */
+let KID = "";
 const EXP = Number(T0) + 86_400;
 
 /** A session token signed exactly as docs/dialects/triport.md says (an independent implementation). */
@@ -84,8 +85,10 @@ describe("before any session key exists", () => {
 describe("session keys and 401", () => {
   beforeAll(async () => {
     at(0);
-    const r = await admin.createCredential({ kind: "triport_session_key", id: KID, label: "login" });
+    const r = await admin.createCredential({ kind: "triport_session_key", label: "login" });
     expect(r.credential?.kind).toBe("triport_session_key");
+    expect(r.credential?.id).toMatch(/^tsk_[0-9a-f]{20}$/);
+    KID = r.credential!.id;
     expect(r.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
     key = Buffer.from(r.secret, "base64url");
     for (const id of ["alice", "bob", "carol", "dave", "pager", "erin"]) await ledger.createAccount({ id });
@@ -96,11 +99,12 @@ describe("session keys and 401", () => {
   });
 
   it("answers 401 auth required for a missing, forged, expired, unknown-kid, malformed or revoked session", async () => {
-    const other = await admin.createCredential({ kind: "triport_session_key", id: "k_revoked" });
-    const revokedCookie = cookieFor("alice", { kid: "k_revoked", secret: Buffer.from(other.secret, "base64url") });
+    const other = await admin.createCredential({ kind: "triport_session_key" });
+    const revokedId = other.credential!.id;
+    const revokedCookie = cookieFor("alice", { kid: revokedId, secret: Buffer.from(other.secret, "base64url") });
     // The revoked key works until it is revoked.
     expect((await get("/v1/balance", revokedCookie)).status).toBe(200);
-    await admin.revokeCredential({ kind: "triport_session_key", id: "k_revoked" });
+    await admin.revokeCredential({ kind: "triport_session_key", id: revokedId });
     const good = sign(key, { kid: KID, sub: "alice", exp: EXP });
     const cases = [
       undefined,
@@ -112,7 +116,7 @@ describe("session keys and 401", () => {
       revokedCookie,
       `triport_session=${good.slice(0, -2)}AA`, // tampered signature
       `triport_session=${good.split(".")[0]}`, // no signature
-      `triport_session=${Buffer.from('{"kid":"k1","sub":"alice"}').toString("base64url")}.${good.split(".")[1]}`, // payload swapped
+      `triport_session=${Buffer.from(JSON.stringify({ kid: KID, sub: "alice" })).toString("base64url")}.${good.split(".")[1]}`, // payload swapped
       cookieFor("a/b"), // not an account id
     ];
     for (const c of cases) {
@@ -177,8 +181,8 @@ describe("GET /v1/balance", () => {
     const a2 = clientFor(AdminService, server.url, "connect-binary", t2.adminKeySecret);
     const created = at(440);
     await l2.createAccount({ id: "alice" });
-    const k = await a2.createCredential({ kind: "triport_session_key", id: "t2key" });
-    const c = cookieFor("alice", { kid: "t2key", secret: Buffer.from(k.secret, "base64url") });
+    const k = await a2.createCredential({ kind: "triport_session_key" });
+    const c = cookieFor("alice", { kid: k.credential!.id, secret: Buffer.from(k.secret, "base64url") });
     at(450);
     expect((await get("/v1/balance", c)).text).toBe(`{"amount_micro":0,"locked":false,"updated_at":${created}}`);
     expect((await get("/v1/balance/entries", c)).text).toBe('{"entries":[]}');

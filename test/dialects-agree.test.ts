@@ -43,7 +43,6 @@ import type { SseFrame } from "./support/dialect-clients.js";
 const ACCOUNT = "6f9e2c1a-3b4d-4e5f-8a7b-9c0d1e2f3a4b";
 const SINK = "agree-sink";
 const ORG = "org-agree";
-const KID = "agree-login";
 const STEPS = 60;
 const CHECKPOINTS = new Set([5, 15, 30, 45, STEPS]);
 const TWO_53 = 2n ** 53n;
@@ -56,7 +55,8 @@ let admin: Client<typeof AdminService>;
 let cookie = "";
 let tpgToken = "";
 let frontier = { id: "", secret: "" };
-const bsKey = blacksheepKey("agree-bs-key");
+/** The signing key; its id is the one CreateCredential generates. */
+let bsKey = blacksheepKey("");
 
 /** floor(a / b) for b > 0 (bigint `/` truncates toward zero). */
 function floorDiv(a: bigint, b: bigint): bigint {
@@ -162,10 +162,11 @@ beforeAll(async () => {
   await ledger.createAccount({ id: ACCOUNT, overdraftUnlimited: true, metadata: { org_id: ORG, balance_currency: "USD" } });
   await ledger.createAccount({ id: SINK });
 
-  const tk = await admin.createCredential({ kind: "triport_session_key", id: KID, label: "agree" });
-  cookie = triportCookie(tk.secret, KID, ACCOUNT);
+  const tk = await admin.createCredential({ kind: "triport_session_key", label: "agree" });
+  cookie = triportCookie(tk.secret, tk.credential!.id, ACCOUNT);
   tpgToken = (await admin.createCredential({ kind: "3plguys_api_key", accountId: ACCOUNT, scopes: ["invoices"], label: "agree" })).secret;
-  await admin.createCredential({ kind: "blacksheep_public_key", accountId: ACCOUNT, publicKey: bsKey.raw, id: bsKey.id });
+  const bs = await admin.createCredential({ kind: "blacksheep_public_key", accountId: ACCOUNT, publicKey: bsKey.raw });
+  bsKey = { ...bsKey, id: bs.credential!.id };
   const fc = await admin.createCredential({ kind: "frontier_client", orgId: ORG, label: "agree" });
   frontier = { id: fc.credential!.id, secret: fc.secret };
 

@@ -57,6 +57,8 @@ export const credentialCreateCommand: Command = {
         label: str(values, "label") ?? "",
         publicKey: publicKey ? Buffer.from(publicKey, "base64") : new Uint8Array(0),
         id: str(values, "id") ?? "",
+        // The operator, on the database itself: the one issuer that may choose an id.
+        issuer: "operator",
       });
       printJson({ kind: issued.record.kind, id: issued.record.id, secret: issued.secret ?? null });
       return 0;

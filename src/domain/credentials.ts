@@ -5,6 +5,7 @@ import { validateText } from "./validate.js";
 import type { Clock } from "./ledger.js";
 import type { CredentialRecord } from "./model.js";
 import type { AccessPort } from "./access-port.js";
+import type { CredentialIssuer } from "./credential-ids.js";
 
 /** What a dialect asks for when it issues a credential. */
 export interface CredentialInput {
@@ -17,8 +18,13 @@ export interface CredentialInput {
   readonly withSecret?: boolean;
   /** Store this key to verify what clients present (public keys, HMAC keys). */
   readonly verifyKey?: Uint8Array | undefined;
-  /** Use this id instead of a generated one (e.g. a vendor's key id format). */
+  /**
+   * Use this id instead of a generated one. Only an operator may fix one
+   * (see `chosenCredentialId` (credential-ids.ts)): a clash answers `already_exists`.
+   */
   readonly id?: string | undefined;
+  /** What a generated id starts with (such as Triport's `tsk_`). */
+  readonly idPrefix?: string | undefined;
 }
 
 /** A credential request as the admin API received it. */
@@ -28,7 +34,10 @@ export interface CredentialRequest {
   readonly scopes: readonly string[];
   readonly label: string;
   readonly publicKey: Uint8Array;
+  /** A chosen id, or "" to have one generated. */
   readonly id: string;
+  /** Who asks: only the operator may choose an id (see `chosenCredentialId` (credential-ids.ts)). */
+  readonly issuer: CredentialIssuer;
 }
 
 /** A kind of credential a dialect issues through the admin API and CLI. */
@@ -45,9 +54,18 @@ export interface IssuedCredential {
 }
 
 /**
- * The credentials of the REST dialects, all in one table and scoped to a
- * tenant. Secrets are random (160 bits) and stored as SHA-256 hashes; checking
- * one takes the same work whether the id exists or not.
+ * Generated ids drawn before giving up. Each carries 80 random bits, so even
+ * one clash is all but impossible; four in a row mean the random source is broken.
+ */
+const ID_ATTEMPTS = 4;
+
+/**
+ * The credentials of the REST dialects, all in one table. Each belongs to a
+ * tenant, but ids are unique server-wide (kind, id), because every dialect's
+ * client names its credential before the tenant is known; see
+ * `chosenCredentialId` (credential-ids.ts) for why tenants never choose them.
+ * Secrets are random (160 bits) and stored as SHA-256 hashes; checking one
+ * takes the same work whether the id exists or not.
  */
 export class Credentials {
   constructor(
@@ -63,10 +81,8 @@ export class Credentials {
     if (label.length > 200) throw invalidArgument("invalid_label", "label must be at most 200 characters");
     validateText(label, "label");
     const secret = input.withSecret ? randomBytes(20).toString("hex") : undefined;
-    const id = input.id ?? randomBytes(10).toString("hex");
-    const record: CredentialRecord = {
+    const fields = {
       kind: input.kind,
-      id,
       tenantId,
       accountId,
       orgId,
@@ -77,17 +93,36 @@ export class Credentials {
       createdAt: this.clock(),
       revokedAt: null,
     };
-    await this.store.write(async (tx) => {
+    const record = await this.store.write(async (tx) => {
       if (accountId !== null && !(await tx.getAccount(tenantId, accountId))) throw notFound("account", accountId);
-      if (await tx.getCredential(input.kind, id)) {
-        throw new LedgerError("already_exists", "credential_exists", `a ${input.kind} credential "${id}" already exists`);
+      if (input.id !== undefined) {
+        // Only the operator fixes ids, and it may see every tenant: naming the clash tells it nothing new.
+        if (await tx.getCredential(input.kind, input.id)) {
+          throw new LedgerError("already_exists", "credential_exists", `a ${input.kind} credential "${input.id}" already exists`);
+        }
+        const r: CredentialRecord = { ...fields, id: input.id };
+        await tx.insertCredential(r);
+        return r;
       }
-      await tx.insertCredential(record);
+      // A generated id that is taken (another tenant's, say) is silently drawn again:
+      // no caller ever hears of it.
+      for (let i = 0; i < ID_ATTEMPTS; i++) {
+        const id = (input.idPrefix ?? "") + randomBytes(10).toString("hex");
+        if (await tx.getCredential(input.kind, id)) continue;
+        const r: CredentialRecord = { ...fields, id };
+        await tx.insertCredential(r);
+        return r;
+      }
+      throw new LedgerError("internal", "credential_id_exhausted", "could not generate a free credential id");
     });
     return { record, secret };
   }
 
-  /** Revokes a credential of the tenant. */
+  /**
+   * Revokes a credential of the tenant. Another tenant's id answers
+   * `not_found` exactly like an id nobody has, so revoking is no way to learn
+   * which ids exist.
+   */
   async revoke(tenantId: string, kind: string, id: string): Promise<CredentialRecord> {
     return this.store.write(async (tx) => {
       const c = await tx.getCredential(kind, id);

@@ -66,6 +66,8 @@ export function registerAdminService(router: ConnectRouter, deps: AdminServiceDe
         label: req.label,
         publicKey: req.publicKey,
         id: req.id,
+        // A tenant admin sees its own tenant only: it may not choose server-wide ids.
+        issuer: "tenant",
       });
       return { credential: credentialToProto(issued.record), secret: issued.secret ?? "" };
     },

@@ -14,6 +14,7 @@ export const STORE_TESTS: readonly string[] = [
   "test/paging.test.ts",
   "test/page-tokens.test.ts",
   "test/tenancy.test.ts",
+  "test/credential-tenancy.test.ts",
   "test/watch-balance.test.ts",
   "test/credits-core.test.ts",
   "test/credits-property.test.ts",

@@ -1,6 +1,7 @@
-import { createHash, createPublicKey, verify } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPairSync, verify } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import type { Principal } from "../../domain/access.js";
+import { chosenCredentialId } from "../../domain/credential-ids.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import type { Authenticator } from "../dialect.js";
@@ -31,6 +32,16 @@ function refused(code: string, message: string): LedgerError {
 }
 
 /**
+ * The one answer for a request that no live registered key signed: a key id
+ * that is malformed, unknown, revoked or another tenant's, and a signature
+ * that does not verify with the key. Telling these apart (as `unknown_key`
+ * and `invalid_signature` once did) let anyone enumerate the key ids in use.
+ */
+function notSigned(): LedgerError {
+  return refused("invalid_signature", "invalid signature");
+}
+
+/**
  * The string a Blacksheep client signs. Lengths are UTF-8 byte counts; every
  * part a client controls freely is length-prefixed, so no two requests share
  * a signed string. `contentDigest` is the Content-Digest header as sent, or
@@ -50,6 +61,22 @@ export function contentDigestOf(body: Uint8Array): string {
 export function ed25519PublicKey(raw: Uint8Array): KeyObject {
   if (raw.length !== 32) throw new Error("an Ed25519 public key is 32 bytes");
   return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") }, format: "jwk" });
+}
+
+/**
+ * A public key whose private half was thrown away at start-up: an unknown key
+ * id is verified against it, so that it costs what a known one costs (a key
+ * import and an Ed25519 verify) and fails as a bad signature fails.
+ */
+const DUMMY_KEY: Uint8Array = Buffer.from(generateKeyPairSync("ed25519").publicKey.export({ format: "jwk" }).x!, "base64url");
+
+/** Whether `signature` verifies `message` with a raw Ed25519 public key; false for a key that does not parse. */
+function verifies(rawKey: Uint8Array, message: Buffer, signature: Buffer): boolean {
+  try {
+    return verify(null, message, ed25519PublicKey(rawKey), signature);
+  } catch {
+    return false;
+  }
 }
 
 function header(headers: Headers, name: string): string | undefined {
@@ -80,10 +107,11 @@ export function blacksheepAuthenticator(credentials: Credentials): Authenticator
     if (!keyId || !timestamp || !nonce || !signature) {
       throw refused("missing_signature", "send Bs-Key-Id, Bs-Timestamp, Bs-Nonce and Bs-Signature");
     }
-    if (!KEY_ID.test(keyId)) throw refused("unknown_key", "unknown key id");
+    // Checks of form alone tell a caller nothing it did not send: they may answer early.
+    if (!KEY_ID.test(keyId)) throw notSigned();
     if (!TIMESTAMP.test(timestamp)) throw refused("invalid_timestamp", "Bs-Timestamp must be Unix seconds");
     if (!NONCE.test(nonce)) throw refused("invalid_nonce", "Bs-Nonce must be 16 bytes in base64");
-    if (!SIGNATURE.test(signature)) throw refused("invalid_signature", "invalid signature");
+    if (!SIGNATURE.test(signature)) throw notSigned();
     if (digest === undefined) {
       if (http.body.length > 0) throw refused("missing_digest", "a request with a body must send Content-Digest");
     } else {
@@ -91,16 +119,13 @@ export function blacksheepAuthenticator(credentials: Credentials): Authenticator
       if (!DIGEST.test(digest) || digest !== contentDigestOf(http.body)) throw refused("invalid_digest", "Content-Digest does not match the body");
     }
 
-    const credential = await credentials.find(BLACKSHEEP_KEY_KIND, keyId);
-    if (!credential || credential.verifyKey === null || credential.accountId === null) throw refused("unknown_key", "unknown key id");
+    // From here on an unknown key id takes the same path as a known one: the
+    // same lookup, a signature verified (against the dummy key), one answer.
+    const found = await credentials.find(BLACKSHEEP_KEY_KIND, keyId);
+    const credential = found && found.verifyKey !== null && found.accountId !== null ? found : undefined;
     const message = Buffer.from(signedString(keyId, timestamp, nonce, http.method.toUpperCase(), http.url, digest ?? ""), "utf8");
-    let ok: boolean;
-    try {
-      ok = verify(null, message, ed25519PublicKey(credential.verifyKey), Buffer.from(signature, "base64"));
-    } catch {
-      ok = false;
-    }
-    if (!ok) throw refused("invalid_signature", "invalid signature");
+    const ok = verifies(credential?.verifyKey ?? DUMMY_KEY, message, Buffer.from(signature, "base64"));
+    if (!credential || !ok) throw notSigned();
 
     const now = credentials.now() / 1_000_000n;
     const ts = BigInt(timestamp);
@@ -126,7 +151,8 @@ export function blacksheepAuthenticator(credentials: Credentials): Authenticator
 
 /**
  * Registers Blacksheep signing keys: a raw 32-byte Ed25519 public key bound
- * to one account, under a client-chosen key id (or a generated one).
+ * to one account, under a generated key id. A signed request names only its
+ * key id, so ids are server-wide and only the operator may choose one.
  */
 export function blacksheepKeyKind(credentials: Credentials): CredentialKind {
   return {
@@ -135,9 +161,10 @@ export function blacksheepKeyKind(credentials: Credentials): CredentialKind {
       if (req.accountId === "") throw invalidArgument("account_required", "a blacksheep_public_key needs an account_id");
       if (req.orgId !== "") throw invalidArgument("invalid_org_id", "a blacksheep_public_key takes no org_id");
       if (req.scopes.length > 0) throw invalidArgument("invalid_scopes", "a blacksheep_public_key takes no scopes: it reads its account");
-      if (req.id !== "" && !KEY_ID.test(req.id)) {
-        throw invalidArgument("invalid_key_id", "a key id is 1-128 characters of A-Z a-z 0-9 . _ ~ -");
-      }
+      const id = chosenCredentialId(BLACKSHEEP_KEY_KIND, req, (chosen) => {
+        if (!KEY_ID.test(chosen)) throw invalidArgument("invalid_key_id", "a key id is 1-128 characters of A-Z a-z 0-9 . _ ~ -");
+        return chosen;
+      });
       try {
         ed25519PublicKey(req.publicKey);
       } catch {
@@ -148,7 +175,7 @@ export function blacksheepKeyKind(credentials: Credentials): CredentialKind {
         accountId: req.accountId,
         label: req.label,
         verifyKey: new Uint8Array(req.publicKey),
-        id: req.id === "" ? undefined : req.id,
+        id,
       });
     },
   };

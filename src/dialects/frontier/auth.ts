@@ -1,4 +1,5 @@
 import type { Principal } from "../../domain/access.js";
+import { chosenCredentialId } from "../../domain/credential-ids.js";
 import type { CredentialKind, CredentialRequest, Credentials, IssuedCredential } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import { validateAccountId } from "../../domain/ids.js";
@@ -25,9 +26,10 @@ export function frontierClientKind(credentials: Credentials): CredentialKind {
       }
       if (req.publicKey.length > 0) throw invalidArgument("invalid_public_key", `a ${FRONTIER_CLIENT} credential has a secret, not a public key`);
       if (req.scopes.length > 0) throw invalidArgument("invalid_scopes", `a ${FRONTIER_CLIENT} credential takes no scopes`);
-      // A client id becomes the user part of HTTP Basic, so it must not hold a colon;
-      // the account-id alphabet guarantees that.
-      const id = req.id === "" ? undefined : validateAccountId(req.id, "id");
+      // Basic names only the client id, so ids are server-wide: generated, or the
+      // operator's choice. A chosen one becomes the user part of HTTP Basic, so it
+      // must not hold a colon; the account-id alphabet guarantees that.
+      const id = chosenCredentialId(FRONTIER_CLIENT, req, (chosen) => validateAccountId(chosen, "id"));
       return credentials.issue(tenantId, { kind: FRONTIER_CLIENT, orgId: req.orgId, label: req.label, withSecret: true, id });
     },
   };

@@ -26,6 +26,8 @@ export function metronomeKeyKind(credentials: Credentials): CredentialKind {
       if (req.accountId !== "") throw invalidArgument("account_id_not_allowed", `${METRONOME_KEY_KIND} is tenant-wide; account_id is not used`);
       if (req.orgId !== "") throw invalidArgument("org_id_not_allowed", `${METRONOME_KEY_KIND} is tenant-wide; org_id is not used`);
       if (req.publicKey.length > 0) throw invalidArgument("public_key_not_allowed", `${METRONOME_KEY_KIND} is a secret key; public_key is not used`);
+      // The token carries its id and is read before any tenant is known, so ids are
+      // server-wide and always generated (their hex form is part of the token's syntax).
       if (req.id !== "") throw invalidArgument("id_not_allowed", `${METRONOME_KEY_KIND} ids are generated; id must be empty`);
       if (req.scopes.length > 0) throw invalidArgument("scopes_not_allowed", `${METRONOME_KEY_KIND} has no scopes`);
       const issued = await credentials.issue(tenantId, { kind: METRONOME_KEY_KIND, label: req.label, withSecret: true });

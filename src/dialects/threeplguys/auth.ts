@@ -31,6 +31,8 @@ export function threeplguysKeyKind(credentials: Credentials): CredentialKind {
       if (req.accountId === "") throw invalidArgument("missing_account_id", `${THREEPLGUYS_KEY_KIND} needs account_id: the account the key acts for`);
       if (req.orgId !== "") throw invalidArgument("org_id_not_allowed", `${THREEPLGUYS_KEY_KIND} is bound to an account; org_id is not used`);
       if (req.publicKey.length > 0) throw invalidArgument("public_key_not_allowed", `${THREEPLGUYS_KEY_KIND} is a secret key; public_key is not used`);
+      // The token carries its id and is read before any tenant is known, so ids are
+      // server-wide and always generated (their hex form is part of the token's syntax).
       if (req.id !== "") throw invalidArgument("id_not_allowed", `${THREEPLGUYS_KEY_KIND} ids are generated; id must be empty`);
       if (req.scopes.length > MAX_SCOPES) throw invalidArgument("too_many_scopes", `at most ${MAX_SCOPES} scopes`);
       for (const s of req.scopes) {

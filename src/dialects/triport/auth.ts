@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Principal } from "../../domain/access.js";
+import { chosenCredentialId } from "../../domain/credential-ids.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
 import { LedgerError, invalidArgument } from "../../domain/errors.js";
 import type { Authenticator } from "../dialect.js";
@@ -69,6 +70,13 @@ function parseToken(token: string): { payloadPart: string; sig: Buffer; claims: 
 }
 
 /**
+ * A key no token is signed with: a `kid` that names no live key has its MAC
+ * checked against this one, so that it costs what a known `kid` costs and is
+ * refused like a forged token.
+ */
+const DUMMY_SESSION_KEY: Uint8Array = new Uint8Array(randomBytes(32));
+
+/**
  * The default resolver: tokens signed with a tenant's triport_session_key.
  * The key's credential fixes the tenant; `sub` is the account. `hasAnyKey`
  * answers whether any tenant has a live key (for the 503).
@@ -78,9 +86,10 @@ export function hmacSessionResolver(credentials: Credentials, hasAnyKey: () => P
     async resolve(token) {
       const t = parseToken(token);
       if (!t) return undefined;
-      const key = await credentials.find(SESSION_KEY_KIND, t.claims.kid);
-      if (!key || !key.verifyKey) return undefined;
-      if (!timingSafeEqual(mac(key.verifyKey, t.payloadPart), t.sig)) return undefined;
+      const found = await credentials.find(SESSION_KEY_KIND, t.claims.kid);
+      const key = found?.verifyKey ? found : undefined;
+      const good = timingSafeEqual(mac(key?.verifyKey ?? DUMMY_SESSION_KEY, t.payloadPart), t.sig);
+      if (!key || !good) return undefined;
       const nowSeconds = Number(credentials.now() / 1_000_000n);
       if (t.claims.exp <= nowSeconds) return undefined;
       return {
@@ -120,7 +129,9 @@ export function readCookie(header: string | string[] | undefined, name: string):
  * The triport_session_key kind: a tenant-wide HMAC-SHA256 key. The key is
  * stored as the credential's verify_key (it is needed to verify) and returned
  * once, base64url, as the secret, for the customer's login system to sign
- * sessions with. `public_key` may supply the key (32-64 bytes) instead.
+ * sessions with. `public_key` may supply the key (32-64 bytes) instead. A
+ * token names only its `kid`, so ids are server-wide: generated (`tsk_<hex>`),
+ * and chosen by the operator only.
  */
 export function sessionKeyKind(credentials: Credentials): CredentialKind {
   return {
@@ -129,13 +140,15 @@ export function sessionKeyKind(credentials: Credentials): CredentialKind {
       if (req.accountId !== "") throw invalidArgument("invalid_account_id", "a triport_session_key is tenant-wide: account_id must be empty");
       if (req.orgId !== "") throw invalidArgument("invalid_org_id", "a triport_session_key takes no org_id");
       if (req.scopes.length > 0) throw invalidArgument("invalid_scopes", "a triport_session_key takes no scopes");
-      if (req.id !== "" && !KID.test(req.id)) throw invalidArgument("invalid_id", "id must be 1-64 characters of [A-Za-z0-9_-]");
+      const id = chosenCredentialId(SESSION_KEY_KIND, req, (chosen) => {
+        if (!KID.test(chosen)) throw invalidArgument("invalid_id", "id must be 1-64 characters of [A-Za-z0-9_-]");
+        return chosen;
+      });
       if (req.publicKey.length !== 0 && (req.publicKey.length < 32 || req.publicKey.length > 64)) {
         throw invalidArgument("invalid_public_key", "a supplied session key must be 32-64 bytes");
       }
       const key = req.publicKey.length > 0 ? new Uint8Array(req.publicKey) : new Uint8Array(randomBytes(32));
-      const id = req.id !== "" ? req.id : "tsk_" + randomBytes(10).toString("hex");
-      const issued = await credentials.issue(tenantId, { kind: SESSION_KEY_KIND, id, label: req.label, verifyKey: key });
+      const issued = await credentials.issue(tenantId, { kind: SESSION_KEY_KIND, id, idPrefix: "tsk_", label: req.label, verifyKey: key });
       return { record: issued.record, secret: b64url(key) };
     },
   };

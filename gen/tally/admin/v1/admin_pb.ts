@@ -432,7 +432,10 @@ export type CreateCredentialRequest = Message<"tally.admin.v1.CreateCredentialRe
   publicKey: Uint8Array;
 
   /**
-   * A client-chosen id, where the kind allows one (such as a signing key id).
+   * Must be empty: credential ids are unique across the server (a client
+   * presents one before its tenant is known), so the server generates them
+   * and a tenant never chooses one; any id is invalid_argument id_not_allowed,
+   * whatever it is. Only the operator's CLI may fix an id.
    *
    * @generated from field: string id = 7;
    */
