@@ -26,7 +26,7 @@ export interface HttpRequestParts {
   readonly method: string;
   /** Path and query, as sent. */
   readonly url: string;
-  /** The raw body, already read (bounded). */
+  /** The raw body as sent (still in its Content-Encoding, as a Content-Digest covers it), already read (bounded). */
   readonly body: Uint8Array;
 }
 

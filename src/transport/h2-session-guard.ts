@@ -1,6 +1,7 @@
 import { constants } from "node:http2";
 import type { Http2Session, ServerHttp2Stream } from "node:http2";
 import type { Socket } from "node:net";
+import { stopSendingAfterAnswer } from "./h2-stop-sending.js";
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = constants;
 
@@ -45,6 +46,9 @@ export interface SessionGuardOptions {
  * - a stream whose request has not ended within the request timeout is
  *   reset soon after: RST_STREAM NO_ERROR when a complete answer was sent
  *   (the RPC layer answers deadline_exceeded at that moment), CANCEL otherwise;
+ * - a stream answered before its request ended (an oversized body refused
+ *   from its first bytes) is reset with NO_ERROR once the answer is out, so
+ *   that the client stops sending and reads it (h2-stop-sending.ts);
  * - a session whose client resets streams far faster than it completes them
  *   (rapid reset) is ended with ENHANCE_YOUR_CALM and reported.
  *
@@ -112,6 +116,7 @@ export function guardSession(session: Http2Session, socket: Socket, opts: Sessio
       armPing();
     }
     const request = stream.endAfterHeaders ? undefined : timer(opts.requestTimeoutMs, () => expire(stream));
+    if (!stream.endAfterHeaders) stream.once("finish", () => stopSendingAfterAnswer(stream, Math.min(1000, opts.requestTimeoutMs)));
     stream.once("close", () => {
       clearTimeout(request);
       open--;

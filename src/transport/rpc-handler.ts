@@ -21,7 +21,6 @@ import {
 } from "@connectrpc/connect-node";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { constants as http2constants } from "node:http2";
 import { untilDeadline } from "./read-body.js";
 import type { Logger } from "./log.js";
 import { connectGetFormat, serveConnectUnary } from "./lean/connect.js";
@@ -167,7 +166,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       let body = uReq.body as AsyncIterable<Uint8Array>;
       // A fast path that gave up hands over the bytes it read (or why it could not).
       if (notFast !== undefined) body = "raw" in notFast ? createAsyncIterable([notFast.raw]) : failing(notFast.error);
-      else if (req.method !== "GET") body = untilDeadline(body, requestTimeoutMs);
+      else if (req.method !== "GET") body = untilDeadline(unreadOnReturn(req), requestTimeoutMs);
       if (check !== undefined) body = checkEnvelopes(body, h, max, check);
       await universalResponseToNodeResponse(await h({ ...uReq, body }), res);
     };
@@ -240,6 +239,18 @@ function leanProtocol(req: Req): { readonly protocol: StreamProtocol; readonly b
   if (web !== undefined) return web.binary && !web.text ? { protocol: "grpc-web", binary: true, stream: true } : undefined;
   const connect = parseConnectContentType(ct);
   return connect === undefined ? undefined : { protocol: "connect", binary: connect.binary, stream: connect.stream };
+}
+
+/**
+ * The request body as connect-node reads it, except that a reader that stops
+ * early (an envelope announcing more than readMaxBytes) leaves the request
+ * paused instead of destroying it. Destroyed, it would take the HTTP/1.1
+ * socket with it while the client is still sending (the client sees EPIPE,
+ * not the answer); left as it is, the answer goes out and the guards end the
+ * exchange (h1-guard's lingering close, RST_STREAM NO_ERROR on HTTP/2).
+ */
+function unreadOnReturn(req: Req): AsyncIterable<Uint8Array> {
+  return { [Symbol.asyncIterator]: () => req.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array> };
 }
 
 /** A body that fails with `error` when read: connect reports it in the call's protocol. */
@@ -366,9 +377,9 @@ async function checkEnvelope(envelope: Buffer, h: UniversalHandler, max: number,
  * Writes a Connect unary error exactly as connect-es does (its own JSON
  * serializer and code-to-status table: invalid_argument is 400,
  * resource_exhausted 429, details included). When the body was left unread,
- * the rest of it is never read: an HTTP/1.1 answer carries `Connection: close`
- * and Node closes the socket once it is written; on HTTP/2 only this stream
- * is ended.
+ * an HTTP/1.1 answer carries `Connection: close`: the connection closes once
+ * the rest of the body is drained (h1-guard.ts); on HTTP/2 only this stream
+ * is ended, with RST_STREAM NO_ERROR after the answer (h2-session-guard.ts).
  */
 function writeConnectError(req: Req, res: Res, e: ConnectError, unreadBody: boolean, jsonOptions: ConnectRouterOptions["jsonOptions"]): void {
   const body = errorToJsonBytes(e, jsonOptions);
@@ -382,11 +393,5 @@ function writeConnectError(req: Req, res: Res, e: ConnectError, unreadBody: bool
   if (unreadBody && !("stream" in req)) headers.connection = "close";
   res.writeHead(codeToHttpStatus(e.code), headers);
   res.end(body);
-  if (unreadBody && "stream" in req) {
-    // HTTP/2 can end one stream without touching the connection: RST_STREAM
-    // NO_ERROR after a complete answer tells the client to stop sending (RFC 9113 §8.1).
-    const stream = req.stream;
-    res.once("finish", () => stream.close(http2constants.NGHTTP2_NO_ERROR));
-  }
 }
 

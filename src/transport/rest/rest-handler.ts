@@ -17,6 +17,7 @@ import type { Authenticate } from "../auth-interceptor.js";
 import { HTTP_STATUS, connectEnvelope, messageEnvelope, statusEnvelope } from "./errors.js";
 import { writeFieldJson, writeMessageJson, writeProfileOf } from "./json-writer.js";
 import { buildRequest } from "./request-builder.js";
+import { SUPPORTED_ENCODINGS, decodeBody, requestCoding } from "./content-encoding.js";
 import type { Route, RouteMatch } from "./route-table.js";
 import { RouteTable } from "./route-table.js";
 
@@ -127,8 +128,14 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
         return fail(new ConnectError(`method ${req.method} not allowed`, Code.Unimplemented), 405, { allow: found.allow.join(", ") });
       }
       route = found.route;
-      // The rest of an unread body stays unread: an HTTP/1.1 connection cannot be reused after that.
+      // Answered before the body is read: an HTTP/1.1 connection then closes, once
+      // h1-guard has drained the rest so that the client can read the answer.
       const close: Record<string, string> = req.httpVersionMajor === 1 ? { connection: "close" } : {};
+      // Receiving the body (its coding, its size before and after decoding) is
+      // checked before the caller is: like the size, a coding says nothing of
+      // the request's content.
+      const coding = requestCoding(req.headers["content-encoding"]);
+      if (coding instanceof ConnectError) return fail(coding, 415, { ...close, "accept-encoding": SUPPORTED_ENCODINGS });
       let body: Buffer | undefined;
       try {
         body = await readBounded(req, opts.readMaxBytes, opts.requestTimeoutMs ?? 60_000);
@@ -139,6 +146,14 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
       if (body === undefined) {
         return fail(new ConnectError(`request body is larger than ${opts.readMaxBytes} bytes`, Code.ResourceExhausted), 413, close);
       }
+      let decoded: Buffer;
+      try {
+        decoded = await decodeBody(body, coding, opts.readMaxBytes);
+      } catch (e) {
+        if (e instanceof ConnectError && e.code === Code.ResourceExhausted) return fail(e, 413);
+        throw e;
+      }
+      // The body as sent (still encoded) is what a request signature's Content-Digest covers (RFC 9530).
       const call = { method: req.method ?? "GET", url, path: rawPathOf(url), body };
       // The caller first, before the body is parsed: an unauthenticated client
       // learns nothing from validation errors. The same function the auth
@@ -155,7 +170,7 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
       if (route.method.methodKind !== "unary" && stream === undefined) {
         return fail(new ConnectError("only unary and server-streaming methods have REST routes", Code.Unimplemented));
       }
-      const input = buildRequest(route, route.method.input, { bindings: found.bindings, query, body: body.toString("utf8") }, route.profile?.rejectUnknownQuery ?? false);
+      const input = buildRequest(route, route.method.input, { bindings: found.bindings, query, body: decoded.toString("utf8") }, route.profile?.rejectUnknownQuery ?? false);
       const contextValues = createContextValues();
       contextValues.set(restCallKey, call);
       if (principal !== undefined) contextValues.set(principalKey, principal);
