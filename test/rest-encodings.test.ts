@@ -39,6 +39,7 @@ interface Route {
 // ---- the dialects' credentials ----
 
 let triportKey: Buffer;
+let triportKid: string;
 let threePlGuysToken = "";
 let frontierBasic = "";
 let frontierAccount = "";
@@ -46,7 +47,7 @@ let metronomeToken = "";
 let blacksheep: { id: string; privateKey: KeyObject };
 
 function triportCookie(sub: string): string {
-  const payload = Buffer.from(JSON.stringify({ kid: "enc", sub, exp: Math.floor(Date.now() / 1000) + 3600 })).toString("base64url");
+  const payload = Buffer.from(JSON.stringify({ kid: triportKid, sub, exp: Math.floor(Date.now() / 1000) + 3600 })).toString("base64url");
   return `triport_session=${payload}.${createHmac("sha256", triportKey).update(payload).digest("base64url")}`;
 }
 
@@ -112,14 +113,17 @@ beforeAll(async () => {
   await ledger.createAccount({ id: "enc-customer" });
   // A Frontier billing account: its id is generated.
   frontierAccount = (await ledger.createAccount({ metadata: { org_id: "org-enc" } })).account!.id;
-  triportKey = Buffer.from((await admin.createCredential({ kind: "triport_session_key", id: "enc" })).secret, "base64url");
+  // Credential ids are the server's (test/credential-ids.test.ts): use the ones it returns.
+  const t = await admin.createCredential({ kind: "triport_session_key" });
+  triportKey = Buffer.from(t.secret, "base64url");
+  triportKid = t.credential!.id;
   threePlGuysToken = (await admin.createCredential({ kind: "3plguys_api_key", accountId: "enc-alice", scopes: ["invoices"] })).secret;
   const f = await admin.createCredential({ kind: "frontier_client", orgId: "org-enc" });
   frontierBasic = "Basic " + Buffer.from(`${f.credential!.id}:${f.secret}`).toString("base64");
   metronomeToken = (await admin.createCredential({ kind: "metronome_platform_key", label: "enc" })).secret;
   const { publicKey, privateKey } = generateKeyPairSync("ed25519");
-  blacksheep = { id: "enc-key", privateKey };
-  await admin.createCredential({ kind: "blacksheep_public_key", accountId: "enc-alice", id: "enc-key", publicKey: Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url") });
+  const b = await admin.createCredential({ kind: "blacksheep_public_key", accountId: "enc-alice", publicKey: Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url") });
+  blacksheep = { id: b.credential!.id, privateKey };
 });
 afterAll(async () => {
   await server?.close();
