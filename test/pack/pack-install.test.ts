@@ -52,7 +52,7 @@ describe("npm pack", () => {
       // The dashboard is bundled from the installed package's ui/ on the first request.
       const page = await fetch(`${server.url}/ui/`);
       expect([page.status, page.headers.get("content-type")]).toEqual([200, "text/html; charset=utf-8"]);
-      const script = /src="\/ui\/assets\/(app-[^"]+\.js)"/.exec(await page.text())?.[1];
+      const script = /src="assets\/(app-[^"]+\.js)"/.exec(await page.text())?.[1];
       expect((await fetch(`${server.url}/ui/assets/${script}`)).status).toBe(200);
     } finally {
       await server.stop();

@@ -22,6 +22,7 @@ export interface VerifySql {
 const SCRIPT = `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
+let answer;
 const db = new Database(workerData.path, { readonly: true, fileMustExist: true });
 try {
   db.defaultSafeIntegers(true);
@@ -29,14 +30,17 @@ try {
   const q = (sql) => db.prepare(sql).all(workerData.tenantId);
   const read = db.transaction(() => ({ sums: q(workerData.sql.sums), balances: q(workerData.sql.balances), running: q(workerData.sql.running) }));
   try {
-    parentPort.postMessage({ rows: read.deferred() });
+    answer = { rows: read.deferred() };
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    parentPort.postMessage(/integer overflow/.test(message) ? { overflow: true } : { error: message });
+    answer = /integer overflow/.test(message) ? { overflow: true } : { error: message };
   }
 } finally {
+  // Closed before answering: the store may close next, and its writer must be the
+  // last connection for SQLite to checkpoint and remove the -wal file.
   db.close();
 }
+parentPort.postMessage(answer);
 `;
 
 const DRIVER = createRequire(import.meta.url).resolve("better-sqlite3");
