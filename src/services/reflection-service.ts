@@ -5,6 +5,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
 import {
   ServerReflection,
+  ServerReflectionRequestSchema,
   ServerReflectionResponseSchema,
   type ServerReflectionRequest,
 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -13,7 +14,6 @@ import {
   ServerReflectionRequestSchema as RequestV1AlphaSchema,
   ServerReflectionResponseSchema as ResponseV1AlphaSchema,
 } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { ServerReflectionRequestSchema } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 
 type Response = MessageInitShape<typeof ServerReflectionResponseSchema>;
 

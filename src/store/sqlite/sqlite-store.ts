@@ -85,6 +85,8 @@ export class SqliteStore implements Store {
   private keyCacheVersion: unknown = undefined;
   private keysWritten = false;
   private readonly dataVersion: Database.Statement;
+  /** The readiness probe's query, prepared once (it runs every probe interval). */
+  private readonly pingStatement: Database.Statement;
   /** The schema versions before and after the migrations this open applied. */
   readonly schemaVersions: SchemaVersions;
 
@@ -115,6 +117,7 @@ export class SqliteStore implements Store {
       this.cr = new CreditStatements(this.reader);
       this.tx = new SqliteBatchTx(this.w, new CreditStatements(this.writer), () => (this.keysWritten = true));
       this.dataVersion = this.writer.prepare("PRAGMA data_version").pluck();
+      this.pingStatement = this.reader.prepare("SELECT 1");
     } catch (e) {
       this.lock?.release();
       throw e;
@@ -244,7 +247,7 @@ export class SqliteStore implements Store {
 
   async ping(): Promise<void> {
     if (this.closed) throw new Error("the store is closed");
-    this.reader.prepare("SELECT 1").get();
+    this.pingStatement.get();
   }
 
   async close(): Promise<void> {
