@@ -31,7 +31,15 @@ import { PostgresStore, pgUrlSchema } from "./store/postgres/postgres-store.js";
 import { PgBalanceFeed } from "./store/postgres/pg-feed.js";
 import { authInterceptor, createAuthenticate } from "./transport/auth-interceptor.js";
 import type { Logger } from "./transport/log.js";
-import { jsonLogger, logInterceptor } from "./transport/log.js";
+import { jsonLogger } from "./transport/log.js";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
+import { Metrics } from "./transport/observe/metrics.js";
+import { metricsEndpoint, listenMetrics } from "./transport/observe/metrics-endpoint.js";
+import type { MetricsListener } from "./transport/observe/metrics-endpoint.js";
+import { Observer } from "./transport/observe/observer.js";
+import { requestFields, requestInfoKey } from "./transport/observe/request-context.js";
+import { bothObservers, startTracing, tracingStoreObserver } from "./transport/observe/tracing.js";
+import { packageVersion } from "./version.js";
 import type { AbuseOptions, Listening } from "./transport/server.js";
 import { listen } from "./transport/server.js";
 import { definedOnly } from "./options.js";
@@ -126,6 +134,18 @@ export interface TallyOptions {
    */
   readonly drainDelayMs?: number;
   readonly feed?: BalanceFeed;
+  /** Serve Prometheus metrics at /metrics (true; off with --no-metrics). */
+  readonly metrics?: boolean;
+  /** Serve /metrics on this port (on `host`) instead of the API port; 0 picks a free one. */
+  readonly metricsPort?: number | undefined;
+  /** Accept, generate and echo `x-request-id` (true; off with --no-request-ids). */
+  readonly requestIds?: boolean;
+  /**
+   * Where the OpenTelemetry settings (OTEL_*) are read (process.env), or an
+   * exporter to send spans to instead (tests: InMemorySpanExporter; "simple"
+   * exports each span as it ends).
+   */
+  readonly tracing?: { readonly env?: NodeJS.ProcessEnv; readonly exporter?: SpanExporter; readonly processor?: "simple" | "batch" };
 }
 
 /** A running Tally server. */
@@ -143,6 +163,8 @@ export interface Tally {
    * protocol-equivalence tests use it as the reference).
    */
   readonly connect: { readonly routes: (router: ConnectRouter) => void; readonly options: ConnectRouterOptions };
+  /** The URL of /metrics on its own port, when `metricsPort` was given. */
+  readonly metricsUrl: string | undefined;
   /** Graceful stop: ends streams, finishes in-flight calls, closes the store. */
   close(): Promise<void>;
 }
@@ -163,6 +185,9 @@ export const DEFAULT_TENANT = "default";
 /** Opens the store, wires the services and starts listening. */
 export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const log = options.logger ?? jsonLogger();
+  const version = packageVersion();
+  // Read first: a typo in OTEL_TRACES_EXPORTER is a start-up error, before anything opens.
+  const tracing = await startTracing({ version, ...options.tracing });
   // Checked before anything opens: a bad origin is a start-up error, not a store to close.
   const corsOrigins = parseCorsOrigins(options.corsOrigins ?? []);
   const clock = options.clock ?? systemClock;
@@ -201,7 +226,19 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     log.info("store opened", { store: "sqlite", journal_mode: p.journalMode, synchronous: p.synchronous });
     store = sqlite;
   }
-  const ledger = new Ledger({ store, clock, ...(feed ? { feed } : {}) });
+  const metrics =
+    options.metrics === false
+      ? undefined
+      : new Metrics(version, {
+          openStreams: () => streams.openByTenant(),
+          ...(store instanceof PostgresStore ? { pgPool: () => store.poolStats(), pgReruns: () => store.retries } : {}),
+        });
+  if (store instanceof SqliteStore || store instanceof PostgresStore) {
+    const kind = store instanceof SqliteStore ? "sqlite" : "postgres";
+    store.observer = bothObservers(metrics?.storeObserver(kind), tracing === undefined ? undefined : tracingStoreObserver(tracing, kind));
+  }
+  const onReplay = metrics === undefined ? undefined : (operation: string) => metrics.replay(operation);
+  const ledger = new Ledger({ store, clock, ...(feed ? { feed } : {}), ...(onReplay ? { onReplay } : {}) });
   const access = new Access(store, clock);
   const bootstrapKey = await bootstrap(store, access);
   const pageTokens = new PageTokens(Buffer.from(await pageTokenKey(store), "base64url"));
@@ -212,7 +249,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   setMaxListeners(0, shutdown.signal);
 
   const credentials = new Credentials(store, clock);
-  const credits = new Credits(store, clock);
+  const credits = new Credits(store, clock, onReplay ? { onReplay } : {});
   const dialects = selectDialects(options.dialects).map((make) =>
     make({ ledger, credits, credentials, pageTokens, streams, shutdown: shutdown.signal }),
   );
@@ -238,6 +275,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     registerHealthService(router, { state: health, services: served.map((s) => s.typeName) });
     registerReflectionService(router, [...served, Health, ServerReflection, ServerReflectionV1Alpha]);
   };
+  const observer = new Observer({ logger: log, requestIds: options.requestIds !== false, metrics, tracing });
   const readMaxBytes = options.maxMessageBytes ?? 1024 * 1024;
   const routerOptions: ConnectRouterOptions = {
     readMaxBytes,
@@ -245,16 +283,19 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     shutdownSignal: shutdown.signal,
     acceptCompression: [compressionGzip, compressionBrotli],
     interceptors: [
-      logInterceptor(log),
-      errorInterceptor((e) => log.error("internal error", { error: e instanceof Error ? e.stack : String(e) })),
+      // Logs, metrics and spans: outermost, so that they see every outcome as the client does.
+      ...observer.outer,
+      errorInterceptor((e, req) => log.error("internal error", { error: e instanceof Error ? e.stack : String(e), ...requestFields(req.contextValues.get(requestInfoKey)) })),
       // Health and reflection answer anyone: load balancers and schema tools carry no key.
       authInterceptor(authenticate, new Set([Health.typeName, ServerReflection.typeName, ServerReflectionV1Alpha.typeName])),
+      ...observer.inner,
     ],
   };
   const rpc = createRpcHandler({
     ...routerOptions,
     routes,
     logger: log,
+    observer,
     readMaxBytes,
     ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
   });
@@ -271,6 +312,8 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
           readMaxBytes,
           ...definedOnly({ requestTimeoutMs: options.requestTimeoutMs }),
           logger: log,
+          observer,
+          dialects: new Map(dialects.flatMap((d) => d.services.map((svc) => [svc.typeName, d.name] as const))),
         });
   let cors: Cors | undefined;
   if (corsOrigins !== undefined) {
@@ -279,9 +322,11 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     // Logged so that operators can see who may call from a browser.
     log.info("cors enabled", { origins: corsOrigins.kind === "any" ? "*" : [...corsOrigins.origins] });
   }
-  const endpoints = probeEndpoints(() => ({ ok: health.readiness === "serving", detail: health.readiness }));
+  const endpoints = new Map(probeEndpoints(() => ({ ok: health.readiness === "serving", detail: health.readiness })));
+  // On the API port unless it has a port of its own.
+  if (metrics !== undefined && options.metricsPort === undefined) endpoints.set("/metrics", metricsEndpoint(metrics));
   const ui = options.ui === false ? undefined : createDashboard({ logger: log });
-  const frontDoor = createFrontDoor({ rpc, rest, cors, ui, endpoints });
+  const frontDoor = createFrontDoor({ rpc, rest, cors, ui, endpoints, observer });
   const tls =
     options.tlsCertFile && options.tlsKeyFile
       ? {
@@ -311,9 +356,45 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   } catch (e) {
     await store.close();
     await closeFeed?.();
+    await tracing?.shutdown();
     throw e;
   }
+  let metricsListener: MetricsListener | undefined;
+  if (metrics !== undefined && options.metricsPort !== undefined) {
+    try {
+      metricsListener = await listenMetrics(metrics, options.host ?? "127.0.0.1", options.metricsPort);
+    } catch (e) {
+      await server.close(0);
+      await store.close();
+      await closeFeed?.();
+      await tracing?.shutdown();
+      throw e;
+    }
+  }
   await health.start();
+  // One line that says what this server is: enough to read a bug report by.
+  log.info("tally started", {
+    version,
+    node: process.version,
+    url: server.url,
+    store: options.store ? "custom" : options.databaseUrl !== undefined ? "postgres" : "sqlite",
+    durability: options.databaseUrl !== undefined ? "postgres" : (options.durability ?? "full"),
+    dialects: dialects.map((d) => d.name),
+    ui: ui !== undefined,
+    cors: cors !== undefined,
+    metrics: metrics === undefined ? "off" : (metricsListener?.url ?? "/metrics"),
+    tracing: tracing !== undefined,
+    request_ids: options.requestIds !== false,
+    limits: {
+      max_message_bytes: readMaxBytes,
+      max_timeout_ms: routerOptions.maxTimeoutMs,
+      streams_per_tenant: options.streamsPerTenant ?? 100,
+      headers_timeout_ms: options.headersTimeoutMs ?? 10_000,
+      request_timeout_ms: options.requestTimeoutMs ?? 60_000,
+      max_connections: options.maxConnections ?? "auto",
+      max_connections_per_address: options.maxConnectionsPerAddress ?? 256,
+    },
+  });
 
   const sweepMs = options.expirySweepMs ?? 60_000;
   // The sweep in progress, if any: a tick that finds one running is skipped.
@@ -343,6 +424,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     store,
     bootstrapKey,
     connect: { routes, options: routerOptions },
+    metricsUrl: metricsListener?.url,
     close() {
       closing ??= (async () => {
         if (sweeper) clearInterval(sweeper);
@@ -352,9 +434,12 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
         health.stop();
         shutdown.abort();
         await server.close(options.shutdownGraceMs ?? 10_000);
+        await metricsListener?.close();
         await sweeping;
         await store.close();
         await closeFeed?.();
+        // After the last call: its spans are flushed to the exporter.
+        await tracing?.shutdown();
       })();
       return closing;
     },

@@ -3,6 +3,8 @@ import type { SecureVersion } from "node:tls";
 import type { TallyOptions } from "./app.js";
 import { TLS_VERSIONS } from "./transport/tls-defaults.js";
 import { parseCorsOrigins } from "./transport/cors/origins.js";
+import { LOG_LEVELS } from "./transport/log.js";
+import type { LogLevel } from "./transport/log.js";
 
 /** Server settings from flags, then environment variables, then defaults. */
 export interface ServeConfig {
@@ -31,7 +33,13 @@ export interface ServeConfig {
   /** Serve the dashboard at /ui/ (off with --no-ui). */
   readonly ui: boolean;
   readonly durability: "full" | "normal";
-  readonly logLevel: "info" | "error" | "silent";
+  readonly logLevel: LogLevel;
+  /** Serve /metrics (off with --no-metrics). */
+  readonly metrics: boolean;
+  /** undefined: /metrics on the API port. */
+  readonly metricsPort: number | undefined;
+  /** Accept, generate and echo x-request-id (off with --no-request-ids). */
+  readonly requestIds: boolean;
   /** undefined: every dialect. */
   readonly dialects: readonly string[] | undefined;
   /** Exact origins, or ["*"]; [] when CORS is off. */
@@ -74,7 +82,15 @@ export const SERVE_FLAGS = {
   "streams-per-tenant": { env: "TALLY_STREAMS_PER_TENANT", default: "100", help: "open balance streams per tenant" },
   "no-ui": { env: "TALLY_NO_UI", default: "false", help: "do not serve the dashboard at /ui/ (the env var takes true or false)", boolean: true },
   durability: { env: "TALLY_DURABILITY", default: "full", help: "full (fsync every commit) or normal (may lose the last commits on power loss)" },
-  "log-level": { env: "TALLY_LOG_LEVEL", default: "info", help: "info, error or silent" },
+  "log-level": { env: "TALLY_LOG_LEVEL", default: "info", help: "debug, info, warn, error or silent" },
+  "no-metrics": { env: "TALLY_NO_METRICS", default: "false", help: "do not serve Prometheus metrics at /metrics (the env var takes true or false)", boolean: true },
+  "metrics-port": { env: "TALLY_METRICS_PORT", default: "", help: "serve /metrics on this port (on --host) instead of the API port (0: any free port)" },
+  "no-request-ids": {
+    env: "TALLY_NO_REQUEST_IDS",
+    default: "false",
+    help: "do not accept, generate or echo x-request-id (the env var takes true or false)",
+    boolean: true,
+  },
   dialects: { env: "TALLY_DIALECTS", default: "all", help: "REST dialects to serve: all, none, or a comma-separated list" },
   "drain-delay-ms": {
     env: "TALLY_DRAIN_DELAY_MS",
@@ -111,7 +127,7 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
   const durability = get("durability");
   if (durability !== "full" && durability !== "normal") throw new Error(`--durability must be full or normal`);
   const logLevel = get("log-level");
-  if (logLevel !== "info" && logLevel !== "error" && logLevel !== "silent") throw new Error(`--log-level must be info, error or silent`);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new Error(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
   const cert = get("tls-cert");
   const key = get("tls-key");
   if ((cert === "") !== (key === "")) throw new Error("--tls-cert and --tls-key go together");
@@ -139,7 +155,10 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     streamsPerTenant: int("streams-per-tenant", 1, 100_000),
     ui: !bool("no-ui"),
     durability,
-    logLevel,
+    logLevel: logLevel as LogLevel,
+    metrics: !bool("no-metrics"),
+    metricsPort: get("metrics-port") === "" ? undefined : int("metrics-port", 0, 65535),
+    requestIds: !bool("no-request-ids"),
     dialects: parseDialects(get("dialects")),
     corsOrigins: parseCorsList(get("cors-origins")),
     drainDelayMs: int("drain-delay-ms", 0, 600_000),
@@ -171,6 +190,9 @@ export function toTallyOptions(c: ServeConfig): TallyOptions {
     ...(c.dialects === undefined ? {} : { dialects: c.dialects }),
     ...(c.corsOrigins.length === 0 ? {} : { corsOrigins: c.corsOrigins }),
     drainDelayMs: c.drainDelayMs,
+    metrics: c.metrics,
+    ...(c.metricsPort === undefined ? {} : { metricsPort: c.metricsPort }),
+    requestIds: c.requestIds,
   };
 }
 

@@ -16,7 +16,8 @@ export const serveCommand: Command = {
   ) as FlagSpecs,
   async run({ args }) {
     const config = parseServeConfig([...args]);
-    const tally = await startTally({ ...toTallyOptions(config), logger: jsonLogger(process.stderr, config.logLevel) });
+    const logger = jsonLogger(process.stderr, config.logLevel);
+    const tally = await startTally({ ...toTallyOptions(config), logger });
     if (tally.bootstrapKey) {
       process.stdout.write(
         `Created tenant "default" in a new database. Its admin API key is shown only this once:\n\n` +
@@ -24,9 +25,10 @@ export const serveCommand: Command = {
       );
     }
     process.stdout.write(`Tally listening on ${tally.url} (database: ${config.databaseUrl === undefined ? resolve(config.databasePath) : redactUrl(config.databaseUrl)})\n`);
+    if (tally.metricsUrl !== undefined) process.stdout.write(`Metrics on ${tally.metricsUrl}\n`);
     return new Promise<number>((done) => {
       const stop = (signal: string) => {
-        process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: "info", msg: "shutting down", signal }) + "\n");
+        logger.info("shutting down", { signal });
         tally.close().then(
           () => done(0),
           (e: unknown) => {

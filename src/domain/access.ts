@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { LedgerError, invalidArgument, notFound } from "./errors.js";
+import { LedgerError, invalidArgument, notFound, withCredentialId } from "./errors.js";
 import { newId, validateAccountId, validateTenantId } from "./ids.js";
 import { validateText } from "./validate.js";
 import { Ledger } from "./ledger.js";
@@ -111,7 +111,7 @@ export class Access {
     const expected = key?.secretHash ?? DUMMY_HASH;
     const match = timingSafeEqual(presented, expected);
     if (!key || !match || key.revokedAt !== null) {
-      throw new LedgerError("unauthenticated", "invalid_api_key", "invalid or revoked API key");
+      throw withCredentialId(new LedgerError("unauthenticated", "invalid_api_key", "invalid or revoked API key"), m?.[1]);
     }
     return { tenantId: key.tenantId, keyId: key.id, scope: key.scope, accountId: key.accountId, operator: key.operator };
   }

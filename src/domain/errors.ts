@@ -21,6 +21,12 @@ export type LedgerErrorCode =
  */
 export class LedgerError extends Error {
   override readonly name = "LedgerError";
+  /**
+   * For an unauthenticated refusal: the id of the key or credential the
+   * caller presented (never its secret), for the server's log only; it is
+   * not sent to the client.
+   */
+  credentialId: string | undefined;
   constructor(
     readonly code: LedgerErrorCode,
     readonly reason: string,
@@ -44,4 +50,10 @@ export function notFound(what: string, id: string): LedgerError {
 /** The request is well-formed but the ledger's state forbids it. */
 export function failedPrecondition(reason: string, message: string, metadata?: Record<string, string>): LedgerError {
   return new LedgerError("failed_precondition", reason, message, metadata);
+}
+
+/** Notes on an unauthenticated refusal which key or credential id was presented (for the server's log, not the client). */
+export function withCredentialId(e: LedgerError, credentialId: string | undefined): LedgerError {
+  e.credentialId = credentialId;
+  return e;
 }

@@ -43,6 +43,8 @@ export interface LedgerOptions {
   /** Wakes balance watchers; defaults to an in-process feed. */
   readonly feed?: BalanceFeed;
   readonly clock?: Clock;
+  /** Told of each transfer answered from its idempotency record instead of applied (for metrics). */
+  readonly onReplay?: (operation: "transfer") => void;
 }
 
 /** What a client asks for when it moves money. */
@@ -107,6 +109,7 @@ export class Ledger {
   readonly store: LedgerPort;
   readonly feed: BalanceFeed;
   private readonly clock: Clock;
+  private readonly onReplay: LedgerOptions["onReplay"];
   /** Watchers of one account read each commit's entries (and the lock state) once between them. */
   private readonly watchReads = new SharedReads();
   /**
@@ -121,6 +124,7 @@ export class Ledger {
     this.store = options.store;
     this.feed = options.feed ?? new LocalBalanceFeed();
     this.clock = options.clock ?? systemClock;
+    this.onReplay = options.onReplay;
   }
 
   /** The current time, as the ledger records it. */
@@ -294,6 +298,8 @@ export class Ledger {
       return out;
     }, { locks: { tenantId, accountIds }, idempotencyKeys: [...keys] });
     if (touched.size > 0) this.feed.publish(tenantId, touched);
+    // Counted once the write is committed: a store may run a write's function more than once.
+    if (this.onReplay !== undefined) for (const r of results) if (r.replayed) this.onReplay("transfer");
     return results;
   }
 

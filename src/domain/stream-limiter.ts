@@ -6,6 +6,11 @@ export class StreamLimiter {
 
   constructor(private readonly perTenant: number) {}
 
+  /** Open streams by tenant, tenants with none left out (read when metrics are scraped). */
+  openByTenant(): ReadonlyMap<string, number> {
+    return this.open;
+  }
+
   /** Takes a slot or fails with resource_exhausted; call the returned function to give it back. */
   acquire(tenantId: string): () => void {
     const n = this.open.get(tenantId) ?? 0;

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { Interceptor } from "@connectrpc/connect";
+import type { Interceptor, StreamRequest, UnaryRequest } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { LedgerError } from "../domain/errors.js";
 import type { LedgerErrorCode } from "../domain/errors.js";
@@ -22,9 +22,8 @@ const CODES: Record<LedgerErrorCode, Code> = {
 /** Converts a domain error to its Connect form, with the reason as an ErrorDetail. */
 export function toConnectError(e: LedgerError): ConnectError {
   const detail = create(ErrorDetailSchema, { reason: e.reason, metadata: { ...e.metadata } });
-  return new ConnectError(e.message, CODES[e.code], undefined, [
-    { desc: ErrorDetailSchema, value: detail },
-  ]);
+  // The domain error as the cause: never sent, but the log reads its reason and credential id.
+  return new ConnectError(e.message, CODES[e.code], undefined, [{ desc: ErrorDetailSchema, value: detail }], e);
 }
 
 
@@ -45,7 +44,7 @@ export function normalizeError(e: unknown, onInternal?: (e: unknown) => void): C
 }
 
 /** An interceptor that applies {@link normalizeError} to unary and streaming responses. */
-export function errorInterceptor(onInternal?: (e: unknown) => void): Interceptor {
+export function errorInterceptor(onInternal?: (e: unknown, req: UnaryRequest | StreamRequest) => void): Interceptor {
   return (next) => async (req) => {
     try {
       const res = await next(req);
@@ -60,12 +59,12 @@ export function errorInterceptor(onInternal?: (e: unknown) => void): Interceptor
             // A client that hangs up mid-stream makes the next write fail; that
             // is the client's cancellation, not a server error.
             if (req.signal.aborted) throw whyAborted(req.signal);
-            throw normalizeError(e, onInternal);
+            throw normalizeError(e, onInternal && ((x) => onInternal(x, req)));
           }
         })(),
       };
     } catch (e) {
-      throw normalizeError(e, onInternal);
+      throw normalizeError(e, onInternal && ((x) => onInternal(x, req)));
     }
   };
 }

@@ -5,6 +5,7 @@ import type { RestHandler } from "./rest/rest-handler.js";
 import type { RpcHandler } from "./rpc-handler.js";
 import type { Cors } from "./cors/cors.js";
 import type { HttpEndpoints } from "./probes.js";
+import type { Observer } from "./observe/observer.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -20,6 +21,8 @@ export interface FrontDoorOptions {
   readonly cors?: Cors | undefined;
   /** Plain HTTP endpoints by exact path (`/healthz`, `/readyz`), served before the RPC and REST routes. */
   readonly endpoints?: HttpEndpoints | undefined;
+  /** Request ids, trace context and the log lines of what the front door answers itself (see observe/observer.ts). */
+  readonly observer?: Observer | undefined;
 }
 
 /**
@@ -41,9 +44,11 @@ export interface FrontDoorOptions {
  * for every RPC path (and unknown methods of served services) and every REST
  * path; every other request gets its CORS headers set on the response first,
  * so that whatever answers it (a handler, a guard, a 404) carries them.
+ * Before all of that the observer gives the request its id (`x-request-id`
+ * on every answer) and reads its trace context.
  */
 export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res) => void {
-  const { rpc, rest, cors, ui, endpoints } = options;
+  const { rpc, rest, cors, ui, endpoints, observer } = options;
   const isServicePath = (path: string) => {
     const slash = path.indexOf("/", 1);
     return slash > 0 && rpc.servicePrefixes.has(path.slice(0, slash + 1));
@@ -59,21 +64,30 @@ export function createFrontDoor(options: FrontDoorOptions): (req: Req, res: Res)
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
+    observer?.begin(req, res);
     if (cors !== undefined) {
       if (cors.isPreflight(req)) return cors.preflight(req, res, path, methodsOf(path, cors.rpcMethods));
       cors.decorate(req, res);
     }
     if (rpc.paths.has(path)) return rpc.handle(req, res);
     const endpoint = endpoints?.get(path);
-    if (endpoint !== undefined) return endpoint(req, res);
+    if (endpoint !== undefined) {
+      observer?.http(req, res, "endpoint", path);
+      return endpoint(req, res);
+    }
     if (isServicePath(path)) {
+      observer?.http(req, res, "unknown_method", path);
       res.writeHead(404);
       res.end();
       return;
     }
-    if (ui?.owns(path)) return ui.serve(req, res, path);
+    if (ui?.owns(path)) {
+      observer?.http(req, res, "ui", path);
+      return ui.serve(req, res, path);
+    }
     const match = rest?.match(req.method ?? "GET", path);
     if (match !== undefined) return rest!.serve(req, res, match);
+    observer?.http(req, res, "not_found", path);
     notFound(req, res, path);
   };
 }

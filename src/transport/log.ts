@@ -1,89 +1,63 @@
-import type { Interceptor } from "@connectrpc/connect";
-import { ConnectError } from "@connectrpc/connect";
-import { restCallKey } from "./rest-call.js";
-import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
-import { principalKey } from "../services/principal.js";
+import { pino } from "pino";
+import type { DestinationStream, Logger as Pino } from "pino";
 
-/** A structured logger: one JSON object per line. */
+/** The levels of `--log-level`, quietest last. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * A structured logger: one JSON object per line. Every line of a request
+ * carries its `request_id` (the callers put it in `fields`).
+ */
 export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
-  /** False when info lines are dropped (--log-level error or silent): callers can skip building them. */
+  warn?(msg: string, fields?: Record<string, unknown>): void;
+  debug?(msg: string, fields?: Record<string, unknown>): void;
+  /** False when info lines are dropped (--log-level warn, error or silent): callers can skip building them. */
   readonly infoEnabled?: boolean;
-}
-
-/** Writes JSON lines to a stream (stderr by default). */
-export function jsonLogger(out: NodeJS.WritableStream = process.stderr, level: "info" | "error" | "silent" = "info"): Logger {
-  const write = (lvl: string, msg: string, fields?: Record<string, unknown>) =>
-    out.write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }, bigintSafe) + "\n");
-  return {
-    infoEnabled: level === "info",
-    info: (msg, fields) => {
-      if (level === "info") write("info", msg, fields);
-    },
-    error: (msg, fields) => {
-      if (level !== "silent") write("error", msg, fields);
-    },
-  };
-}
-
-function bigintSafe(_k: string, v: unknown): unknown {
-  return typeof v === "bigint" ? v.toString() : v;
+  /** True when debug lines are written (--log-level debug). */
+  readonly debugEnabled?: boolean;
 }
 
 /**
- * Logs one line per call: procedure, protocol, code, duration and tenant.
- * Headers and bodies are never logged, so no key or secret can leak here.
- * A stream is logged when it ends.
+ * The one logger of a server: pino, writing JSON lines to `out` (stderr by
+ * default, written asynchronously so that a slow terminal or pipe never
+ * blocks a call, and flushed when the process exits). Lines look like
+ * `{"level":"info","time":1767225600000,"msg":"rpc",...}`: the level by
+ * name, the time in ms since the epoch (no date formatting per line).
  */
-export function logInterceptor(log: Logger): Interceptor {
-  // Nothing to write: no per-call timing, closure or line object at all.
-  if (log.infoEnabled === false) return (next) => next;
-  return (next) => async (req) => {
-    const start = performance.now();
-    const done = (err: unknown) => {
-      const code = err === undefined ? "ok" : codeName(ConnectError.from(err).code);
-      const rest = req.contextValues.get(restCallKey);
-      log.info("rpc", {
-        procedure: `/${req.service.typeName}/${req.method.name}`,
-        protocol: rest === undefined ? protocolOf(req.header.get("content-type") ?? "") : "rest",
-        ...(rest === undefined ? {} : { http_method: rest.method, path: rest.path }),
-        code,
-        duration_ms: Math.round((performance.now() - start) * 100) / 100,
-        tenant: req.contextValues.get(principalKey)?.tenantId,
-      });
-    };
-    try {
-      const res = await next(req);
-      if (!res.stream) {
-        done(undefined);
-        return res;
-      }
-      const source = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          let err: unknown;
-          try {
-            yield* source;
-          } catch (e) {
-            err = e;
-            throw e;
-          } finally {
-            done(err);
-          }
-        })(),
-      };
-    } catch (e) {
-      done(e);
-      throw e;
-    }
+export function jsonLogger(out?: NodeJS.WritableStream, level: LogLevel = "info"): Logger {
+  const destination: DestinationStream = out === undefined || out === process.stderr ? pino.destination({ dest: 2, sync: false }) : (out as unknown as DestinationStream);
+  const p: Pino = pino(
+    {
+      level,
+      base: undefined,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+  const on = (l: LogLevel) => LOG_LEVELS.indexOf(l) >= LOG_LEVELS.indexOf(level) && level !== "silent";
+  return {
+    infoEnabled: on("info"),
+    debugEnabled: on("debug"),
+    info: (msg, fields) => p.info(safe(fields), msg),
+    error: (msg, fields) => p.error(safe(fields), msg),
+    warn: (msg, fields) => p.warn(safe(fields), msg),
+    debug: (msg, fields) => p.debug(safe(fields), msg),
   };
 }
 
+/** Fields with bigints as decimal strings (JSON has no int64; pino would print them as bare numbers). */
+function safe(fields: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (fields === undefined) return undefined;
+  for (const k in fields) {
+    if (typeof fields[k] === "bigint") return Object.fromEntries(Object.entries(fields).map(([key, v]) => [key, typeof v === "bigint" ? v.toString() : v]));
+  }
+  return fields;
+}
 
-function protocolOf(contentType: string): string {
-  if (contentType.startsWith("application/grpc-web")) return "grpc-web";
-  if (contentType.startsWith("application/grpc")) return "grpc";
-  return "connect";
+/** Writes a debug line when the logger has a debug level on. */
+export function logDebug(log: Logger, msg: string, fields: Record<string, unknown>): void {
+  if (log.debugEnabled === true) log.debug?.(msg, fields);
 }

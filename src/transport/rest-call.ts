@@ -5,6 +5,10 @@ import type { HttpRequestParts } from "../dialects/dialect.js";
 export interface RestCall extends HttpRequestParts {
   /** The path without the query, for the log. */
   readonly path: string;
+  /** The dialect whose route it is ("" for Tally's own annotated services), for the log. */
+  readonly dialect: string;
+  /** The route's template (`GET /v1/accounts/{account_id}`), for the log and the metrics. */
+  readonly route: string;
 }
 
 /**

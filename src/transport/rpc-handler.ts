@@ -5,8 +5,8 @@ import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import type { Compression, UniversalHandler } from "@connectrpc/connect/protocol";
 import type { ConnectRouterOptions } from "@connectrpc/connect";
 import {
+  codeFromHttpStatus,
   codeToHttpStatus,
-  codeToString as codeName,
   contentTypeUnaryRegExp,
   errorToJsonBytes,
   parseContentType as parseConnectContentType,
@@ -32,6 +32,10 @@ import type { StreamProtocol } from "./lean/server-stream.js";
 import { Call } from "./lean/call.js";
 import { nodeHeaderToWebHeader } from "./lean/headers.js";
 import type { LeanMethods, ServerStreamSpec, UnarySpec } from "./lean/method-table.js";
+import type { Observer } from "./observe/observer.js";
+import { protocolOfContentType } from "./observe/observer.js";
+import { requestInfoKey, requestInfoOf } from "./observe/request-context.js";
+import type { RequestInfo } from "./observe/request-context.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -42,6 +46,8 @@ export interface RpcHandlerOptions extends ConnectRouterOptions {
   /** Largest request body, in bytes; also the Connect readMaxBytes. */
   readonly readMaxBytes: number;
   readonly logger: Logger;
+  /** Logs and measures calls refused before the interceptors ran; its interceptors are in `interceptors`. */
+  readonly observer?: Observer | undefined;
   /**
    * Time a client has to send its whole request, in ms (60 s). A request
    * still unsent then is answered deadline_exceeded in its protocol.
@@ -122,25 +128,22 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
   for (const h of router.handlers) handlers.set(h.requestPath, h);
   const max = options.readMaxBytes;
   const requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
+  const observer = options.observer;
 
   const handle = (req: Req, res: Res) => {
     const path = (req.url ?? "").split("?", 1)[0]!;
     const h = handlers.get(path)!;
-    const start = performance.now();
     const m = unary.get(path);
+    const info = requestInfoOf(req);
     const refuse = (e: ConnectError) => {
       // Only a body left unread is never read (a GET has none to read).
       // The method's own JSON options, as connect's handler for it would use.
       writeConnectError(req, res, e, req.method === "POST" && !req.readableEnded, (m?.options ?? opt).jsonOptions);
-      options.logger.info("rpc", {
-        procedure: path,
-        protocol: "connect",
-        code: codeName(e.code),
-        duration_ms: Math.round((performance.now() - start) * 100) / 100,
-      });
+      observer?.refused(req, path, "connect", e);
     };
     const run = async () => {
       const contextValues = createContextValues();
+      if (info !== undefined) contextValues.set(requestInfoKey, info);
       let notFast: { readonly raw: Uint8Array } | { readonly error: unknown } | undefined;
       const s = m === undefined ? serverStreams.get(path) : undefined;
       const lean = req.method === "POST" && (m !== undefined || s !== undefined) ? leanProtocol(req) : undefined;
@@ -168,13 +171,17 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       if (notFast !== undefined) body = "raw" in notFast ? createAsyncIterable([notFast.raw]) : failing(notFast.error);
       else if (req.method !== "GET") body = untilDeadline(unreadOnReturn(req), requestTimeoutMs);
       if (check !== undefined) body = checkEnvelopes(body, h, max, check);
-      await universalResponseToNodeResponse(await h({ ...uReq, body }), res);
+      const answer = await h({ ...uReq, body });
+      await universalResponseToNodeResponse(answer, res);
+      // connect answered without running the interceptors (an unsupported content type: 415; a
+      // malformed envelope; an unknown encoding): the call still gets its line and its count.
+      if (observer !== undefined && info !== undefined && !info.observed) unobserved(observer, info, path, answer);
     };
     run().catch((reason: unknown) => {
       if (ConnectError.from(reason).code === Code.Aborted) return;
       // The client hung up while we were writing (EPIPE, reset): its doing, not a server fault.
       if ((res.destroyed || req.destroyed || res.socket?.destroyed !== false) && /EPIPE|ECONNRESET|ECANCELED|ERR_STREAM_PREMATURE_CLOSE|ERR_STREAM_DESTROYED/.test(String(reason))) return;
-      options.logger.error("rpc transport failed", { procedure: path, error: String(reason) });
+      options.logger.error("rpc transport failed", { procedure: path, error: String(reason), ...observer?.fields(req) });
       if (!res.headersSent) {
         res.writeHead(500);
         res.end();
@@ -223,6 +230,16 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
     invokeUnary,
     invokeServerStream,
   };
+}
+
+/** Records a call connect's pipeline answered on its own, with the code it answered. */
+function unobserved(observer: Observer, info: RequestInfo, path: string, answer: { status: number; header?: Headers; trailer?: Headers }): void {
+  const grpcStatus = answer.trailer?.get("grpc-status") ?? answer.header?.get("grpc-status") ?? null;
+  let code = grpcStatus !== null ? Number(grpcStatus) : answer.status === 200 ? 0 : codeFromHttpStatus(answer.status);
+  if (code === 0) return;
+  if (!Number.isInteger(code) || code < 0 || code > 16) code = Code.Unknown;
+  const ct = info.req.headers["content-type"];
+  observer.refused(info.req, path, protocolOfContentType(ct), new ConnectError("", code as Code), { http_status: answer.status });
 }
 
 /**

@@ -3,7 +3,7 @@ import type { KeyObject } from "node:crypto";
 import type { Principal } from "../../domain/access.js";
 import { chosenCredentialId } from "../../domain/credential-ids.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
-import { LedgerError, invalidArgument } from "../../domain/errors.js";
+import { LedgerError, invalidArgument, withCredentialId } from "../../domain/errors.js";
 import type { Authenticator } from "../dialect.js";
 
 /** The credential kind of a Blacksheep signing key (a registered Ed25519 public key). */
@@ -94,6 +94,20 @@ function header(headers: Headers, name: string): string | undefined {
  * the signature covers an HTTP method, path and body they do not have.
  */
 export function blacksheepAuthenticator(credentials: Credentials): Authenticator {
+  const authenticate = signedRequestAuthenticator(credentials);
+  return async (req) => {
+    try {
+      return await authenticate(req);
+    } catch (e) {
+      // The key id the request named, for the log: its form is checked, its existence told to nobody.
+      const keyId = header(req.headers, "bs-key-id");
+      if (e instanceof LedgerError && keyId !== undefined && KEY_ID.test(keyId)) withCredentialId(e, keyId);
+      throw e;
+    }
+  };
+}
+
+function signedRequestAuthenticator(credentials: Credentials): Authenticator {
   return async ({ headers, http }) => {
     if (http === undefined) return undefined;
     const keyId = header(headers, "bs-key-id");

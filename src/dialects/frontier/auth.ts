@@ -1,7 +1,7 @@
 import type { Principal } from "../../domain/access.js";
 import { chosenCredentialId } from "../../domain/credential-ids.js";
 import type { CredentialKind, CredentialRequest, Credentials, IssuedCredential } from "../../domain/credentials.js";
-import { LedgerError, invalidArgument } from "../../domain/errors.js";
+import { LedgerError, invalidArgument, withCredentialId } from "../../domain/errors.js";
 import { validateAccountId } from "../../domain/ids.js";
 import type { Authenticator } from "../dialect.js";
 
@@ -51,7 +51,7 @@ async function principalFromBasic(credentials: Credentials, authorization: strin
   const colon = decoded.indexOf(":");
   if (colon <= 0) throw new LedgerError("unauthenticated", "invalid_client_credentials", BAD_CREDENTIALS);
   const c = await credentials.verifySecret(FRONTIER_CLIENT, decoded.slice(0, colon), decoded.slice(colon + 1));
-  if (!c) throw new LedgerError("unauthenticated", "invalid_client_credentials", BAD_CREDENTIALS);
+  if (!c) throw withCredentialId(new LedgerError("unauthenticated", "invalid_client_credentials", BAD_CREDENTIALS), decoded.slice(0, colon));
   return {
     tenantId: c.tenantId,
     keyId: c.id,

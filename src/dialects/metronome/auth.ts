@@ -1,6 +1,6 @@
 import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
-import { LedgerError, invalidArgument } from "../../domain/errors.js";
+import { LedgerError, invalidArgument, withCredentialId } from "../../domain/errors.js";
 import type { CredentialRecord } from "../../domain/model.js";
 import type { Authenticator } from "../dialect.js";
 
@@ -51,7 +51,7 @@ export async function principalFromAuthorization(credentials: Credentials, heade
   const m = token === undefined ? null : TOKEN.exec(token);
   // Looked up even when malformed, so every refusal takes the same work.
   const c = await credentials.verifySecret(METRONOME_KEY_KIND, m?.[1] ?? "", m?.[2] ?? "");
-  if (!m || !c) throw new LedgerError("unauthenticated", "invalid_api_key", "Unauthorized");
+  if (!m || !c) throw withCredentialId(new LedgerError("unauthenticated", "invalid_api_key", "Unauthorized"), m?.[1]);
   return {
     tenantId: c.tenantId,
     keyId: c.id,

@@ -1,6 +1,6 @@
 import type { Principal } from "../../domain/access.js";
 import type { CredentialKind, Credentials } from "../../domain/credentials.js";
-import { LedgerError, invalidArgument } from "../../domain/errors.js";
+import { LedgerError, invalidArgument, withCredentialId } from "../../domain/errors.js";
 import type { CredentialRecord } from "../../domain/model.js";
 import type { Authenticator } from "../dialect.js";
 
@@ -65,7 +65,7 @@ export async function principalFromAuthorization(credentials: Credentials, heade
   // Looked up even when malformed, so every refusal takes the same work.
   const c = await credentials.verifySecret(THREEPLGUYS_KEY_KIND, m?.[1] ?? "", m?.[2] ?? "");
   if (!m || !c || c.accountId === null) {
-    throw new LedgerError("unauthenticated", "invalid_api_key", "invalid or revoked API key");
+    throw withCredentialId(new LedgerError("unauthenticated", "invalid_api_key", "invalid or revoked API key"), m?.[1]);
   }
   return {
     tenantId: c.tenantId,

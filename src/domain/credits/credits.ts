@@ -44,6 +44,8 @@ const MAX_INSTANT = 253_402_300_799_999_999n;
 export interface CreditsOptions {
   /** See {@link DEFAULT_USAGE_WINDOW}; 0 closes segments the instant they end. */
   readonly usageWindow?: bigint;
+  /** Told of each write answered from its idempotency record instead of applied (for metrics). */
+  readonly onReplay?: (operation: "usage" | "rollover" | "credit_back") => void;
 }
 
 const TEXT_MAX = 1024;
@@ -204,6 +206,7 @@ const BALANCE_TYPES: Record<string, BalanceKind> = { PREPAID_COMMIT: "PREPAID", 
  */
 export class Credits {
   private readonly usageWindow: bigint;
+  private readonly onReplay: CreditsOptions["onReplay"];
 
   constructor(
     private readonly store: CreditPort,
@@ -211,6 +214,7 @@ export class Credits {
     options: CreditsOptions = {},
   ) {
     this.usageWindow = options.usageWindow ?? DEFAULT_USAGE_WINDOW;
+    this.onReplay = options.onReplay;
     if (this.usageWindow < 0n) throw new Error("usageWindow must not be negative");
   }
 
@@ -220,6 +224,13 @@ export class Credits {
    */
   private closingCutoff(now: bigint): bigint {
     return now - this.usageWindow;
+  }
+
+  /** Counts a replayed answer once its write has committed (a store may run a write's function more than once). */
+  private async counted<T extends { readonly replayed: boolean }>(operation: "usage" | "rollover" | "credit_back", write: Promise<T>): Promise<T> {
+    const r = await write;
+    if (r.replayed) this.onReplay?.(operation);
+    return r;
   }
 
   /** The current time, as the ledger records it. */
@@ -457,7 +468,7 @@ export class Credits {
       String(usage.endingBefore),
       invoiceId,
     ]);
-    return this.store.write(async (tx) => {
+    return this.counted("usage", this.store.write(async (tx) => {
       // The lock before the usage-id check, so that twins of one usage serialise on it.
       await tx.lockAccounts(tenantId, [customerId]);
       const prior = await tx.getCreditUsage(tenantId, usageId);
@@ -497,7 +508,7 @@ export class Credits {
       );
       await tx.putCreditUsage({ tenantId, usageId, requestHash: hash, result: encodeUsage(result), createdAt: now });
       return { ...result, replayed: false };
-    });
+    }));
   }
 
   /**
@@ -563,7 +574,7 @@ export class Credits {
       if (!balance) throw new Error(`rollover ${key}: balance ${x.b} is missing`);
       return { balance, entries: x.e.map(decodeEntry), amount: BigInt(x.a), replayed: true };
     };
-    return this.store.write(async (tx) => {
+    return this.counted("rollover", this.store.write(async (tx) => {
       const early = await replay(tx);
       if (early) return early;
       const b = await lockedBalance(tx, tenantId, input.balanceId);
@@ -622,7 +633,7 @@ export class Credits {
       const result = JSON.stringify({ b: balance.id, e: entries.map(encodeEntry), a: String(left) });
       await tx.putCreditManualKey({ tenantId, key: stored, requestHash: hash, result, createdAt: now });
       return { balance, entries, amount: left, replayed: false };
-    });
+    }));
   }
 
   /**
@@ -654,7 +665,7 @@ export class Credits {
     // effective_at only when given, as in rollover.
     const hash = requestHash([usageId, customerId, String(amount), invoiceId, ...(input.effectiveAt === undefined ? [] : [String(input.effectiveAt)])]);
     const stored = `${CREDIT_BACK_KEYS}${key}`;
-    return this.store.write(async (tx) => {
+    return this.counted("credit_back", this.store.write(async (tx) => {
       // The lock first, as in recordUsage: credit-backs of one usage serialise on it.
       await tx.lockAccounts(tenantId, [customerId]);
       const prior = await keyed(tx, tenantId, stored, key, hash);
@@ -746,7 +757,7 @@ export class Credits {
       const result = JSON.stringify({ d: credits.map((c) => [c.balanceId, c.segmentId, String(c.amount)]), u: String(left) });
       await tx.putCreditManualKey({ tenantId, key: stored, requestHash: hash, result, createdAt: now });
       return { credits, uncredited: left, replayed: false };
-    });
+    }));
   }
 
   /**

@@ -33,6 +33,7 @@ import type { FailurePhase } from "./pg-errors.js";
 import { Q, all, one } from "./pg-queries.js";
 import { PgWriteTx, rememberAsset } from "./pg-write-tx.js";
 import type { Db, Row } from "./pg-queries.js";
+import type { StoreObserver } from "../store-observer.js";
 
 /** How one transaction ended; `code` is set when re-running the write may succeed. */
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: LedgerError; code?: string };
@@ -44,6 +45,8 @@ interface BatchJob {
   readonly keys: readonly string[];
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: unknown) => void;
+  /** What the observer captured of the caller, if it captures anything. */
+  readonly caller?: unknown;
 }
 
 /** How one write of a batch ended. */
@@ -141,6 +144,8 @@ export class PostgresStore implements Store {
   private readonly maxBatches: number;
   /** What group commit has done so far: commits of batches, and the writes they carried. */
   readonly batchStats = { commits: 0, writes: 0 };
+  /** Told of every write transaction (metrics, traces); set by the server when it observes. */
+  observer: StoreObserver | undefined;
   private migrated: SchemaVersions = { before: 0, after: 0, applied: [] };
 
   private constructor(
@@ -268,11 +273,13 @@ export class PostgresStore implements Store {
     if (this.closed) throw new LedgerError("unavailable", "store_closed", "the store is closed");
     this.inFlight++;
     try {
-      if (options?.locks === undefined || this.maxBatch <= 1) return await this.runWrite(fn);
+      const caller = this.observer?.capture?.();
+      if (options?.locks === undefined || this.maxBatch <= 1) return await this.runWrite(fn, caller);
       const locks = options.locks;
       const keys = options.idempotencyKeys ?? [];
       return await new Promise<T>((resolve, reject) => {
-        this.batchQueue.push({ fn, locks, keys, resolve: resolve as (v: unknown) => void, reject });
+        const job = { fn, locks, keys, resolve: resolve as (v: unknown) => void, reject };
+        this.batchQueue.push(caller === undefined ? job : { ...job, caller });
         if (!this.batchScheduled) {
           this.batchScheduled = true;
           // Let writes that arrive in the same turn join one batch.
@@ -344,7 +351,8 @@ export class PostgresStore implements Store {
    * leaves the others; then the balances, and one COMMIT.
    */
   private attemptBatch(batch: BatchJob[]): Promise<Outcome<BatchResult[]>> {
-    return this.transaction(true, async (tx, broken) => {
+    const callers = this.observer?.capture === undefined ? undefined : batch.map((j) => j.caller);
+    return this.transaction(true, batch.length, callers, async (tx, broken) => {
       const byTenant = new Map<string, Set<string>>();
       for (const job of batch) {
         const set = byTenant.get(job.locks.tenantId) ?? new Set<string>();
@@ -389,12 +397,12 @@ export class PostgresStore implements Store {
     });
   }
 
-  private async runWrite<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
+  private async runWrite<T>(fn: (tx: WriteTx) => Promise<T>, caller: unknown): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       await this.takeWriteSlot();
       let outcome: Outcome<T>;
       try {
-        outcome = await this.attempt(fn);
+        outcome = await this.attempt(fn, caller);
       } finally {
         this.giveWriteSlot();
       }
@@ -410,8 +418,8 @@ export class PostgresStore implements Store {
   }
 
   /** One write in its own transaction. */
-  private attempt<T>(fn: (tx: WriteTx) => Promise<T>): Promise<Outcome<T>> {
-    return this.transaction(false, (tx) => fn(tx));
+  private attempt<T>(fn: (tx: WriteTx) => Promise<T>, caller: unknown): Promise<Outcome<T>> {
+    return this.transaction(false, 1, this.observer?.capture === undefined ? undefined : [caller], (tx) => fn(tx));
   }
 
   /**
@@ -419,7 +427,19 @@ export class PostgresStore implements Store {
    * transaction holds written (PgWriteTx.flush), COMMIT. The value, or an
    * error (with the SQLSTATE when re-running may help).
    */
-  private async transaction<V>(batch: boolean, body: (tx: PgWriteTx, broken: () => boolean) => Promise<V>): Promise<Outcome<V>> {
+  private async transaction<V>(
+    batch: boolean,
+    writes: number,
+    callers: readonly unknown[] | undefined,
+    body: (tx: PgWriteTx, broken: () => boolean) => Promise<V>,
+  ): Promise<Outcome<V>> {
+    const end = this.observer?.transaction(writes, callers);
+    const outcome = await this.transactionOnce(batch, body);
+    end?.(outcome.ok);
+    return outcome;
+  }
+
+  private async transactionOnce<V>(batch: boolean, body: (tx: PgWriteTx, broken: () => boolean) => Promise<V>): Promise<Outcome<V>> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -465,6 +485,11 @@ export class PostgresStore implements Store {
 
   async ping(): Promise<void> {
     await this.pool.query("SELECT 1");
+  }
+
+  /** The pool's connections now: open, idle, and checkouts waiting for one (read when metrics are scraped). */
+  poolStats(): { total: number; idle: number; waiting: number } {
+    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
   }
 
   close(): Promise<void> {

@@ -22,6 +22,7 @@ import { SqliteBatchTx } from "./batch-tx.js";
 import { CreditStatements } from "./credit-statements.js";
 import type { CreditBalance, CreditEntry, DueCustomer } from "../../domain/credits/model.js";
 import * as rows from "../rows.js";
+import type { StoreObserver } from "../store-observer.js";
 
 /** Options for {@link SqliteStore.open}. */
 export interface SqliteStoreOptions {
@@ -48,6 +49,8 @@ interface Job {
   readonly fn: (tx: WriteTx) => Promise<unknown>;
   readonly resolve: (v: unknown) => void;
   readonly reject: (e: unknown) => void;
+  /** What the observer captured of the caller, if it captures anything. */
+  readonly caller?: unknown;
 }
 
 /**
@@ -69,6 +72,8 @@ export class SqliteStore implements Store {
   private readonly maxBatch: number;
   /** What group commit has done so far: commits, and the writes they carried (failed ones included). */
   readonly commitStats = { commits: 0, writes: 0 };
+  /** Told of every transaction (metrics, traces); set by the server when it observes. */
+  observer: StoreObserver | undefined;
   private queue: Job[] = [];
   private draining = false;
   private closed = false;
@@ -139,8 +144,9 @@ export class SqliteStore implements Store {
 
   write<T>(fn: (tx: WriteTx) => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new LedgerError("unavailable", "store_closed", "the store is closed"));
+    const caller = this.observer?.capture?.();
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push(caller === undefined ? { fn, resolve: resolve as (v: unknown) => void, reject } : { fn, resolve: resolve as (v: unknown) => void, reject, caller });
       if (!this.draining) {
         this.draining = true;
         // Let requests that arrived in the same turn join this commit.
@@ -165,10 +171,12 @@ export class SqliteStore implements Store {
   }
 
   private async commitBatch(batch: Job[]): Promise<void> {
+    const end = this.observer?.transaction(batch.length, this.observer.capture === undefined ? undefined : batch.map((j) => j.caller));
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     try {
       this.writer.exec("BEGIN IMMEDIATE");
     } catch (e) {
+      end?.(false);
       for (const job of batch) job.reject(storeError(e));
       return;
     }
@@ -199,10 +207,12 @@ export class SqliteStore implements Store {
       this.tx.reset();
       if (this.writer.inTransaction) this.writer.exec("ROLLBACK");
       this.forgetKeysIfWritten();
+      end?.(false);
       for (const job of batch) job.reject(storeError(e));
       return;
     }
     this.tx.reset();
+    end?.(true);
     this.commitStats.commits++;
     this.commitStats.writes += batch.length;
     // Right after COMMIT, before anything else runs: a read between the write and the

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Logger } from "../log.js";
+import { requestFields, requestInfoOf } from "../observe/request-context.js";
 import type { CorsHeaderLists } from "./headers.js";
 import { allowedOrigin } from "./origins.js";
 import type { CorsOrigins } from "./origins.js";
@@ -99,6 +100,7 @@ export function createCors(options: CorsOptions): Cors {
         request_method: String(req.headers["access-control-request-method"]).slice(0, 32),
         status,
         duration_ms: Math.round((performance.now() - start) * 100) / 100,
+        ...requestFields(requestInfoOf(req)),
       });
     }
   };

@@ -4,17 +4,19 @@ import { cors as connectCors } from "@connectrpc/connect";
  * The request headers Tally itself reads beyond the Connect, gRPC and
  * gRPC-Web protocols' own: `authorization` (Bearer API keys in
  * auth-interceptor.ts, and the Basic and Bearer schemes of the dialects) and
- * `last-event-id` (a reconnecting server-sent events client, rest/event-stream.ts).
+ * `last-event-id` (a reconnecting server-sent events client, rest/event-stream.ts),
+ * and the request id and W3C trace context (observe/observer.ts).
  */
-export const TALLY_REQUEST_HEADERS: readonly string[] = ["authorization", "last-event-id"];
+export const TALLY_REQUEST_HEADERS: readonly string[] = ["authorization", "last-event-id", "x-request-id", "traceparent", "tracestate"];
 
 /**
  * Response headers a browser client of Tally must be able to read beyond
  * connect-es's list: `allow`, which names the methods of a REST path answered
- * 405. Tally's handlers set no trailers of their own; one that did would be
+ * 405, and `x-request-id` and `traceparent`, which every answer of a call
+ * carries (observe/observer.ts). Tally's handlers set no trailers of their own; one that did would be
  * sent as `trailer-<name>` on Connect unary calls and need adding here.
  */
-export const TALLY_EXPOSED_HEADERS: readonly string[] = ["allow"];
+export const TALLY_EXPOSED_HEADERS: readonly string[] = ["allow", "x-request-id", "traceparent"];
 
 /** The header lists of a CORS answer, lower-case and without repeats. */
 export interface CorsHeaderLists {

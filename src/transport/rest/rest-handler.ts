@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
-import { codeToString as codeName } from "@connectrpc/connect/protocol-connect";
 import type { Message } from "@bufbuild/protobuf";
 import { normalizeError } from "../../services/errors.js";
 import { principalKey } from "../../services/principal.js";
@@ -9,6 +8,8 @@ import { nodeHeaderToWebHeader } from "../lean/headers.js";
 import type { RpcHandler } from "../rpc-handler.js";
 import { restCallKey } from "../rest-call.js";
 import type { Logger } from "../log.js";
+import { Observer } from "../observe/observer.js";
+import { requestInfoKey, requestInfoOf } from "../observe/request-context.js";
 import { readBounded } from "../read-body.js";
 import type { ErrorEnvelopeWriter, EventStreamFormat } from "../../dialects/dialect.js";
 import type { LastEventIdSetter } from "./event-stream.js";
@@ -43,6 +44,10 @@ export interface RestHandlerOptions {
   /** Time a client has to send its whole request, in ms (60 s); then it is answered 408. */
   readonly requestTimeoutMs?: number;
   readonly logger: Logger;
+  /** Logs and measures REST requests (refusals, and every request by route); a quiet one without request ids by default. */
+  readonly observer?: Observer | undefined;
+  /** The dialect of each service with routes, by its type name, for logs and metrics ("" for none). */
+  readonly dialects?: ReadonlyMap<string, string>;
 }
 
 /** A request the REST table has something to say about: a route, a path served under other methods, or a malformed path. */
@@ -84,6 +89,9 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
     }
   }
 
+  const observer = opts.observer ?? new Observer({ logger: opts.logger, requestIds: false });
+  const dialectOf = (r: Route | undefined) => (r === undefined ? "" : (opts.dialects?.get(r.service.typeName) ?? ""));
+
   const match = (httpMethod: string, rawPath: string): RestMatch | undefined => {
     let found: RouteMatch;
     try {
@@ -95,20 +103,17 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
   };
   const serve = (req: Req, res: Res, found: RestMatch) => {
     let route: Route | undefined;
-    const start = performance.now();
     // Once the call is in the RPC pipeline, its log interceptor writes the request's line.
     let inPipeline = false;
     const fail = (e: unknown, statusOverride?: number, headers?: Record<string, string>) => {
-      const ce = normalizeError(e, (err) => opts.logger.error("rest internal error", { error: err instanceof Error ? err.stack : String(err) }));
+      const ce = normalizeError(e, (err) => opts.logger.error("rest internal error", { error: err instanceof Error ? err.stack : String(err), ...observer.fields(req) }));
       if (!inPipeline) {
         // Refused before the call ran (path, method, size, credentials): still one line per request.
-        opts.logger.info("rpc", {
-          ...(route === undefined ? {} : { procedure: procedure(route) }),
-          protocol: "rest",
-          http_method: req.method,
-          path: rawPathOf(req.url ?? "/"),
-          code: codeName(ce.code),
-          duration_ms: Math.round((performance.now() - start) * 100) / 100,
+        observer.refused(req, route === undefined ? undefined : procedure(route), "rest", ce, {
+          http_method: String(req.method).slice(0, 16),
+          path: rawPathOf(req.url ?? "/").slice(0, 256),
+          dialect: dialectOf(route),
+          route: routeLabel(req, found),
         });
       }
       const writer = envelopes.get(route?.profile?.errorEnvelope || "connect")!;
@@ -154,7 +159,7 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
         throw e;
       }
       // The body as sent (still encoded) is what a request signature's Content-Digest covers (RFC 9530).
-      const call = { method: req.method ?? "GET", url, path: rawPathOf(url), body };
+      const call = { method: req.method ?? "GET", url, path: rawPathOf(url), body, dialect: dialectOf(route), route: routeLabel(req, found) };
       // The caller first, before the body is parsed: an unauthenticated client
       // learns nothing from validation errors. The same function the auth
       // interceptor runs; it then finds the principal already set.
@@ -173,6 +178,8 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
       const input = buildRequest(route, route.method.input, { bindings: found.bindings, query, body: decoded.toString("utf8") }, route.profile?.rejectUnknownQuery ?? false);
       const contextValues = createContextValues();
       contextValues.set(restCallKey, call);
+      const info = requestInfoOf(req);
+      if (info !== undefined) contextValues.set(requestInfoKey, info);
       if (principal !== undefined) contextValues.set(principalKey, principal);
       // The decoded request goes straight to the interceptors and the handler: no codec in between.
       inPipeline = true;
@@ -188,13 +195,15 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
         : writeMessageJson(route.method.output, output, profile);
       send(res, 200, json, {});
     };
-    run().catch((e: unknown) => {
-      if (res.headersSent) {
-        res.destroy?.();
-        return;
-      }
-      fail(e);
-    });
+    run()
+      .catch((e: unknown) => {
+        if (res.headersSent) {
+          res.destroy?.();
+          return;
+        }
+        fail(e);
+      })
+      .finally(() => observer.restDone(req, dialectOf(route ?? (found.kind === "method_not_allowed" ? found.routes[0] : undefined)), routeLabel(req, found), res.statusCode));
   };
   return { match, serve };
 }
@@ -202,6 +211,21 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
 /** The Connect request path of a route's method. */
 export function procedure(r: Route): string {
   return `/${r.service.typeName}/${r.method.name}`;
+}
+
+/** HTTP methods a route label may name; any other is OTHER (the method is the client's to choose). */
+const METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/**
+ * A request's route for logs and metrics: the method and the matched
+ * template (`GET /v1/accounts/{account_id}`), never the raw path, so that
+ * the label values are bounded by the route table.
+ */
+function routeLabel(req: Req, found: RestMatch): string {
+  if (found.kind === "bad_path") return "(malformed path)";
+  const method = req.method !== undefined && METHODS.has(req.method) ? req.method : "OTHER";
+  const route = found.kind === "match" ? found.route : found.routes[0]!;
+  return `${method} ${route.template.source}`;
 }
 
 function rawPathOf(url: string): string {
