@@ -39,6 +39,8 @@ export interface H2loadOptions {
   readonly durationS: number;
   /** Where to write the per-request log for percentiles; omitted: no percentiles. */
   readonly logFile?: string;
+  /** CPUs to pin h2load to (a taskset list, e.g. "1"); omitted: not pinned. */
+  readonly cpus?: string;
 }
 
 /** True when an `h2load` executable is on PATH. */
@@ -71,7 +73,7 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     ...(o.logFile ? ["--log-file", o.logFile] : []),
     o.url,
   ];
-  const child = spawnChild("h2load", "h2load", args);
+  const child = o.cpus === undefined ? spawnChild("h2load", "h2load", args) : spawnChild("h2load", "taskset", ["-c", o.cpus, "h2load", ...args]);
   const timer = setTimeout(() => child.proc.kill("SIGKILL"), (o.durationS * 2 + 30) * 1000);
   const code = await child.exited;
   clearTimeout(timer);

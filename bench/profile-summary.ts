@@ -41,6 +41,9 @@ export function componentOf(frame: CallFrame): string {
   if (url.includes("node_modules/@connectrpc/connect/")) return "connect";
   if (url.includes("node_modules/@bufbuild/protobuf/")) return "protobuf-es";
   if (url.includes("node_modules/better-sqlite3/")) return "better-sqlite3 (JS wrapper)";
+  if (url.includes("node_modules/@opentelemetry/")) return "opentelemetry";
+  if (url.includes("node_modules/prom-client/")) return "prom-client";
+  if (url.includes("node_modules/pino") || url.includes("node_modules/sonic-boom/")) return "pino";
   if (url.includes("node_modules/tsx/") || url.includes("node:internal/modules/")) return "module loading (start-up)";
   const src = /\/(src|gen|bench)\/([^/]+)/.exec(url);
   if (src) return `tally ${src[1]}/${src[2]}`;

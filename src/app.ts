@@ -165,6 +165,8 @@ export interface Tally {
   readonly connect: { readonly routes: (router: ConnectRouter) => void; readonly options: ConnectRouterOptions };
   /** The URL of /metrics on its own port, when `metricsPort` was given. */
   readonly metricsUrl: string | undefined;
+  /** The metrics registry (undefined with metrics off). */
+  readonly metrics: Metrics | undefined;
   /** Graceful stop: ends streams, finishes in-flight calls, closes the store. */
   close(): Promise<void>;
 }
@@ -425,6 +427,7 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     bootstrapKey,
     connect: { routes, options: routerOptions },
     metricsUrl: metricsListener?.url,
+    metrics,
     close() {
       closing ??= (async () => {
         if (sweeper) clearInterval(sweeper);

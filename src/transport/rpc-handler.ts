@@ -172,10 +172,13 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
       else if (req.method !== "GET") body = untilDeadline(unreadOnReturn(req), requestTimeoutMs);
       if (check !== undefined) body = checkEnvelopes(body, h, max, check);
       const answer = await h({ ...uReq, body });
-      await universalResponseToNodeResponse(answer, res);
       // connect answered without running the interceptors (an unsupported content type: 415; a
-      // malformed envelope; an unknown encoding): the call still gets its line and its count.
-      if (observer !== undefined && info !== undefined && !info.observed) unobserved(observer, info, path, answer);
+      // malformed envelope; an unknown encoding): the call still gets its line and its count. An
+      // HTTP error is known now (its body may never be read); a gRPC status once the trailers are out.
+      const unseen = () => observer !== undefined && info !== undefined && !info.observed;
+      if (answer.status !== 200 && unseen()) unobserved(observer!, info!, path, answer);
+      await universalResponseToNodeResponse(answer, res);
+      if (answer.status === 200 && unseen()) unobserved(observer!, info!, path, answer);
     };
     run().catch((reason: unknown) => {
       if (ConnectError.from(reason).code === Code.Aborted) return;

@@ -194,7 +194,7 @@ export class Observer {
       const done = (code: Code | 0, error: unknown) => {
         if (metrics !== undefined) metrics.callSeries(req.method, protocol, code).observe((performance.now() - start) / 1000);
         const principal = req.contextValues.get(principalKey);
-        if (span !== undefined) endCallSpan(span, code, codeName(code), principal?.tenantId);
+        if (span !== undefined) endCallSpan(span, code, codeName(code));
         if (this.#log.infoEnabled !== false) this.#line(req, info, start, protocol, code, error, principal);
       };
       try {

@@ -47,9 +47,9 @@ export function formatTraceParent(traceId: string, spanId: string, flags: number
  * OpenTelemetry SDK's own id generator: ids must be unique, not unguessable.
  */
 export function newSpanId(): string {
-  let id = "";
-  for (let i = 0; i < 2; i++) id += (((Math.random() * 0xffffffff) >>> 0) | (i === 1 ? 1 : 0)).toString(16).padStart(8, "0");
-  return id;
+  const hi = (Math.random() * 0x100000000) >>> 0;
+  const lo = (Math.random() * 0x100000000) >>> 0 || 1;
+  return hi.toString(16).padStart(8, "0") + lo.toString(16).padStart(8, "0");
 }
 
 /** A new trace id (32 hex digits, never all zero). */
