@@ -157,7 +157,9 @@ async function main(): Promise<number> {
         return `| ${label} | ${fmt(median(r.map((x) => x.reqPerSec)))} | ${median(q).toFixed(3)}x | ${Math.min(...q).toFixed(3)}..${Math.max(...q).toFixed(3)} | ${median(r.map((x) => x.cpuUsPerCall)).toFixed(1)} | ${median(r.map((x) => x.p50Ms)).toFixed(2)} | ${median(r.map((x) => x.p99Ms)).toFixed(2)} |`;
       }),
       "",
-      `tracing: ${spans} spans exported for ${calls.tracing} calls answered` + (spans === calls.tracing ? " (one per call, none dropped)" : " (NOT one per call: spans dropped or extra)"),
+      // h2load does not count the calls still in flight when a run's time is up: at most -c x -m per run.
+      `tracing: ${spans} call spans exported; ${calls.tracing} calls counted by h2load, plus at most ${(S.repeat + (S.warmup > 0 ? 1 : 0)) * S.connections * S.streams} in flight at the ends of runs` +
+        (spans >= calls.tracing && spans <= calls.tracing + (S.repeat + 1) * S.connections * S.streams ? " (one span per call, none dropped)" : " (SPANS DROPPED OR EXTRA)"),
     ];
     process.stdout.write(lines.join("\n") + "\n");
     if (S.json) writeFileSync(S.json, JSON.stringify({ machine, startedAt, settings: S, runs, ratios, spans, calls }, null, 2) + "\n");

@@ -25,7 +25,8 @@ export interface Logger {
  * default, written asynchronously so that a slow terminal or pipe never
  * blocks a call, and flushed when the process exits). Lines look like
  * `{"level":"info","time":1767225600000,"msg":"rpc",...}`: the level by
- * name, the time in ms since the epoch (no date formatting per line).
+ * name, the time in ms since the epoch (no date formatting per line), the
+ * message, then the fields.
  */
 export function jsonLogger(out?: NodeJS.WritableStream, level: LogLevel = "info"): Logger {
   const destination: DestinationStream = out === undefined || out === process.stderr ? pino.destination({ dest: 2, sync: false }) : (out as unknown as DestinationStream);
@@ -41,23 +42,20 @@ export function jsonLogger(out?: NodeJS.WritableStream, level: LogLevel = "info"
   return {
     infoEnabled: on("info"),
     debugEnabled: on("debug"),
-    info: (msg, fields) => p.info(safe(fields), msg),
-    error: (msg, fields) => p.error(safe(fields), msg),
-    warn: (msg, fields) => p.warn(safe(fields), msg),
-    debug: (msg, fields) => p.debug(safe(fields), msg),
+    // msg first, then the fields: a line reads (and greps) as "what, then details".
+    info: (msg, fields) => p.info(line(msg, fields)),
+    error: (msg, fields) => p.error(line(msg, fields)),
+    warn: (msg, fields) => p.warn(line(msg, fields)),
+    debug: (msg, fields) => p.debug(line(msg, fields)),
   };
 }
 
-/** Fields with bigints as decimal strings (JSON has no int64; pino would print them as bare numbers). */
-function safe(fields: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-  if (fields === undefined) return undefined;
+/** The line's object: msg, then the fields, bigints as decimal strings (JSON has no int64; pino would print bare numbers). */
+function line(msg: string, fields: Record<string, unknown> | undefined): Record<string, unknown> {
+  const o: Record<string, unknown> = { msg };
   for (const k in fields) {
-    if (typeof fields[k] === "bigint") return Object.fromEntries(Object.entries(fields).map(([key, v]) => [key, typeof v === "bigint" ? v.toString() : v]));
+    const v = fields[k];
+    o[k] = typeof v === "bigint" ? v.toString() : v;
   }
-  return fields;
-}
-
-/** Writes a debug line when the logger has a debug level on. */
-export function logDebug(log: Logger, msg: string, fields: Record<string, unknown>): void {
-  if (log.debugEnabled === true) log.debug?.(msg, fields);
+  return o;
 }
