@@ -13,7 +13,8 @@
  *
  * Knobs: BENCH_OBS_DURATION (s, 10), BENCH_OBS_WARMUP (s, 3), BENCH_OBS_REPEAT
  * (5), BENCH_CONNECTIONS (4), BENCH_STREAMS (16), BENCH_OBS_SERVER_CPU ("0"),
- * BENCH_OBS_LOAD_CPU ("1"), BENCH_CPU_PROF=dir (a CPU profile per server,
+ * BENCH_OBS_LOAD_CPU ("1"), BENCH_OBS_MODES (a subset of ids,metrics,on,tracing; all
+ * by default), BENCH_CPU_PROF=dir (a CPU profile per server,
  * written when it stops), BENCH_JSON=file.
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -27,14 +28,16 @@ import { PressureMeter, loadAverages, machineLine } from "./machine.js";
 import { probe, requireSuccess } from "./probe.js";
 import { envNumber, fmt, median } from "./stats.js";
 
-const MODES = [
+const ALL_MODES = [
   { mode: "off", label: "all off" },
   { mode: "ids", label: "request ids" },
   { mode: "metrics", label: "metrics" },
   { mode: "on", label: "metrics + request ids" },
   { mode: "tracing", label: "metrics + request ids + tracing" },
 ] as const;
-type Mode = (typeof MODES)[number]["mode"];
+type Mode = (typeof ALL_MODES)[number]["mode"];
+/** BENCH_OBS_MODES: a comma-separated subset (all off is always measured: it is the baseline). */
+const MODES = ALL_MODES.filter(({ mode }) => mode === "off" || (process.env.BENCH_OBS_MODES ?? "ids,metrics,on,tracing").split(",").includes(mode));
 
 const S = {
   duration: envNumber("BENCH_OBS_DURATION", 10, 1, 600),
@@ -138,9 +141,9 @@ async function main(): Promise<number> {
       for (const [mode, r] of thisRound) ratios[mode].push(r.reqPerSec / off);
     }
     // Stopping the tracing server flushes its batch processor: it reports the spans exported.
-    const tracingServer = servers.find((s) => s.mode === "tracing")!;
+    const tracingServer = servers.find((s) => s.mode === "tracing");
     await Promise.all(servers.map((s) => s.child.stop()));
-    const spans = Number(/SPANS (\d+)/.exec(tracingServer.child.output())?.[1] ?? NaN);
+    const spans = Number(/SPANS (\d+)/.exec(tracingServer?.child.output() ?? "")?.[1] ?? NaN);
     const p = whole.read();
     const lines = [
       `Tally observability benchmark (npm run bench:obs), ${startedAt}`,
@@ -158,8 +161,12 @@ async function main(): Promise<number> {
       }),
       "",
       // h2load does not count the calls still in flight when a run's time is up: at most -c x -m per run.
-      `tracing: ${spans} call spans exported; ${calls.tracing} calls counted by h2load, plus at most ${(S.repeat + (S.warmup > 0 ? 1 : 0)) * S.connections * S.streams} in flight at the ends of runs` +
-        (spans >= calls.tracing && spans <= calls.tracing + (S.repeat + 1) * S.connections * S.streams ? " (one span per call, none dropped)" : " (SPANS DROPPED OR EXTRA)"),
+      ...(tracingServer === undefined
+        ? []
+        : [
+            `tracing: ${spans} call spans exported; ${calls.tracing} calls counted by h2load, plus at most ${(S.repeat + 1) * S.connections * S.streams} in flight at the ends of runs` +
+              (spans >= calls.tracing && spans <= calls.tracing + (S.repeat + 1) * S.connections * S.streams ? " (one span per call, none dropped)" : " (SPANS DROPPED OR EXTRA)"),
+          ]),
     ];
     process.stdout.write(lines.join("\n") + "\n");
     if (S.json) writeFileSync(S.json, JSON.stringify({ machine, startedAt, settings: S, runs, ratios, spans, calls }, null, 2) + "\n");

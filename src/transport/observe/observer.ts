@@ -183,7 +183,8 @@ export class Observer {
           const sc = span.spanContext();
           info.traceId = sc.traceId;
           info.spanId = sc.spanId;
-          if (!info.res.headersSent) info.res.setHeader("traceparent", formatTraceParent(sc.traceId, sc.spanId, sc.traceFlags));
+          // Echoed to a caller that sent one: it continues its trace through this span.
+          if (info.parent !== undefined && !info.res.headersSent) info.res.setHeader("traceparent", formatTraceParent(sc.traceId, sc.spanId, sc.traceFlags));
         }
       } else if (info?.parent !== undefined) {
         // No tracer: the trace still goes on through this server, as one span nobody records.
