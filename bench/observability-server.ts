@@ -7,6 +7,7 @@
  *   on       request ids and metrics (the defaults of `tally serve`)
  *   tracing  request ids, metrics and tracing, spans going through the SDK's
  *            batch processor to an exporter that drops them (counted)
+ *   sampled  the same with 1 call in 10 sampled (OTEL_TRACES_SAMPLER=traceidratio, 0.1)
  *
  * Logging is at error (nothing per call) in every setting, as in `npm run
  * bench`. Prints `READY port=N`; on SIGTERM prints `SPANS n` (spans exported)
@@ -18,7 +19,7 @@ import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { startTally } from "../src/app.js";
 import { jsonLogger } from "../src/transport/log.js";
 
-const MODES = ["off", "ids", "metrics", "on", "tracing"] as const;
+const MODES = ["off", "ids", "metrics", "on", "tracing", "sampled"] as const;
 
 /** Drops every span; counts the calls' (server) spans so that the run can check none was lost before export. */
 class CountingExporter implements SpanExporter {
@@ -39,14 +40,20 @@ async function main(): Promise<void> {
   const mode = arg("mode") as (typeof MODES)[number];
   if (!MODES.includes(mode)) throw new Error(`--mode must be one of ${MODES.join(", ")}`);
   const exporter = new CountingExporter();
+  if (mode === "sampled") {
+    // Read by the SDK's provider, as from a deployment's environment.
+    process.env.OTEL_TRACES_SAMPLER = "traceidratio";
+    process.env.OTEL_TRACES_SAMPLER_ARG = "0.1";
+  }
+  const traced = mode === "tracing" || mode === "sampled";
   const tally = await startTally({
     databasePath: arg("db"),
     port: 0,
     logger: jsonLogger(process.stderr, "error"),
-    requestIds: mode === "ids" || mode === "on" || mode === "tracing",
-    metrics: mode === "metrics" || mode === "on" || mode === "tracing",
+    requestIds: mode !== "off" && mode !== "metrics",
+    metrics: mode !== "off" && mode !== "ids",
     // Empty env: the machine's OTEL_* variables must not switch tracing on for the other settings.
-    tracing: mode === "tracing" ? { exporter, processor: "batch" } : { env: {} },
+    tracing: traced ? { exporter, processor: "batch" } : { env: {} },
   });
   process.stdout.write(`READY port=${tally.port}\n`);
   process.once("SIGTERM", () => {

@@ -1,19 +1,19 @@
 /**
  * `npm run bench:obs`: what observability costs GetBalance over gRPC, in one run.
  *
- * Five Tally servers (bench/observability-server.ts), each on its own copy
+ * Tally servers (bench/observability-server.ts), one per setting, each on its own copy
  * of one fixture database, all pinned to core 0 (taskset); h2load pinned to
  * core 1. Settings: all off; request ids only; metrics only; request ids and
- * metrics (the `tally serve` defaults); and those with tracing (spans
+ * metrics (the `tally serve` defaults); those with tracing (spans
  * through the OpenTelemetry SDK's batch processor to an exporter that drops
- * them). Each round loads every server once, in an order rotated each round
+ * them); and tracing with 1 call in 10 sampled. Each round loads every server once, in an order rotated each round
  * so that no setting always follows another; the report gives per setting
  * the median req/s and server CPU per call, and the median over rounds of
  * the ratio to all-off measured in the same round.
  *
  * Knobs: BENCH_OBS_DURATION (s, 10), BENCH_OBS_WARMUP (s, 3), BENCH_OBS_REPEAT
  * (5), BENCH_CONNECTIONS (4), BENCH_STREAMS (16), BENCH_OBS_SERVER_CPU ("0"),
- * BENCH_OBS_LOAD_CPU ("1"), BENCH_OBS_MODES (a subset of ids,metrics,on,tracing; all
+ * BENCH_OBS_LOAD_CPU ("1"), BENCH_OBS_MODES (a subset of ids,metrics,on,tracing,sampled; all
  * by default), BENCH_CPU_PROF=dir (a CPU profile per server,
  * written when it stops), BENCH_JSON=file.
  */
@@ -34,10 +34,11 @@ const ALL_MODES = [
   { mode: "metrics", label: "metrics" },
   { mode: "on", label: "metrics + request ids" },
   { mode: "tracing", label: "metrics + request ids + tracing" },
+  { mode: "sampled", label: "the same, 1 call in 10 sampled" },
 ] as const;
 type Mode = (typeof ALL_MODES)[number]["mode"];
 /** BENCH_OBS_MODES: a comma-separated subset (all off is always measured: it is the baseline). */
-const MODES = ALL_MODES.filter(({ mode }) => mode === "off" || (process.env.BENCH_OBS_MODES ?? "ids,metrics,on,tracing").split(",").includes(mode));
+const MODES = ALL_MODES.filter(({ mode }) => mode === "off" || (process.env.BENCH_OBS_MODES ?? "ids,metrics,on,tracing,sampled").split(",").includes(mode));
 
 const S = {
   duration: envNumber("BENCH_OBS_DURATION", 10, 1, 600),
@@ -104,13 +105,13 @@ async function main(): Promise<number> {
       if (existsSync(`${fx.dbPath}-wal`)) copyFileSync(`${fx.dbPath}-wal`, `${db}-wal`);
       servers.push(await startServer(mode, db));
     }
-    const calls: Record<Mode, number> = { off: 0, ids: 0, metrics: 0, on: 0, tracing: 0 };
+    const calls: Record<Mode, number> = { off: 0, ids: 0, metrics: 0, on: 0, tracing: 0, sampled: 0 };
     for (const s of servers) {
       const r = await probe(s.url, headers, body);
       requireSuccess(s.mode, "grpc", r);
       calls[s.mode]++;
       const id = r.headers["x-request-id"];
-      const wantsId = s.mode === "ids" || s.mode === "on" || s.mode === "tracing";
+      const wantsId = s.mode !== "off" && s.mode !== "metrics";
       if ((id !== undefined) !== wantsId) throw new Error(`${s.mode}: x-request-id ${id === undefined ? "missing" : `"${id}" unexpected`}`);
     }
     const load = (s: Server, durationS: number, logFile?: string) =>
@@ -119,8 +120,8 @@ async function main(): Promise<number> {
       log(`warming up each server for ${S.warmup} s`);
       for (const s of servers) calls[s.mode] += (await load(s, S.warmup)).succeeded;
     }
-    const runs: Record<Mode, Run[]> = { off: [], ids: [], metrics: [], on: [], tracing: [] };
-    const ratios: Record<Mode, number[]> = { off: [], ids: [], metrics: [], on: [], tracing: [] };
+    const runs: Record<Mode, Run[]> = { off: [], ids: [], metrics: [], on: [], tracing: [], sampled: [] };
+    const ratios: Record<Mode, number[]> = { off: [], ids: [], metrics: [], on: [], tracing: [], sampled: [] };
     for (let round = 0; round < S.repeat; round++) {
       const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
       const thisRound = new Map<Mode, Run>();

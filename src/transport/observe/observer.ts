@@ -254,10 +254,7 @@ export class Observer {
 /** The protocol a call came in by: REST when transcoded, else by its Content-Type. */
 function protocolOf(req: UnaryRequest | StreamRequest, info: RequestInfo | undefined): Protocol {
   if (req.contextValues.get(restCallKey) !== undefined) return "rest";
-  const ct = info === undefined ? (req.header.get("content-type") ?? "") : (info.req.headers["content-type"] ?? "");
-  if (ct.startsWith("application/grpc-web")) return "grpc-web";
-  if (ct.startsWith("application/grpc")) return "grpc";
-  return "connect";
+  return protocolOfContentType(info === undefined ? (req.header.get("content-type") ?? undefined) : info.req.headers["content-type"]);
 }
 
 /** The protocol of a request by its Content-Type, for refusals made before a call exists. */
