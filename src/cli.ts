@@ -7,6 +7,7 @@ import { commandHelp, groupHelp, usageText } from "./cli/help.js";
 import { exportCommand, importCommand } from "./cli/journal.js";
 import { keyCreateCommand, keyListCommand, keyRevokeCommand } from "./cli/key.js";
 import { migrateCommand } from "./cli/migrate.js";
+import { MissingDatabaseError } from "./cli/open-store.js";
 import { serveCommand } from "./cli/serve.js";
 import { nearest } from "./cli/suggest.js";
 import { tenantCreateCommand, tenantListCommand } from "./cli/tenant.js";
@@ -78,7 +79,7 @@ export async function runCli(argv: string[]): Promise<number> {
       const command = commandOf(argv);
       process.stderr.write(command === undefined ? "run tally --help for the commands\n" : `run tally ${command.name} --help for its flags\n`);
     }
-    return e instanceof LedgerError ? 1 : 2;
+    return e instanceof LedgerError || e instanceof MissingDatabaseError ? 1 : 2;
   }
 }
 

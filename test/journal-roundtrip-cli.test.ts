@@ -72,7 +72,7 @@ describe("tally export / tally import", () => {
     const holds = (TRANSFERS - ACCOUNTS) / 50;
     expect(summary.exported.writes).toBe(TRANSFERS + holds - Math.floor(holds / 3));
 
-    const imported = await runTallyCli(["import", "--db", target, first], 600_000);
+    const imported = await runTallyCli(["import", "--create", "--db", target, first], 600_000);
     expect(imported.stderr).toBe("");
     expect(imported.code).toBe(0);
     const report = (JSON.parse(imported.stdout) as { imported: { ok: boolean; transfersPerSecond: number; seconds: number; tenants: { tenant: string; transfersCreated: number; verified: boolean; adminKey: string }[] } }).imported;
@@ -98,7 +98,7 @@ describe("tally export / tally import", () => {
     expect(piped.stdout).toContain('"amount":"9007199254740993"');
     expect(JSON.parse(piped.stderr)).toMatchObject({ exported: { file: null, writes: 10 } });
     const copy = join(dir, "stdin.db");
-    const fromStdin = await runTallyCli(["import", "--db", copy, "--tenant", "copy", "-"], 60_000, piped.stdout);
+    const fromStdin = await runTallyCli(["import", "--create", "--db", copy, "--tenant", "copy", "-"], 60_000, piped.stdout);
     expect(fromStdin.stderr).toBe("");
     expect(JSON.parse(fromStdin.stdout)).toMatchObject({ imported: { ok: true, tenants: [{ tenant: "copy", transfersCreated: 10 }] } });
     const back = await runTallyCli(["export", "--db", copy]);
@@ -106,7 +106,7 @@ describe("tally export / tally import", () => {
 
     const bad = join(dir, "truncated.ndjson");
     writeFileSync(bad, piped.stdout.split("\n").slice(0, 8).join("\n"));
-    const refused = await runTallyCli(["import", "--db", join(dir, "fresh.db"), bad]);
+    const refused = await runTallyCli(["import", "--create", "--db", join(dir, "fresh.db"), bad]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/tally: the file has no end record: it is incomplete/);
     expect(refused.stdout).toBe("");

@@ -6,7 +6,7 @@ import { importJournal } from "../journal-file/import.js";
 import { progressBar } from "../journal-file/progress.js";
 import type { Command } from "./command.js";
 import { STORE_FLAGS, UsageError, bool, str, strs } from "./flags.js";
-import { openStore } from "./open-store.js";
+import { openStore, requireDatabase, storeLocation } from "./open-store.js";
 
 /**
  * `tally export [--tenant ID]... [--out FILE]`: the journal as NDJSON, to
@@ -63,29 +63,37 @@ export const exportCommand: Command = {
 };
 
 /**
- * `tally import [--tenant ID] [--batch N] [--no-verify] FILE|-`: reads a
- * journal file through the ledger's rules, then verifies each imported
- * tenant. Prints a JSON report; exit 1 when verify finds a difference.
+ * `tally import [--tenant ID] [--batch N] [--no-verify] [--create] FILE|-`:
+ * reads a journal file through the ledger's rules, then verifies each
+ * imported tenant. Prints a JSON report; exit 1 when verify finds a
+ * difference. A SQLite --db that does not exist is refused unless --create
+ * says a new database is meant (a mistyped path would otherwise be one).
  */
 export const importCommand: Command = {
   name: "import",
   summary: "read an export through the ledger's rules (idempotent), then verify",
-  synopsis: "[--tenant ID] [--batch N] [--no-verify] [--db FILE | --database URL] FILE|-",
-  details: "FILE is an export (- reads stdin). Importing the same file twice changes nothing the second time.",
+  synopsis: "[--tenant ID] [--batch N] [--no-verify] [--create] [--db FILE | --database URL] FILE|-",
+  details:
+    "FILE is an export (- reads stdin). Importing the same file twice changes nothing the second time.\n" +
+    "A SQLite --db must exist, unless --create is given: then a new database is made for the import.",
   positionals: true,
   flags: {
     ...STORE_FLAGS,
     tenant: { type: "string", value: "ID", help: "import the file's one tenant section into this tenant" },
     batch: { type: "string", value: "N", help: "records per write" },
     "no-verify": { type: "boolean", help: "skip the verify of each imported tenant" },
+    create: { type: "boolean", help: "create the SQLite --db when it does not exist (a fresh database for the import)" },
   },
   async run({ values, positionals }) {
     if (positionals.length !== 1) throw new UsageError("give one file to import (or - for stdin)");
     const batch = str(values, "batch");
     if (batch !== undefined && !/^[1-9][0-9]*$/.test(batch)) throw new UsageError("--batch must be a positive integer");
+    // Before stdin is spooled: a refused import reads nothing.
+    const create = { create: bool(values, "create"), hint: "give --create to import into a new database" };
+    requireDatabase(storeLocation(values), create);
     const spooled = positionals[0] === "-" ? await spoolStdin() : undefined;
     const path = spooled?.path ?? positionals[0]!;
-    const store = await openStore(values);
+    const store = await openStore(values, create);
     const bar = progressBar(process.stderr, "import", "records");
     try {
       const ledger = new Ledger({ store, clock: systemClock });

@@ -4,7 +4,7 @@ import { PostgresStore } from "../store/postgres/postgres-store.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { Command } from "./command.js";
 import { STORE_FLAGS } from "./flags.js";
-import { storeLocation } from "./open-store.js";
+import { requireDatabase, storeLocation } from "./open-store.js";
 import { printJson } from "./output.js";
 
 /**
@@ -20,10 +20,12 @@ export const migrateCommand: Command = {
   details:
     "For deploy pipelines: run it with the new version before starting its servers. Servers migrate\n" +
     "on start as well, so it is never required; it is idempotent (nothing to do: before = after).\n" +
+    "A SQLite --db must exist (serve creates one; an empty file is an empty database).\n" +
     "On PostgreSQL it takes the same advisory lock as starting servers, inside one transaction.",
   flags: { ...STORE_FLAGS },
   async run({ values }) {
     const at = storeLocation(values);
+    requireDatabase(at);
     if (at.kind === "postgres") {
       // One connection: migrating needs no more, and a pipeline's database may allow few.
       const store = await PostgresStore.open({ url: at.url, poolSize: 1 });
