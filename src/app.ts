@@ -41,7 +41,8 @@ import { requestFields, requestInfoKey } from "./transport/observe/request-conte
 import { bothObservers, startTracing, tracingStoreObserver } from "./transport/observe/tracing.js";
 import { packageVersion } from "./version.js";
 import type { AbuseOptions, Listening } from "./transport/server.js";
-import { listen } from "./transport/server.js";
+import { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, listen } from "./transport/server.js";
+import { DEFAULT_MAX_PER_ADDRESS } from "./transport/connection-limits.js";
 import { definedOnly } from "./options.js";
 import { createRpcHandler } from "./transport/rpc-handler.js";
 import { createFrontDoor } from "./transport/front-door.js";
@@ -244,7 +245,8 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
   const access = new Access(store, clock);
   const bootstrapKey = await bootstrap(store, access);
   const pageTokens = new PageTokens(Buffer.from(await pageTokenKey(store), "base64url"));
-  const streams = new StreamLimiter(options.streamsPerTenant ?? 100);
+  const streamsPerTenant = options.streamsPerTenant ?? 100;
+  const streams = new StreamLimiter(streamsPerTenant);
   const shutdown = new AbortController();
   // connect-es adds one listener per call to this signal; many concurrent
   // calls are normal here, not a leak.
@@ -390,11 +392,11 @@ export async function startTally(options: TallyOptions = {}): Promise<Tally> {
     limits: {
       max_message_bytes: readMaxBytes,
       max_timeout_ms: routerOptions.maxTimeoutMs,
-      streams_per_tenant: options.streamsPerTenant ?? 100,
-      headers_timeout_ms: options.headersTimeoutMs ?? 10_000,
-      request_timeout_ms: options.requestTimeoutMs ?? 60_000,
+      streams_per_tenant: streamsPerTenant,
+      headers_timeout_ms: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+      request_timeout_ms: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
       max_connections: options.maxConnections ?? "auto",
-      max_connections_per_address: options.maxConnectionsPerAddress ?? 256,
+      max_connections_per_address: options.maxConnectionsPerAddress ?? DEFAULT_MAX_PER_ADDRESS,
     },
   });
 

@@ -6,7 +6,7 @@ import { MIGRATIONS } from "../store/sqlite/migrations.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { Command } from "./command.js";
 import { UsageError, bool, required, str } from "./flags.js";
-import { MissingDatabaseError } from "./open-store.js";
+import { requireDatabase } from "./open-store.js";
 import { fail, printJson } from "./output.js";
 import { verifyTenants } from "./verify.js";
 
@@ -38,7 +38,7 @@ export const backupCommand: Command = {
     const from = str(values, "db") ?? process.env.TALLY_DB;
     if (from === undefined || from === "") throw new UsageError("--db is required");
     const to = resolve(required(values, "to"));
-    if (!existsSync(from)) return fail(new MissingDatabaseError(from).message);
+    requireDatabase({ kind: "sqlite", path: from });
     if (existsSync(to) && realpathSync(to) === realpathSync(from)) throw new UsageError("--to is the database itself");
     if (existsSync(to) && !bool(values, "force")) return fail(`${to} exists; give --force to replace it`);
     // A WAL file left beside the target would be replayed into the new copy on its first open.

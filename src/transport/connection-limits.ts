@@ -27,6 +27,9 @@ interface Strikes {
   until: number;
 }
 
+/** Open connections one address may hold, unless `maxPerAddress` says otherwise. */
+export const DEFAULT_MAX_PER_ADDRESS = 256;
+
 /**
  * Bounds the connections the server holds: in all, per client address, and
  * for addresses whose sessions keep being ended for abuse (rapid reset and
@@ -52,7 +55,7 @@ export class ConnectionLimits {
 
   constructor(opts: ConnectionLimitsOptions = {}) {
     this.maxConnections = opts.maxConnections ?? defaultMaxConnections();
-    this.maxPerAddress = opts.maxPerAddress ?? 256;
+    this.maxPerAddress = opts.maxPerAddress ?? DEFAULT_MAX_PER_ADDRESS;
     this.strikesToPenalty = opts.strikes ?? 3;
     this.strikeWindowMs = opts.strikeWindowMs ?? 60_000;
     this.penaltyMs = opts.penaltyMs ?? 60_000;

@@ -22,6 +22,7 @@ import {
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { untilDeadline } from "./read-body.js";
+import { DEFAULT_REQUEST_TIMEOUT_MS } from "./server.js";
 import type { Logger } from "./log.js";
 import { connectGetFormat, serveConnectUnary } from "./lean/connect.js";
 import { serveGrpcUnary } from "./lean/grpc.js";
@@ -127,7 +128,7 @@ export function createRpcHandler(options: RpcHandlerOptions): RpcHandler {
   const handlers = new Map<string, UniversalHandler>();
   for (const h of router.handlers) handlers.set(h.requestPath, h);
   const max = options.readMaxBytes;
-  const requestTimeoutMs = options.requestTimeoutMs ?? 60_000;
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const observer = options.observer;
 
   const handle = (req: Req, res: Res) => {

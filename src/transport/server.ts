@@ -89,6 +89,11 @@ export interface Listening {
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/** Time a client has to send a request's headers, in ms, unless `headersTimeoutMs` says otherwise. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+/** Time a client has to send a whole request, in ms, unless `requestTimeoutMs` says otherwise. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+
 /**
  * Serves one handler on one port for HTTP/1.1 and HTTP/2: the listener in front of the front door (front-door.ts).
  * It admits connections (overall, per address, penalty box), bounds their
@@ -105,8 +110,8 @@ const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  */
 export async function listen(handler: NodeHandler, opts: ListenOptions = {}): Promise<Listening> {
   const host = opts.host ?? "127.0.0.1";
-  const headersTimeoutMs = opts.headersTimeoutMs ?? 10_000;
-  const requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
+  const headersTimeoutMs = opts.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const maxHeaderBytes = opts.maxHeaderBytes ?? 16384;
   const notice = throttled(opts.onNotice);
   const limits = new ConnectionLimits(

@@ -7,6 +7,7 @@ import { principalKey } from "../../services/principal.js";
 import { nodeHeaderToWebHeader } from "../lean/headers.js";
 import type { RpcHandler } from "../rpc-handler.js";
 import { restCallKey } from "../rest-call.js";
+import { DEFAULT_REQUEST_TIMEOUT_MS } from "../server.js";
 import type { Logger } from "../log.js";
 import { Observer } from "../observe/observer.js";
 import { requestInfoKey, requestInfoOf } from "../observe/request-context.js";
@@ -143,7 +144,7 @@ export function createRestHandler(opts: RestHandlerOptions): RestHandler {
       if (coding instanceof ConnectError) return fail(coding, 415, { ...close, "accept-encoding": SUPPORTED_ENCODINGS });
       let body: Buffer | undefined;
       try {
-        body = await readBounded(req, opts.readMaxBytes, opts.requestTimeoutMs ?? 60_000);
+        body = await readBounded(req, opts.readMaxBytes, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
       } catch (e) {
         if (e instanceof ConnectError && e.code === Code.DeadlineExceeded) return fail(e, 408, close);
         throw e;
